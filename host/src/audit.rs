@@ -1,0 +1,204 @@
+//! The audit log: one JSON line per capability use and per driver call.
+//!
+//! Security teams read it to see what each driver did and was refused. Every
+//! record also goes to tracing (target `wasmvol::audit`). Arguments are
+//! passed through [`redact`] first, so secrets never reach the log.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Whether policy let an operation through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+/// One audit line.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord<'a> {
+    pub time: String,
+    pub driver: &'a str,
+    pub request_id: &'a str,
+    /// `call:<export>` for a driver call, `<interface>.<function>` for a capability use.
+    pub operation: &'a str,
+    pub args: Value,
+    pub decision: Decision,
+    /// `ok`, or what went wrong.
+    pub outcome: String,
+}
+
+/// Append-only JSON-lines sink shared by every call.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: Option<Mutex<File>>,
+}
+
+impl AuditLog {
+    /// Opens (creating) the log file in append mode, readable by root only.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Self {
+            file: Some(Mutex::new(file)),
+        })
+    }
+
+    /// A log that only writes to tracing (tools that inspect, never run, drivers).
+    pub fn tracing_only() -> Self {
+        Self { file: None }
+    }
+
+    /// Writes one record. A failed write is reported to tracing, never to the driver.
+    pub fn record(&self, record: &AuditRecord<'_>) {
+        let line = serde_json::to_string(record).expect("audit records serialize");
+        match record.decision {
+            Decision::Allow => tracing::info!(target: "wasmvol::audit", "{line}"),
+            Decision::Deny => tracing::warn!(target: "wasmvol::audit", "{line}"),
+        }
+        if let Some(file) = &self.file {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            let mut buf = line.into_bytes();
+            buf.push(b'\n');
+            // One write(2) per line keeps lines whole under concurrent appenders.
+            if let Err(e) = f.write_all(&buf) {
+                tracing::error!(error = %e, "audit log write failed");
+            }
+        }
+    }
+}
+
+/// Replaces every value under a key named `secrets` with its keys only, at any depth.
+pub fn redact(mut value: Value) -> Value {
+    redact_in_place(&mut value);
+    value
+}
+
+fn redact_in_place(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if k == "secrets" {
+                    *v = redacted_secrets(v);
+                } else {
+                    redact_in_place(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_in_place),
+        _ => {}
+    }
+}
+
+/// Secrets as `[["key", "<redacted>"], ...]` (they travel as key-value lists).
+fn redacted_secrets(v: &Value) -> Value {
+    let keys: Vec<Value> = match v {
+        Value::Array(pairs) => pairs
+            .iter()
+            .filter_map(|p| p.get(0).cloned())
+            .map(|k| Value::Array(vec![k, Value::from("<redacted>")]))
+            .collect(),
+        Value::Object(map) => map
+            .keys()
+            .map(|k| Value::Array(vec![Value::from(k.clone()), Value::from("<redacted>")]))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Value::Array(keys)
+}
+
+/// Current UTC time as RFC 3339 with milliseconds.
+pub fn now_rfc3339() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth() {
+        let v = redact(json!({
+            "volume_id": "v1",
+            "request": {"secrets": [["password", "hunter2"]], "parameters": [["a", "b"]]}
+        }));
+        let text = v.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("password"), "{text}");
+        assert!(text.contains("\"parameters\":[[\"a\",\"b\"]]"), "{text}");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn records_are_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        for op in ["mount.bind", "state.put"] {
+            log.record(&AuditRecord {
+                time: now_rfc3339(),
+                driver: "d",
+                request_id: "r",
+                operation: op,
+                args: json!({}),
+                decision: Decision::Deny,
+                outcome: "denied".into(),
+            });
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["operation"], "state.put");
+        assert_eq!(lines[1]["decision"], "deny");
+    }
+}

@@ -1,0 +1,20 @@
+//! Host-side bindings of the `volume-driver` world (generated from `wit/`).
+//!
+//! Every import is `trappable`: a stale or forged resource handle traps the
+//! call instead of reaching a capability. Data types derive serde so the CLI
+//! can take requests as JSON.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "volume-driver",
+    imports: { default: trappable },
+    with: {
+        "wasmvol:driver/volumes.root": crate::capability::volumes::StorageRoot,
+        "wasmvol:driver/mount.target": crate::capability::mount::TargetHandle,
+    },
+    additional_derives: [serde::Serialize, serde::Deserialize],
+});
+
+pub use exports::wasmvol::driver::{controller, identity, node};
+pub use wasmvol::driver::types::{self, DriverError};
+pub use wasmvol::driver::{log, mount, state, volumes};

@@ -1,0 +1,12 @@
+//! Host implementations of the capability interfaces, one file per WIT interface.
+//! Every use that touches the host passes through [`CallContext::gate`](crate::context::CallContext::gate).
+
+pub mod log;
+pub mod mount;
+pub mod state;
+pub mod volumes;
+
+use crate::bindings::types::Host as TypesHost;
+use crate::context::CallContext;
+
+impl TypesHost for CallContext {}

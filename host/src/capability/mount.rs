@@ -1,0 +1,188 @@
+//! `wasmvol:driver/mount`: mounts onto the mount points of one request.
+//!
+//! A [`TargetHandle`] is made by the host from a path kubelet passed in the
+//! request and lives in the call's resource table, so a driver can mount only
+//! onto what this request handed it. Sources are opened beneath the storage
+//! root (or are another handle of the same request) and mounted by file
+//! descriptor.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use wasmtime::component::Resource;
+
+use crate::bindings::mount::{Host, HostTarget, TargetRole, TargetShape};
+use crate::bindings::volumes::Root;
+use crate::bindings::DriverError;
+use crate::capability::volumes::BeneathRoot;
+use crate::context::{io_error, CallContext, CapError, Need};
+use crate::sys::mount as sys;
+
+/// A mount point kubelet handed over for one request.
+#[derive(Debug)]
+pub struct TargetHandle {
+    role: TargetRole,
+    shape: TargetShape,
+    path: PathBuf,
+    /// `O_PATH` handle opened when the request arrived; mounts attach to it.
+    fd: OwnedFd,
+}
+
+impl TargetHandle {
+    /// Opens a request path as a target. The path must exist with the given
+    /// shape and must not be a symlink.
+    pub fn open(path: &Path, role: TargetRole, shape: TargetShape) -> std::io::Result<Self> {
+        let fd = sys::open_path(path)?;
+        let meta = std::fs::symlink_metadata(path)?;
+        let ok = match shape {
+            TargetShape::Directory => meta.is_dir(),
+            TargetShape::File => meta.is_file(),
+        };
+        if !ok {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is not a {:?}", path.display(), shape),
+            ));
+        }
+        Ok(Self {
+            role,
+            shape,
+            path: path.to_owned(),
+            fd,
+        })
+    }
+
+    /// The host path (never shown to the driver).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn table_err(e: wasmtime::component::ResourceTableError) -> CapError {
+    CapError::Denied(format!("invalid handle: {e}"))
+}
+
+impl CallContext {
+    fn target_args(&self, target: &Resource<TargetHandle>) -> serde_json::Value {
+        match self.table.get(target) {
+            Ok(t) => json!({"target": t.path, "role": format!("{:?}", t.role)}),
+            Err(_) => json!({"target": null}),
+        }
+    }
+}
+
+impl HostTarget for CallContext {
+    fn role(&mut self, t: Resource<TargetHandle>) -> wasmtime::Result<TargetRole> {
+        Ok(self.table.get(&t)?.role)
+    }
+
+    fn shape(&mut self, t: Resource<TargetHandle>) -> wasmtime::Result<TargetShape> {
+        Ok(self.table.get(&t)?.shape)
+    }
+
+    fn is_mounted(
+        &mut self,
+        t: Resource<TargetHandle>,
+    ) -> wasmtime::Result<Result<bool, DriverError>> {
+        let path = self.table.get(&t)?.path.clone();
+        Ok(
+            sys::is_mount_point(&path).map_err(|e| match io_error("is-mounted", e) {
+                CapError::Denied(m) => DriverError::PermissionDenied(m),
+                CapError::Failed(e) => e,
+            }),
+        )
+    }
+
+    fn bind_from_root(
+        &mut self,
+        t: Resource<TargetHandle>,
+        _root: Resource<Root>,
+        path: String,
+        read_only: bool,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        self.table.get(&t)?;
+        let mut args = self.target_args(&t);
+        args["source"] = json!(path);
+        args["read_only"] = json!(read_only);
+        Ok(self.gate("mount.bind-from-root", Need::Mount, args, |ctx| {
+            let root = ctx.env.root.as_ref().ok_or_else(|| {
+                CapError::Denied("no storage root is granted to mount from".into())
+            })?;
+            let p = BeneathRoot::parse(&path)?;
+            let target = ctx.table.get(&t).map_err(table_err)?;
+            // Resolved beneath the root now; the fd is what gets mounted.
+            let source: OwnedFd = match target.shape {
+                TargetShape::Directory => {
+                    root.open_dir(p.as_path()).map(|d| d.into_std_file().into())
+                }
+                TargetShape::File => root.open(p.as_path()).map(|f| f.into_std().into()),
+            }
+            .map_err(|e| io_error(&path, e))?;
+            sys::bind(source.as_fd(), target.fd.as_fd(), read_only).map_err(|e| io_error("bind", e))
+        }))
+    }
+
+    fn bind_from_target(
+        &mut self,
+        t: Resource<TargetHandle>,
+        source: Resource<TargetHandle>,
+        read_only: bool,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        self.table.get(&t)?;
+        self.table.get(&source)?;
+        let mut args = self.target_args(&t);
+        args["source"] = json!(self.table.get(&source)?.path);
+        args["read_only"] = json!(read_only);
+        Ok(
+            self.gate("mount.bind-from-target", Need::Mount, args, |ctx| {
+                let src = ctx.table.get(&source).map_err(table_err)?;
+                let dst = ctx.table.get(&t).map_err(table_err)?;
+                if src.path == dst.path {
+                    return Err(CapError::Failed(DriverError::InvalidArgument(
+                        "cannot bind a target onto itself".into(),
+                    )));
+                }
+                // Reopen the source so the bind takes what is mounted there now.
+                let src_fd = sys::open_path(&src.path).map_err(|e| io_error("source", e))?;
+                sys::bind(src_fd.as_fd(), dst.fd.as_fd(), read_only)
+                    .map_err(|e| io_error("bind", e))
+            }),
+        )
+    }
+
+    fn remount_read_only(
+        &mut self,
+        t: Resource<TargetHandle>,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        self.table.get(&t)?;
+        let args = self.target_args(&t);
+        Ok(
+            self.gate("mount.remount-read-only", Need::Mount, args, |ctx| {
+                let target = ctx.table.get(&t).map_err(table_err)?;
+                sys::remount_read_only(&target.path).map_err(|e| io_error("remount", e))
+            }),
+        )
+    }
+
+    fn unmount(&mut self, t: Resource<TargetHandle>) -> wasmtime::Result<Result<(), DriverError>> {
+        self.table.get(&t)?;
+        let args = self.target_args(&t);
+        Ok(self.gate("mount.unmount", Need::Mount, args, |ctx| {
+            let path = ctx.table.get(&t).map_err(table_err)?.path.clone();
+            if !sys::is_mount_point(&path).map_err(|e| io_error("unmount", e))? {
+                return Ok(());
+            }
+            sys::unmount(&path)
+                .map(|_| ())
+                .map_err(|e| io_error("unmount", e))
+        }))
+    }
+
+    fn drop(&mut self, rep: Resource<TargetHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl Host for CallContext {}

@@ -1,0 +1,94 @@
+//! `wasmvol:driver/state`: the driver's durable key-value store.
+//!
+//! Keys live in the host's [`StateStore`](crate::state_store::StateStore)
+//! under the driver's name, so drivers never see each other's state.
+
+use serde_json::json;
+
+use crate::bindings::state::Host;
+use crate::bindings::DriverError;
+use crate::context::{CallContext, CapError, Need};
+use crate::state_store::StateError;
+
+fn state_err(e: StateError) -> CapError {
+    CapError::Failed(match e {
+        StateError::Quota { .. } => DriverError::ResourceExhausted(e.to_string()),
+        StateError::BadKey => DriverError::InvalidArgument(e.to_string()),
+        StateError::Store(_) => DriverError::Unavailable(e.to_string()),
+    })
+}
+
+impl CallContext {
+    fn quota(&self) -> u64 {
+        self.env.policy.grants.state_quota_bytes.unwrap_or(0)
+    }
+}
+
+impl Host for CallContext {
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, DriverError>> {
+        Ok(
+            self.gate("state.get", Need::State, json!({"key": key}), |ctx| {
+                ctx.env.state.get(ctx.driver(), &key).map_err(state_err)
+            }),
+        )
+    }
+
+    fn put(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), DriverError>> {
+        let args = json!({"key": key, "bytes": value.len()});
+        Ok(self.gate("state.put", Need::State, args, |ctx| {
+            let quota = ctx.quota();
+            ctx.env
+                .state
+                .put(ctx.driver(), &key, Some(&value), quota)
+                .map_err(state_err)
+        }))
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), DriverError>> {
+        Ok(
+            self.gate("state.delete", Need::State, json!({"key": key}), |ctx| {
+                let quota = ctx.quota();
+                ctx.env
+                    .state
+                    .put(ctx.driver(), &key, None, quota)
+                    .map_err(state_err)
+            }),
+        )
+    }
+
+    fn list_prefix(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<(String, Vec<u8>)>, DriverError>> {
+        Ok(self.gate(
+            "state.list-prefix",
+            Need::State,
+            json!({"prefix": prefix}),
+            |ctx| ctx.env.state.list(ctx.driver(), &prefix).map_err(state_err),
+        ))
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> wasmtime::Result<Result<bool, DriverError>> {
+        let args = json!({"key": key, "expected_present": expected.is_some(), "new_present": new.is_some()});
+        Ok(
+            self.gate("state.compare-and-swap", Need::State, args, |ctx| {
+                let quota = ctx.quota();
+                ctx.env
+                    .state
+                    .swap(
+                        ctx.driver(),
+                        &key,
+                        Some(expected.as_deref()),
+                        new.as_deref(),
+                        quota,
+                    )
+                    .map_err(state_err)
+            }),
+        )
+    }
+}

@@ -1,0 +1,372 @@
+//! `wasmvol:driver/volumes`: the driver's storage root.
+//!
+//! Paths from the driver are parsed into [`BeneathRoot`] (relative, no `..`)
+//! and then resolved by cap-std beneath the root directory opened at load, so
+//! a symlink met on the way cannot lead outside it either.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::json;
+use wasmtime::component::Resource;
+
+use crate::bindings::volumes::{Entry, EntryKind, FsStats, Host, HostRoot, Usage};
+use crate::bindings::DriverError;
+use crate::context::{io_error, CallContext, CapError, Need};
+use crate::sys::tree;
+
+/// Largest file `read-file` returns (guards the guest's memory and ours).
+const MAX_READ_BYTES: u64 = 16 << 20;
+
+/// The storage root handle. It carries nothing: the directory it stands for
+/// is the one policy granted this driver, held by the host.
+pub struct StorageRoot;
+
+/// A driver path checked to stay beneath the root by its shape; cap-std
+/// then resolves it beneath the root, symlinks included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeneathRoot(PathBuf);
+
+impl BeneathRoot {
+    /// Accepts relative paths without `..`; "" and "." mean the root itself.
+    pub fn parse(path: &str) -> Result<Self, CapError> {
+        if path.contains('\0') {
+            return Err(CapError::Failed(DriverError::InvalidArgument(
+                "path contains NUL".into(),
+            )));
+        }
+        let p = Path::new(path);
+        for c in p.components() {
+            match c {
+                Component::Normal(_) | Component::CurDir => {}
+                Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                    return Err(CapError::Denied(format!(
+                        "path `{path}` leaves the storage root"
+                    )));
+                }
+            }
+        }
+        Ok(Self(p.components().collect()))
+    }
+
+    /// The path relative to the root ("" for the root itself).
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+
+    fn is_root(&self) -> bool {
+        self.0.as_os_str().is_empty()
+    }
+}
+
+impl CallContext {
+    /// Runs a storage operation through the gate with the root directory.
+    fn with_root<T>(
+        &mut self,
+        operation: &str,
+        need: Need,
+        args: serde_json::Value,
+        f: impl FnOnce(&cap_std::fs::Dir) -> Result<T, CapError>,
+    ) -> Result<T, DriverError> {
+        self.gate(operation, need, args, |ctx| {
+            let root = ctx.env.root.as_ref().ok_or_else(|| {
+                CapError::Denied("no storage root is open for this driver".into())
+            })?;
+            f(root)
+        })
+    }
+}
+
+fn not_root(p: &BeneathRoot, what: &str) -> Result<(), CapError> {
+    if p.is_root() {
+        return Err(CapError::Failed(DriverError::InvalidArgument(format!(
+            "cannot {what} the storage root itself"
+        ))));
+    }
+    Ok(())
+}
+
+impl HostRoot for CallContext {
+    fn create_dir(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        Ok(self.with_root(
+            "volumes.create-dir",
+            Need::StorageWrite,
+            json!({"path": path}),
+            |root| {
+                let p = BeneathRoot::parse(&path)?;
+                root.create_dir_all(p.as_path())
+                    .map_err(|e| io_error(&path, e))
+            },
+        ))
+    }
+
+    fn remove_tree(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        Ok(self.with_root(
+            "volumes.remove-tree",
+            Need::StorageWrite,
+            json!({"path": path}),
+            |root| {
+                let p = BeneathRoot::parse(&path)?;
+                not_root(&p, "remove")?;
+                match root.remove_dir_all(p.as_path()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    r => r.map_err(|e| io_error(&path, e)),
+                }
+            },
+        ))
+    }
+
+    fn remove_file(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        Ok(self.with_root(
+            "volumes.remove-file",
+            Need::StorageWrite,
+            json!({"path": path}),
+            |root| {
+                let p = BeneathRoot::parse(&path)?;
+                not_root(&p, "remove")?;
+                match root.remove_file(p.as_path()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    r => r.map_err(|e| io_error(&path, e)),
+                }
+            },
+        ))
+    }
+
+    fn list_dir(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<Entry>, DriverError>> {
+        Ok(self.with_root(
+            "volumes.list-dir",
+            Need::StorageRead,
+            json!({"path": path}),
+            |root| {
+                let p = BeneathRoot::parse(&path)?;
+                let dir = if p.is_root() {
+                    root.try_clone()
+                } else {
+                    root.open_dir(p.as_path())
+                }
+                .map_err(|e| io_error(&path, e))?;
+                let mut out = Vec::new();
+                for entry in dir.entries().map_err(|e| io_error(&path, e))? {
+                    let entry = entry.map_err(|e| io_error(&path, e))?;
+                    let ft = entry.file_type().map_err(|e| io_error(&path, e))?;
+                    let kind = if ft.is_dir() {
+                        EntryKind::Directory
+                    } else if ft.is_file() {
+                        EntryKind::File
+                    } else if ft.is_symlink() {
+                        EntryKind::Symlink
+                    } else {
+                        EntryKind::Other
+                    };
+                    out.push(Entry {
+                        name: entry.file_name().to_string_lossy().into_owned(),
+                        kind,
+                    });
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            },
+        ))
+    }
+
+    fn rename(
+        &mut self,
+        _: Resource<StorageRoot>,
+        source: String,
+        destination: String,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        let args = json!({"source": source, "destination": destination});
+        Ok(
+            self.with_root("volumes.rename", Need::StorageWrite, args, |root| {
+                let (s, d) = (
+                    BeneathRoot::parse(&source)?,
+                    BeneathRoot::parse(&destination)?,
+                );
+                not_root(&s, "rename")?;
+                not_root(&d, "replace")?;
+                root.rename(s.as_path(), root, d.as_path())
+                    .map_err(|e| io_error(&source, e))
+            }),
+        )
+    }
+
+    fn copy(
+        &mut self,
+        _: Resource<StorageRoot>,
+        source: String,
+        destination: String,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        let args = json!({"source": source, "destination": destination});
+        Ok(
+            self.with_root("volumes.copy", Need::StorageWrite, args, |root| {
+                let (s, d) = (
+                    BeneathRoot::parse(&source)?,
+                    BeneathRoot::parse(&destination)?,
+                );
+                not_root(&s, "copy")?;
+                not_root(&d, "replace")?;
+                tree::copy_tree(root, s.as_path(), d.as_path()).map_err(|e| io_error(&source, e))
+            }),
+        )
+    }
+
+    fn exists(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+    ) -> wasmtime::Result<Result<bool, DriverError>> {
+        Ok(self.with_root(
+            "volumes.exists",
+            Need::StorageRead,
+            json!({"path": path}),
+            |root| {
+                let p = BeneathRoot::parse(&path)?;
+                match root.symlink_metadata(p.as_path()) {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(io_error(&path, e)),
+                }
+            },
+        ))
+    }
+
+    fn write_file(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+        contents: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        let args = json!({"path": path, "bytes": contents.len()});
+        Ok(
+            self.with_root("volumes.write-file", Need::StorageWrite, args, |root| {
+                let p = BeneathRoot::parse(&path)?;
+                not_root(&p, "write")?;
+                root.write(p.as_path(), &contents)
+                    .map_err(|e| io_error(&path, e))
+            }),
+        )
+    }
+
+    fn read_file(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, DriverError>> {
+        Ok(self.with_root(
+            "volumes.read-file",
+            Need::StorageRead,
+            json!({"path": path}),
+            |root| {
+                use std::io::Read;
+                let p = BeneathRoot::parse(&path)?;
+                let file = root.open(p.as_path()).map_err(|e| io_error(&path, e))?;
+                let mut buf = Vec::new();
+                file.take(MAX_READ_BYTES + 1)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| io_error(&path, e))?;
+                if buf.len() as u64 > MAX_READ_BYTES {
+                    return Err(CapError::Failed(DriverError::OutOfRange(format!(
+                        "{path} is larger than {MAX_READ_BYTES} bytes"
+                    ))));
+                }
+                Ok(buf)
+            },
+        ))
+    }
+
+    fn statvfs(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+    ) -> wasmtime::Result<Result<FsStats, DriverError>> {
+        Ok(self.with_root(
+            "volumes.statvfs",
+            Need::StorageRead,
+            json!({"path": path}),
+            |root| {
+                let p = BeneathRoot::parse(&path)?;
+                let s = tree::statvfs(root, p.as_path()).map_err(|e| io_error(&path, e))?;
+                Ok(FsStats {
+                    total_bytes: s.total_bytes,
+                    free_bytes: s.free_bytes,
+                    available_bytes: s.available_bytes,
+                    total_inodes: s.total_inodes,
+                    free_inodes: s.free_inodes,
+                })
+            },
+        ))
+    }
+
+    fn usage(
+        &mut self,
+        _: Resource<StorageRoot>,
+        path: String,
+    ) -> wasmtime::Result<Result<Usage, DriverError>> {
+        Ok(self.with_root(
+            "volumes.usage",
+            Need::StorageRead,
+            json!({"path": path}),
+            |root| {
+                let p = BeneathRoot::parse(&path)?;
+                let (bytes, inodes) =
+                    tree::usage(root, p.as_path()).map_err(|e| io_error(&path, e))?;
+                Ok(Usage { bytes, inodes })
+            },
+        ))
+    }
+
+    fn drop(&mut self, rep: Resource<StorageRoot>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl Host for CallContext {
+    fn open_root(&mut self) -> wasmtime::Result<Result<Resource<StorageRoot>, DriverError>> {
+        let opened = self.gate("volumes.open-root", Need::StorageRead, json!({}), |ctx| {
+            ctx.table
+                .push(StorageRoot)
+                .map_err(|e| CapError::Failed(DriverError::ResourceExhausted(e.to_string())))
+        });
+        Ok(opened)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_leave_the_root_are_denied_by_shape() {
+        for bad in ["/etc", "..", "a/../../b", "a/.."] {
+            assert!(
+                matches!(BeneathRoot::parse(bad), Err(CapError::Denied(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            BeneathRoot::parse("./a/b").unwrap().as_path(),
+            Path::new("a/b")
+        );
+        assert!(BeneathRoot::parse("").unwrap().is_root());
+        assert!(matches!(
+            BeneathRoot::parse("a\0b"),
+            Err(CapError::Failed(_))
+        ));
+    }
+}

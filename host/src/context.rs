@@ -1,0 +1,235 @@
+//! The state of one call into a driver (the wasmtime store's data), and the
+//! gate every capability use passes through.
+//!
+//! A fresh [`CallContext`] is built for each call and dropped after it, so no
+//! handle, file or grant outlives the request it was made for.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cap_std::fs::Dir;
+use serde_json::Value;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::audit::{now_rfc3339, redact, AuditLog, AuditRecord, Decision};
+use crate::bindings::DriverError;
+use crate::policy::{DriverPolicy, StorageAccess};
+use crate::state_store::StateStore;
+
+/// Bytes of guest stdout/stderr kept per call (then forwarded to tracing).
+const STDIO_CAPTURE_BYTES: usize = 64 * 1024;
+
+/// What a driver shares across its calls: its policy, its open storage root
+/// and the host's store and audit log.
+#[derive(Debug)]
+pub struct DriverEnv {
+    pub policy: DriverPolicy,
+    /// The storage root opened once at load; `None` without a storage grant.
+    pub root: Option<Dir>,
+    pub state: Arc<StateStore>,
+    pub audit: Arc<AuditLog>,
+}
+
+/// The capability an operation needs; checked against the driver's grants in [`CallContext::gate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    StorageRead,
+    StorageWrite,
+    Mount,
+    State,
+}
+
+/// Why a capability use failed.
+#[derive(Debug)]
+pub enum CapError {
+    /// Refused by policy or by confinement (escape attempt): audited as `deny`.
+    Denied(String),
+    /// Allowed but failed.
+    Failed(DriverError),
+}
+
+impl From<DriverError> for CapError {
+    fn from(e: DriverError) -> Self {
+        CapError::Failed(e)
+    }
+}
+
+/// Maps a host I/O error to what the driver sees. Permission errors from
+/// path resolution (an escape) count as denials.
+pub fn io_error(what: &str, e: std::io::Error) -> CapError {
+    use std::io::ErrorKind::*;
+    let msg = format!("{what}: {e}");
+    match e.kind() {
+        PermissionDenied => CapError::Denied(msg),
+        NotFound => CapError::Failed(DriverError::NotFound(msg)),
+        AlreadyExists => CapError::Failed(DriverError::AlreadyExists(msg)),
+        InvalidInput | NotADirectory | IsADirectory | DirectoryNotEmpty => {
+            CapError::Failed(DriverError::InvalidArgument(msg))
+        }
+        StorageFull | QuotaExceeded => CapError::Failed(DriverError::ResourceExhausted(msg)),
+        _ => CapError::Failed(DriverError::Internal(msg)),
+    }
+}
+
+/// Store data of one call.
+pub struct CallContext {
+    pub env: Arc<DriverEnv>,
+    pub request_id: String,
+    pub table: ResourceTable,
+    wasi: WasiCtx,
+    stdout: MemoryOutputPipe,
+    memory_limit: u64,
+    /// Set when the guest tried to grow memory past its limit.
+    pub memory_exceeded: bool,
+    /// Host paths a driver's target handles stand for in this call (audit only).
+    pub targets: Vec<PathBuf>,
+}
+
+impl CallContext {
+    /// Builds the context of one call: WASI with nothing in it but, where
+    /// policy grants it, the storage root preopened at `/storage`.
+    pub fn new(env: Arc<DriverEnv>, request_id: String) -> wasmtime::Result<Self> {
+        let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone())
+            .stderr(stdout.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(storage) = env
+            .policy
+            .grants
+            .storage
+            .as_ref()
+            .filter(|s| s.wasi_preopen)
+        {
+            let perms = match storage.access {
+                StorageAccess::ReadOnly => wasmtime_wasi::FsPerms::ReadOnly,
+                StorageAccess::ReadWrite => wasmtime_wasi::FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(&storage.root, "/storage", perms)?;
+        }
+        Ok(Self {
+            memory_limit: env.policy.limits.memory_bytes,
+            env,
+            request_id,
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            stdout,
+            memory_exceeded: false,
+            targets: Vec::new(),
+        })
+    }
+
+    /// The driver's name, for logs and audit records.
+    pub fn driver(&self) -> &str {
+        self.env.policy.name.as_str()
+    }
+
+    /// Writes one audit record for this call.
+    pub fn audit(&self, operation: &str, args: Value, decision: Decision, outcome: String) {
+        self.env.audit.record(&AuditRecord {
+            time: now_rfc3339(),
+            driver: self.driver(),
+            request_id: &self.request_id,
+            operation,
+            args: redact(args),
+            decision,
+            outcome,
+        });
+    }
+
+    /// The one place a capability use is checked and audited: refuses what
+    /// policy does not grant, runs `f` otherwise, and records the decision and
+    /// the outcome either way.
+    pub fn gate<T>(
+        &mut self,
+        operation: &str,
+        need: Need,
+        args: Value,
+        f: impl FnOnce(&mut Self) -> Result<T, CapError>,
+    ) -> Result<T, DriverError> {
+        if let Err(why) = self.check(need) {
+            let msg = format!("{operation} denied: {why}");
+            self.audit(operation, args, Decision::Deny, why);
+            return Err(DriverError::PermissionDenied(msg));
+        }
+        match f(self) {
+            Ok(v) => {
+                self.audit(operation, args, Decision::Allow, "ok".into());
+                Ok(v)
+            }
+            Err(CapError::Denied(why)) => {
+                self.audit(operation, args, Decision::Deny, why.clone());
+                Err(DriverError::PermissionDenied(why))
+            }
+            Err(CapError::Failed(e)) => {
+                self.audit(operation, args, Decision::Allow, format!("error: {e:?}"));
+                Err(e)
+            }
+        }
+    }
+
+    fn check(&self, need: Need) -> Result<(), String> {
+        let g = &self.env.policy.grants;
+        match need {
+            Need::StorageRead if g.storage.is_some() => Ok(()),
+            Need::StorageWrite => match &g.storage {
+                Some(s) if s.access == StorageAccess::ReadWrite => Ok(()),
+                Some(_) => Err("storage root is granted read-only".into()),
+                None => Err("no storage grant".into()),
+            },
+            Need::StorageRead => Err("no storage grant".into()),
+            Need::Mount if g.mount => Ok(()),
+            Need::Mount => Err("no mount grant".into()),
+            Need::State if g.state_quota_bytes.is_some() => Ok(()),
+            Need::State => Err("no state grant".into()),
+        }
+    }
+
+    /// Forwards what the guest printed to tracing.
+    pub fn flush_stdio(&self) {
+        let bytes = self.stdout.contents();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            tracing::info!(driver = self.driver(), request_id = %self.request_id, "guest: {line}");
+        }
+    }
+}
+
+impl WasiView for CallContext {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for CallContext {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_limit {
+            self.memory_exceeded = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes reached",
+                self.memory_limit
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,426 @@
+//! A loaded driver: its verified, compiled component ready to instantiate,
+//! and the call path that runs one request in a fresh instance.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use wasmtime::component::{Linker, Resource};
+use wasmtime::{Engine, Store, Trap};
+
+use crate::artifact_cache::{ArtifactCache, Provenance};
+use crate::audit::Decision;
+use crate::bindings::mount::{TargetRole, TargetShape};
+use crate::bindings::types::DriverInfo;
+use crate::bindings::{VolumeDriver, VolumeDriverPre};
+use crate::call::{CallError, Operation, Outcome};
+use crate::capability::mount::TargetHandle;
+use crate::concurrency::CallSlots;
+use crate::context::{CallContext, DriverEnv};
+use crate::digest::Sha256Digest;
+use crate::engine::DriverEngine;
+use crate::interfaces::Surface;
+
+/// Why a driver could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("driver `{driver}`: cannot read component {path}: {source}")]
+    Read {
+        driver: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("driver `{driver}`: component {path} has sha256 {actual}, but policy pins {expected}")]
+    DigestMismatch {
+        driver: String,
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("driver `{driver}`: {path} is not a WebAssembly component: {reason}")]
+    NotAComponent {
+        driver: String,
+        path: String,
+        reason: String,
+    },
+    #[error("driver `{driver}`: imports `{interface}`, which needs `{grant}` in its policy")]
+    Ungranted {
+        driver: String,
+        interface: String,
+        grant: &'static str,
+    },
+    #[error("driver `{driver}`: cannot open storage root {path}: {source}")]
+    StorageRoot {
+        driver: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("driver `{driver}`: does not implement the volume-driver world: {reason}")]
+    World { driver: String, reason: String },
+    #[error("driver `{driver}`: identity check failed: {reason}")]
+    Identity { driver: String, reason: String },
+}
+
+/// A driver ready to serve calls.
+pub struct LoadedDriver {
+    env: Arc<DriverEnv>,
+    engine: Engine,
+    pre: VolumeDriverPre<CallContext>,
+    surface: Surface,
+    info: DriverInfo,
+    slots: CallSlots,
+    provenance: Provenance,
+}
+
+/// Reads a component file and checks it against its pinned digest.
+pub fn read_pinned(
+    driver: &str,
+    path: &Path,
+    expected: &Sha256Digest,
+) -> Result<Vec<u8>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        driver: driver.to_owned(),
+        path: path.display().to_string(),
+        source,
+    })?;
+    let actual = Sha256Digest::of(&bytes);
+    if &actual != expected {
+        return Err(LoadError::DigestMismatch {
+            driver: driver.to_owned(),
+            path: path.display().to_string(),
+            expected: expected.to_hex(),
+            actual: actual.to_hex(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Why bytes are not a component, in words an operator can act on.
+pub fn component_shape_problem(bytes: &[u8]) -> Option<String> {
+    match bytes {
+        [0, b'a', b's', b'm', _, _, 0, 0, ..] => {
+            Some("it is a core WebAssembly module; wrap it with `wasm-tools component new`".into())
+        }
+        [0, b'a', b's', b'm', _, _, 1, 0, ..] => None,
+        _ => Some("it does not start with the WebAssembly magic number".into()),
+    }
+}
+
+impl LoadedDriver {
+    /// Verifies, compiles (or loads from cache), checks grants and links a driver.
+    pub fn load(
+        engine: &Engine,
+        linker: &Linker<CallContext>,
+        cache: &ArtifactCache,
+        env: DriverEnv,
+    ) -> Result<Self, LoadError> {
+        let policy = &env.policy;
+        let driver = policy.name.to_string();
+        let path = policy.component.display().to_string();
+        let bytes = read_pinned(&driver, &policy.component, &policy.sha256)?;
+        if let Some(reason) = component_shape_problem(&bytes) {
+            return Err(LoadError::NotAComponent {
+                driver,
+                path,
+                reason,
+            });
+        }
+        let (component, provenance) = cache
+            .load_or_compile(engine, &policy.sha256, &bytes)
+            .map_err(|e| LoadError::NotAComponent {
+                driver: driver.clone(),
+                path: path.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let surface = Surface::of(engine, &component);
+        if let Some(missing) = surface.ungranted(&policy.grants).next() {
+            return Err(LoadError::Ungranted {
+                driver,
+                interface: missing.name.clone(),
+                grant: missing.grant,
+            });
+        }
+        let world = |e: wasmtime::Error| LoadError::World {
+            driver: driver.clone(),
+            reason: format!("{e:#}"),
+        };
+        let pre = linker.instantiate_pre(&component).map_err(world)?;
+        let pre = VolumeDriverPre::new(pre).map_err(world)?;
+        let slots = CallSlots::new(policy.limits.concurrency);
+        let mut loaded = Self {
+            env: Arc::new(env),
+            engine: engine.clone(),
+            pre,
+            surface,
+            info: DriverInfo {
+                name: String::new(),
+                vendor_version: String::new(),
+                features: Vec::new(),
+                manifest: Vec::new(),
+            },
+            slots,
+            provenance,
+        };
+        // The first call doubles as a readiness probe: the driver must answer identity.
+        match loaded.call("load", Operation::Info) {
+            Ok(Outcome::Info(info)) => loaded.info = info,
+            Ok(other) => {
+                return Err(LoadError::Identity {
+                    driver,
+                    reason: format!("unexpected answer {other:?}"),
+                })
+            }
+            Err(e) => {
+                return Err(LoadError::Identity {
+                    driver,
+                    reason: e.to_string(),
+                })
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Opens a driver's storage root (at load, once).
+    pub fn open_root(driver: &str, root: &Path) -> Result<cap_std::fs::Dir, LoadError> {
+        cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|source| {
+            LoadError::StorageRoot {
+                driver: driver.to_owned(),
+                path: root.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    /// The policy name of the driver.
+    pub fn name(&self) -> &str {
+        self.env.policy.name.as_str()
+    }
+
+    /// What the driver said about itself at load.
+    pub fn info(&self) -> &DriverInfo {
+        &self.info
+    }
+
+    /// What the component imports and exports.
+    pub fn surface(&self) -> &Surface {
+        &self.surface
+    }
+
+    /// Whether the compiled artifact came from the cache.
+    pub fn provenance(&self) -> Provenance {
+        self.provenance
+    }
+
+    /// Runs one operation in a fresh instance, within the driver's deadline,
+    /// memory and concurrency limits, and audits it.
+    pub fn call(&self, request_id: &str, mut op: Operation) -> Result<Outcome, CallError> {
+        let limits = self.env.policy.limits;
+        let deadline = Duration::from_millis(limits.deadline_ms);
+        let _slot = self
+            .slots
+            .acquire(deadline)
+            .ok_or(CallError::Busy(limits.concurrency))?;
+        if !self.env.policy.grants.secrets {
+            op.strip_secrets();
+        }
+        let args = serde_json::to_value(&op).unwrap_or(json!(null));
+        let ctx = CallContext::new(self.env.clone(), request_id.to_owned())
+            .map_err(|e| CallError::Trapped(format!("cannot set up the call: {e:#}")))?;
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|c| c);
+        store.set_epoch_deadline(DriverEngine::ticks_for(deadline));
+        store.epoch_deadline_trap();
+
+        let result = self.dispatch(&mut store, op);
+        let result =
+            result.map_err(|e| classify(e, store.data(), limits.deadline_ms, limits.memory_bytes));
+        let result = result.and_then(|r| r.map_err(CallError::Driver));
+        let operation = format!("call:{}", args["operation"].as_str().unwrap_or("?"));
+        let (decision, outcome) = match &result {
+            Ok(_) => (Decision::Allow, "ok".to_owned()),
+            Err(e @ (CallError::Deadline(_) | CallError::Memory(_) | CallError::Trapped(_))) => {
+                (Decision::Deny, format!("contained: {e}"))
+            }
+            Err(e) => (Decision::Allow, format!("error: {e}")),
+        };
+        store
+            .data()
+            .audit(&operation, args["request"].clone(), decision, outcome);
+        store.data().flush_stdio();
+        result
+    }
+
+    /// Makes a target handle for this call from a request path.
+    fn target(
+        store: &mut Store<CallContext>,
+        path: &Path,
+        role: TargetRole,
+    ) -> wasmtime::Result<Result<Resource<TargetHandle>, CallError>> {
+        let shape = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => TargetShape::File,
+            Ok(_) => TargetShape::Directory,
+            Err(e) => {
+                return Ok(Err(CallError::InvalidRequest(format!(
+                    "{}: {e}",
+                    path.display()
+                ))))
+            }
+        };
+        let handle = match TargetHandle::open(path, role, shape) {
+            Ok(h) => h,
+            Err(e) => {
+                return Ok(Err(CallError::InvalidRequest(format!(
+                    "{}: {e}",
+                    path.display()
+                ))))
+            }
+        };
+        store.data_mut().targets.push(path.to_owned());
+        Ok(Ok(store.data_mut().table.push(handle)?))
+    }
+
+    fn dispatch(
+        &self,
+        store: &mut Store<CallContext>,
+        op: Operation,
+    ) -> wasmtime::Result<Result<Outcome, crate::bindings::DriverError>> {
+        use crate::bindings::DriverError as E;
+        // Target handles are made before instantiation; a bad path never reaches the driver.
+        macro_rules! target {
+            ($path:expr, $role:expr) => {
+                match Self::target(store, $path, $role)? {
+                    Ok(t) => t,
+                    Err(e) => return Ok(Err(E::InvalidArgument(e.to_string()))),
+                }
+            };
+        }
+        let prepared = match op {
+            Operation::NodeStage(r) => {
+                let t = target!(&r.target_path, TargetRole::Staging);
+                Prepared::Stage(t, r.request)
+            }
+            Operation::NodeUnstage(r) => {
+                let t = target!(&r.target_path, TargetRole::Staging);
+                Prepared::Unstage(t, r.request)
+            }
+            Operation::NodePublish(r) => {
+                let t = target!(&r.target_path, TargetRole::Publish);
+                let s = match &r.staging_path {
+                    Some(p) => Some(target!(p, TargetRole::Staging)),
+                    None => None,
+                };
+                Prepared::Publish(t, s, r.request)
+            }
+            Operation::NodeUnpublish(r) => {
+                let t = target!(&r.target_path, TargetRole::Publish);
+                Prepared::Unpublish(t, r.request)
+            }
+            Operation::NodeGetVolumeStats(r) => {
+                let t = target!(&r.target_path, TargetRole::Publish);
+                Prepared::Stats(t, r.request)
+            }
+            Operation::NodeExpand(r) => {
+                let t = target!(&r.target_path, TargetRole::Publish);
+                Prepared::NodeExpand(t, r.request)
+            }
+            other => Prepared::Plain(other),
+        };
+        let d: VolumeDriver = self.pre.instantiate(&mut *store)?;
+        let (id, c, n) = (
+            d.wasmvol_driver_identity(),
+            d.wasmvol_driver_controller(),
+            d.wasmvol_driver_node(),
+        );
+        let s = &mut *store;
+        Ok(match prepared {
+            Prepared::Stage(t, r) => n.call_stage(s, t, &r)?.map(|_| Outcome::Done),
+            Prepared::Unstage(t, r) => n.call_unstage(s, t, &r)?.map(|_| Outcome::Done),
+            Prepared::Publish(t, st, r) => n.call_publish(s, t, st, &r)?.map(|_| Outcome::Done),
+            Prepared::Unpublish(t, r) => n.call_unpublish(s, t, &r)?.map(|_| Outcome::Done),
+            Prepared::Stats(t, r) => n.call_get_volume_stats(s, t, &r)?.map(Outcome::VolumeStats),
+            Prepared::NodeExpand(t, r) => {
+                n.call_expand_volume(s, t, &r)?.map(Outcome::CapacityBytes)
+            }
+            Prepared::Plain(op) => match op {
+                Operation::Info => Ok(Outcome::Info(id.call_info(s)?)),
+                Operation::CreateVolume(r) => c.call_create_volume(s, &r)?.map(Outcome::Volume),
+                Operation::DeleteVolume(r) => c.call_delete_volume(s, &r)?.map(|_| Outcome::Done),
+                Operation::ControllerPublish(r) => c
+                    .call_controller_publish(s, &r)?
+                    .map(Outcome::PublishContext),
+                Operation::ControllerUnpublish(r) => {
+                    c.call_controller_unpublish(s, &r)?.map(|_| Outcome::Done)
+                }
+                Operation::ValidateVolumeCapabilities(r) => c
+                    .call_validate_volume_capabilities(s, &r)?
+                    .map(Outcome::Validated),
+                Operation::ListVolumes(r) => c.call_list_volumes(s, &r)?.map(Outcome::Volumes),
+                Operation::GetCapacity(r) => c.call_get_capacity(s, &r)?.map(Outcome::Capacity),
+                Operation::CreateSnapshot(r) => {
+                    c.call_create_snapshot(s, &r)?.map(Outcome::Snapshot)
+                }
+                Operation::DeleteSnapshot(r) => {
+                    c.call_delete_snapshot(s, &r)?.map(|_| Outcome::Done)
+                }
+                Operation::ListSnapshots(r) => {
+                    c.call_list_snapshots(s, &r)?.map(Outcome::Snapshots)
+                }
+                Operation::ControllerExpand(r) => {
+                    c.call_expand_volume(s, &r)?.map(Outcome::Expanded)
+                }
+                Operation::NodeGetInfo => n.call_get_info(s)?.map(Outcome::NodeInfo),
+                Operation::NodeStage(_)
+                | Operation::NodeUnstage(_)
+                | Operation::NodePublish(_)
+                | Operation::NodeUnpublish(_)
+                | Operation::NodeGetVolumeStats(_)
+                | Operation::NodeExpand(_) => unreachable!("node calls are prepared above"),
+            },
+        })
+    }
+}
+
+/// A node call with its handles made, or any other call.
+enum Prepared {
+    Stage(Resource<TargetHandle>, crate::bindings::node::StageRequest),
+    Unstage(
+        Resource<TargetHandle>,
+        crate::bindings::node::UnstageRequest,
+    ),
+    Publish(
+        Resource<TargetHandle>,
+        Option<Resource<TargetHandle>>,
+        crate::bindings::node::PublishRequest,
+    ),
+    Unpublish(
+        Resource<TargetHandle>,
+        crate::bindings::node::UnpublishRequest,
+    ),
+    Stats(
+        Resource<TargetHandle>,
+        crate::bindings::node::VolumeStatsRequest,
+    ),
+    NodeExpand(
+        Resource<TargetHandle>,
+        crate::bindings::node::NodeExpandRequest,
+    ),
+    Plain(Operation),
+}
+
+/// Turns a wasmtime error into the contained fault it stands for.
+fn classify(e: wasmtime::Error, ctx: &CallContext, deadline_ms: u64, memory: u64) -> CallError {
+    if ctx.memory_exceeded {
+        return CallError::Memory(memory);
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Deadline(deadline_ms),
+        Some(trap) => CallError::Trapped(format!("{trap}: {}", root_message(&e))),
+        None => CallError::Trapped(root_message(&e)),
+    }
+}
+
+fn root_message(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or("").to_owned()
+}

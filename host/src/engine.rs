@@ -1,0 +1,83 @@
+//! The wasmtime engine every driver runs on: pooling allocator, epoch
+//! deadlines, and a ticker thread that advances the epoch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; call deadlines are rounded up to it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Instances that may be live at once across all drivers.
+const POOL_INSTANCES: u32 = 128;
+
+/// The engine plus the thread that ticks its epoch; stops the thread on drop.
+pub struct DriverEngine {
+    engine: Engine,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl DriverEngine {
+    /// Builds an engine whose pool fits instances of up to `max_memory_bytes` each.
+    pub fn new(max_memory_bytes: u64) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 8)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 4)
+            .total_stacks(POOL_INSTANCES)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(max_memory_bytes as usize);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (weak, stop) = (engine.weak(), stop.clone());
+            std::thread::Builder::new()
+                .name("wasmvol-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match weak.upgrade() {
+                            Some(e) => e.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                })?
+        };
+        Ok(Self {
+            engine,
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Epoch ticks that make up a deadline (at least one).
+    pub fn ticks_for(deadline: Duration) -> u64 {
+        (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+    }
+}
+
+impl Drop for DriverEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}

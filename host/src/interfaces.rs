@@ -1,0 +1,146 @@
+//! What a component imports, what each import needs from policy, and whether
+//! the policy grants it. Used at load (deny by default), by `inspect` and by `audit`.
+
+use serde::Serialize;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use crate::policy::Grants;
+
+/// Package of our own interfaces, version included.
+pub const PACKAGE: &str = "wasmvol:driver";
+const VERSION: &str = "0.1.0";
+
+/// How the host treats one imported interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportKind {
+    /// `volumes`: needs a storage grant.
+    Storage,
+    /// `mount`: needs the mount grant.
+    Mount,
+    /// `state`: needs a state quota.
+    State,
+    /// `log` and `types`: need nothing.
+    Free,
+    /// `wasi:*`: provided empty (no preopens, env, args or network) unless
+    /// policy preopens the storage root.
+    Wasi,
+    /// Anything else: refused.
+    Unknown,
+}
+
+impl ImportKind {
+    /// Classifies an import by its interface name, e.g. `wasmvol:driver/mount@0.1.0`.
+    pub fn of(name: &str) -> Self {
+        if name.starts_with("wasi:") {
+            return ImportKind::Wasi;
+        }
+        let Some(rest) = name.strip_prefix("wasmvol:driver/") else {
+            return ImportKind::Unknown;
+        };
+        let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        if version != VERSION {
+            return ImportKind::Unknown;
+        }
+        match iface {
+            "volumes" => ImportKind::Storage,
+            "mount" => ImportKind::Mount,
+            "state" => ImportKind::State,
+            "log" | "types" => ImportKind::Free,
+            _ => ImportKind::Unknown,
+        }
+    }
+
+    /// The policy grant this kind needs, for error messages and reports.
+    pub fn grant_name(self) -> &'static str {
+        match self {
+            ImportKind::Storage => "grants.storage",
+            ImportKind::Mount => "grants.mount",
+            ImportKind::State => "grants.state_quota_bytes",
+            ImportKind::Free | ImportKind::Wasi => "(none)",
+            ImportKind::Unknown => "(not grantable)",
+        }
+    }
+
+    /// Whether `grants` allow this kind.
+    pub fn granted_by(self, grants: &Grants) -> bool {
+        match self {
+            ImportKind::Storage => grants.storage.is_some(),
+            ImportKind::Mount => grants.mount,
+            ImportKind::State => grants.state_quota_bytes.is_some(),
+            ImportKind::Free | ImportKind::Wasi => true,
+            ImportKind::Unknown => false,
+        }
+    }
+}
+
+/// One import of a component.
+#[derive(Debug, Clone, Serialize)]
+pub struct Import {
+    pub name: String,
+    pub kind: ImportKind,
+    pub grant: &'static str,
+}
+
+/// The interfaces a component imports and exports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Surface {
+    pub imports: Vec<Import>,
+    pub exports: Vec<String>,
+}
+
+impl Surface {
+    /// Reads a compiled component's imports and exports.
+    pub fn of(engine: &Engine, component: &Component) -> Self {
+        let ty = component.component_type();
+        let imports = ty
+            .imports(engine)
+            .map(|(name, _)| {
+                let kind = ImportKind::of(name);
+                Import {
+                    name: name.to_owned(),
+                    kind,
+                    grant: kind.grant_name(),
+                }
+            })
+            .collect();
+        let exports = ty
+            .exports(engine)
+            .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        Self { imports, exports }
+    }
+
+    /// Imports the grants do not allow (the reason a component is refused).
+    pub fn ungranted<'a>(&'a self, grants: &'a Grants) -> impl Iterator<Item = &'a Import> + 'a {
+        self.imports.iter().filter(|i| !i.kind.granted_by(grants))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_imports_by_interface_and_version() {
+        assert_eq!(
+            ImportKind::of("wasmvol:driver/mount@0.1.0"),
+            ImportKind::Mount
+        );
+        assert_eq!(
+            ImportKind::of("wasmvol:driver/mount@0.2.0"),
+            ImportKind::Unknown
+        );
+        assert_eq!(
+            ImportKind::of("wasi:filesystem/types@0.2.6"),
+            ImportKind::Wasi
+        );
+        assert_eq!(ImportKind::of("evil:net/socket"), ImportKind::Unknown);
+        let none = Grants::default();
+        assert!(!ImportKind::Mount.granted_by(&none));
+        assert!(ImportKind::Free.granted_by(&none));
+    }
+}

@@ -1,0 +1,423 @@
+//! The operator's policy file: which drivers run, pinned by digest, and what
+//! each may do.
+//!
+//! Parsing happens once, here, at the edge: the rest of the host carries the
+//! validated [`Policy`] and never looks at TOML again. Everything not granted
+//! is denied.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::digest::Sha256Digest;
+
+/// A policy file that could not be used, naming the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: driver `{driver}`: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        driver: String,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// The whole policy: host settings and the drivers it may run.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// File the policy came from (relative paths inside resolve against its folder).
+    pub source: PathBuf,
+    pub host: HostSettings,
+    pub drivers: Vec<DriverPolicy>,
+}
+
+/// Where the host keeps its own files.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// Durable driver state (the embedded store) lives here.
+    pub state_dir: PathBuf,
+    /// Compiled components, keyed by digest and engine configuration.
+    pub cache_dir: PathBuf,
+    /// JSON-lines audit log of every capability use.
+    pub audit_log: PathBuf,
+}
+
+/// One driver: its pinned component, its grants and its limits.
+#[derive(Debug, Clone)]
+pub struct DriverPolicy {
+    /// Name the operator calls the driver by (policy key, audit tag).
+    pub name: DriverName,
+    pub component: PathBuf,
+    pub sha256: Sha256Digest,
+    pub grants: Grants,
+    pub limits: Limits,
+}
+
+/// A validated driver name: `[a-z0-9][a-z0-9.-]*`, at most 63 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DriverName(String);
+
+impl DriverName {
+    /// Validates a driver name, so it can be used in paths and log tags.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let ok_first = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_rest = name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !ok_first || !ok_rest || name.len() > 63 {
+            return Err(format!(
+                "`{name}` is not a driver name (lower-case letters, digits, `-` and `.`, at most 63, starting with a letter or digit)"
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DriverName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether the storage root may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageAccess {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// The storage root granted to a driver.
+#[derive(Debug, Clone)]
+pub struct StorageGrant {
+    pub root: PathBuf,
+    pub access: StorageAccess,
+    /// Also expose the root to WASI as the preopen `/storage`.
+    pub wasi_preopen: bool,
+}
+
+/// What a driver may do. Absent means denied.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub storage: Option<StorageGrant>,
+    /// May mount onto the request's target handles.
+    pub mount: bool,
+    /// Filesystem types it may mount or make (device interface).
+    pub fs_types: BTreeSet<String>,
+    /// Mount options it may pass.
+    pub mount_options: BTreeSet<String>,
+    /// Bytes of durable state (keys plus values); `None`: no state.
+    pub state_quota_bytes: Option<u64>,
+    /// May receive the secrets callers send.
+    pub secrets: bool,
+}
+
+/// Resource limits for each call into a driver.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    pub deadline_ms: u64,
+    pub concurrency: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            deadline_ms: 10_000,
+            concurrency: 16,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    host: RawHost,
+    #[serde(default, rename = "driver")]
+    drivers: Vec<RawDriver>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    state_dir: PathBuf,
+    cache_dir: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDriver {
+    name: String,
+    component: PathBuf,
+    sha256: String,
+    #[serde(default)]
+    grants: RawGrants,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrants {
+    storage: Option<RawStorage>,
+    #[serde(default)]
+    mount: bool,
+    #[serde(default)]
+    fs_types: Vec<String>,
+    #[serde(default)]
+    mount_options: Vec<String>,
+    state_quota_bytes: Option<u64>,
+    #[serde(default)]
+    secrets: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    root: PathBuf,
+    access: StorageAccess,
+    #[serde(default)]
+    wasi_preopen: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory_bytes: Option<u64>,
+    deadline_ms: Option<u64>,
+    concurrency: Option<u32>,
+}
+
+/// Filesystem types a policy may name (what the host knows how to handle).
+const KNOWN_FS_TYPES: &[&str] = &["ext4", "ext3", "ext2", "xfs", "btrfs", "tmpfs", "vfat"];
+
+impl Policy {
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses policy text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            PolicyError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let anchor = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let state_dir = anchor(raw.host.state_dir);
+        let host = HostSettings {
+            cache_dir: raw
+                .host
+                .cache_dir
+                .map(anchor)
+                .unwrap_or_else(|| state_dir.join("cache")),
+            audit_log: raw
+                .host
+                .audit_log
+                .map(anchor)
+                .unwrap_or_else(|| state_dir.join("audit.jsonl")),
+            state_dir,
+        };
+        let mut drivers: Vec<DriverPolicy> = Vec::new();
+        for d in raw.drivers {
+            let invalid = |field: &'static str, message: String| PolicyError::Invalid {
+                path: path.to_owned(),
+                driver: d.name.clone(),
+                field,
+                message,
+            };
+            let name = DriverName::parse(&d.name).map_err(|m| invalid("name", m))?;
+            if drivers.iter().any(|x| x.name == name) {
+                return Err(invalid("name", "listed twice".into()));
+            }
+            let sha256 = Sha256Digest::parse_hex(&d.sha256).map_err(|m| invalid("sha256", m))?;
+            let storage = match d.grants.storage {
+                Some(s) => {
+                    let root = anchor(s.root);
+                    Some(StorageGrant {
+                        root,
+                        access: s.access,
+                        wasi_preopen: s.wasi_preopen,
+                    })
+                }
+                None => None,
+            };
+            for fs in &d.grants.fs_types {
+                if !KNOWN_FS_TYPES.contains(&fs.as_str()) {
+                    return Err(invalid(
+                        "grants.fs_types",
+                        format!("unknown filesystem type `{fs}` (known: {KNOWN_FS_TYPES:?})"),
+                    ));
+                }
+            }
+            for opt in &d.grants.mount_options {
+                if opt.is_empty() || opt.contains(',') || opt.chars().any(char::is_whitespace) {
+                    return Err(invalid(
+                        "grants.mount_options",
+                        format!("`{opt}` is not a single mount option"),
+                    ));
+                }
+            }
+            let defaults = Limits::default();
+            let limits = Limits {
+                memory_bytes: d.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
+                deadline_ms: d.limits.deadline_ms.unwrap_or(defaults.deadline_ms),
+                concurrency: d.limits.concurrency.unwrap_or(defaults.concurrency),
+            };
+            if limits.memory_bytes < (1 << 20) || limits.memory_bytes > (4 << 30) {
+                return Err(invalid(
+                    "limits.memory_bytes",
+                    "must be between 1 MiB and 4 GiB".into(),
+                ));
+            }
+            if limits.deadline_ms == 0 || limits.concurrency == 0 {
+                return Err(invalid(
+                    "limits",
+                    "deadline_ms and concurrency must be positive".into(),
+                ));
+            }
+            drivers.push(DriverPolicy {
+                name,
+                component: anchor(d.component),
+                sha256,
+                grants: Grants {
+                    storage,
+                    mount: d.grants.mount,
+                    fs_types: d.grants.fs_types.into_iter().collect(),
+                    mount_options: d.grants.mount_options.into_iter().collect(),
+                    state_quota_bytes: d.grants.state_quota_bytes,
+                    secrets: d.grants.secrets,
+                },
+                limits,
+            });
+        }
+        Ok(Self {
+            source: path.to_owned(),
+            host,
+            drivers,
+        })
+    }
+
+    /// The policy of one driver, by name.
+    pub fn driver(&self, name: &str) -> Option<&DriverPolicy> {
+        self.drivers.iter().find(|d| d.name.as_str() == name)
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(Path::new("/etc/wasmvol/policy.toml"), text)
+    }
+
+    #[test]
+    fn parses_a_full_driver_and_anchors_relative_paths() {
+        let p = parse(&format!(
+            r#"
+[host]
+state_dir = "state"
+
+[[driver]]
+name = "hostpath"
+component = "hostpath.wasm"
+sha256 = "{DIGEST}"
+[driver.grants]
+mount = true
+state_quota_bytes = 4096
+storage = {{ root = "/srv/vols", access = "read-write" }}
+[driver.limits]
+deadline_ms = 500
+"#
+        ))
+        .unwrap();
+        let d = &p.drivers[0];
+        assert_eq!(d.component, Path::new("/etc/wasmvol/hostpath.wasm"));
+        assert_eq!(p.host.cache_dir, Path::new("/etc/wasmvol/state/cache"));
+        assert!(d.grants.mount);
+        assert!(!d.grants.secrets, "secrets are denied unless granted");
+        assert_eq!(d.limits.deadline_ms, 500);
+        assert_eq!(d.limits.memory_bytes, Limits::default().memory_bytes);
+        let storage = d.grants.storage.as_ref().unwrap();
+        assert_eq!(storage.access, StorageAccess::ReadWrite);
+    }
+
+    #[test]
+    fn a_typo_names_line_and_column() {
+        let err = parse("[host]\nstate_dir = \"/x\"\nstat_dir = 1\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("/etc/wasmvol/policy.toml:3:1: unknown field `stat_dir`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_bad_digest_names_driver_and_field() {
+        let err = parse(
+            "[host]\nstate_dir = \"/x\"\n[[driver]]\nname = \"a\"\ncomponent = \"a.wasm\"\nsha256 = \"abc\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("driver `a`: sha256:"),
+            "{}",
+            err.to_string()
+        );
+    }
+
+    #[test]
+    fn driver_names_are_validated() {
+        assert!(DriverName::parse("host-path.v1").is_ok());
+        for bad in ["", "Host", "-x", "a/b", "a b", &"x".repeat(64)] {
+            assert!(DriverName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Host mechanisms the capabilities are built on: mounts by file descriptor
+//! and whole-tree operations beneath a capability directory.
+
+pub mod mount;
+pub mod tree;

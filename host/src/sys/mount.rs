@@ -1,0 +1,170 @@
+//! Mount mechanics on file descriptors (Linux new mount API).
+//!
+//! Sources and targets are open file descriptors resolved before the mount,
+//! so nothing can swap a symlink in between the check and the mount: the
+//! mount happens on exactly the object that was checked.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+const OPEN_TREE_CLONE: libc::c_uint = 0x1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn cstr(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// A detached copy of the mount tree at `fd` (a bind source), not yet attached anywhere.
+pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let empty = c"";
+    // SAFETY: plain syscall on a valid fd and a NUL-terminated empty path.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+}
+
+/// Makes a detached or attached mount (by fd) read-only.
+pub fn set_read_only(mount: BorrowedFd<'_>) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: attr outlives the call; size matches the struct the kernel reads.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Attaches the detached mount `tree` onto the object `target` refers to.
+pub fn attach(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    let empty = c"";
+    // SAFETY: both fds are valid; both paths are empty C strings.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Binds `source` onto `target`, read-only if asked, without following any path.
+pub fn bind(source: BorrowedFd<'_>, target: BorrowedFd<'_>, read_only: bool) -> io::Result<()> {
+    let tree = clone_tree(source)?;
+    if read_only {
+        set_read_only(tree.as_fd())?;
+    }
+    attach(tree.as_fd(), target)
+}
+
+/// Makes the mount at `path` read-only (the path is the host's, never the driver's).
+pub fn remount_read_only(path: &Path) -> io::Result<()> {
+    let fd = open_path(path)?;
+    set_read_only(fd.as_fd())
+}
+
+/// Unmounts the top mount at `path`. `Ok(false)` when nothing was mounted there.
+pub fn unmount(path: &Path) -> io::Result<bool> {
+    let c = cstr(path)?;
+    // SAFETY: NUL-terminated path.
+    let ret = unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Opens `path` as an `O_PATH` handle without following a final symlink.
+pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: NUL-terminated path; the returned fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd from open(2).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Mount id of the object at `path` (final symlink not followed).
+fn mount_id(path: &Path) -> io::Result<u64> {
+    let c = cstr(path)?;
+    // SAFETY: statx fills the zeroed buffer; the path is NUL-terminated.
+    unsafe {
+        let mut buf: libc::statx = std::mem::zeroed();
+        let ret = libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_MNT_ID,
+            &mut buf,
+        );
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(buf.stx_mnt_id)
+    }
+}
+
+/// Whether `path` is the root of a mount (something is mounted on it).
+pub fn is_mount_point(path: &Path) -> io::Result<bool> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if path == Path::new("/") {
+        return Ok(true);
+    }
+    Ok(mount_id(path)? != mount_id(parent)?)
+}

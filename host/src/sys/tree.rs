@@ -1,0 +1,140 @@
+//! Whole-tree operations beneath a capability directory: copy, usage, statvfs.
+//!
+//! Everything goes through `cap_std::fs::Dir`, so no path (and no symlink met
+//! on the way) can lead outside the root. Symlinks are copied as links and
+//! never followed.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use cap_std::fs::{Dir, MetadataExt};
+
+/// Filesystem statistics of the filesystem holding a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsStats {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub available_bytes: u64,
+    pub total_inodes: u64,
+    pub free_inodes: u64,
+}
+
+/// statvfs of the filesystem holding `path` beneath `root`.
+pub fn statvfs(root: &Dir, path: &Path) -> io::Result<FsStats> {
+    let dir = open_dir_or_root(root, path)?;
+    let s = nix::sys::statvfs::fstatvfs(dir.as_fd()).map_err(io::Error::from)?;
+    let frag = s.fragment_size();
+    Ok(FsStats {
+        total_bytes: s.blocks() * frag,
+        free_bytes: s.blocks_free() * frag,
+        available_bytes: s.blocks_available() * frag,
+        total_inodes: s.files(),
+        free_inodes: s.files_free(),
+    })
+}
+
+fn open_dir_or_root(root: &Dir, path: &Path) -> io::Result<Dir> {
+    if path.as_os_str().is_empty() || path == Path::new(".") {
+        root.try_clone()
+    } else {
+        root.open_dir(path)
+    }
+}
+
+/// Bytes allocated and inodes used by `path` and everything beneath it.
+pub fn usage(root: &Dir, path: &Path) -> io::Result<(u64, u64)> {
+    let meta = root.symlink_metadata(path)?;
+    let mut bytes = meta.blocks() * 512;
+    let mut inodes = 1;
+    if meta.is_dir() {
+        let dir = root.open_dir(path)?;
+        for entry in dir.entries()? {
+            let entry = entry?;
+            let (b, i) = usage(&dir, Path::new(&entry.file_name()))?;
+            bytes += b;
+            inodes += i;
+        }
+    }
+    Ok((bytes, inodes))
+}
+
+/// Copies the file, link or directory tree at `from` to `to` (which must not exist).
+pub fn copy_tree(root: &Dir, from: &Path, to: &Path) -> io::Result<()> {
+    let meta = root.symlink_metadata(from)?;
+    if root.symlink_metadata(to).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists", to.display()),
+        ));
+    }
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let link = root.read_link_contents(from)?;
+        root.symlink_contents(link, to)
+    } else if ft.is_dir() {
+        root.create_dir(to)?;
+        root.set_permissions(to, meta.permissions())?;
+        let src = root.open_dir(from)?;
+        let dst = root.open_dir(to)?;
+        for entry in src.entries()? {
+            let name = entry?.file_name();
+            copy_tree_between(&src, &dst, Path::new(&name))?;
+        }
+        Ok(())
+    } else if ft.is_file() {
+        root.copy(from, root, to).map(|_| ())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} is not a file, directory or symlink", from.display()),
+        ))
+    }
+}
+
+/// Copies `name` from directory `src` into directory `dst`.
+fn copy_tree_between(src: &Dir, dst: &Dir, name: &Path) -> io::Result<()> {
+    let meta = src.symlink_metadata(name)?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        dst.symlink_contents(src.read_link_contents(name)?, name)
+    } else if ft.is_dir() {
+        dst.create_dir(name)?;
+        dst.set_permissions(name, meta.permissions())?;
+        let s = src.open_dir(name)?;
+        let d = dst.open_dir(name)?;
+        for entry in s.entries()? {
+            copy_tree_between(&s, &d, Path::new(&entry?.file_name()))?;
+        }
+        Ok(())
+    } else if ft.is_file() {
+        src.copy(name, dst, name).map(|_| ())
+    } else {
+        Ok(()) // sockets, fifos and devices are not volume data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cap_std::ambient_authority;
+
+    #[test]
+    fn copies_trees_with_links_as_links_and_counts_usage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Dir::open_ambient_dir(tmp.path(), ambient_authority()).unwrap();
+        root.create_dir_all("a/b").unwrap();
+        root.write("a/b/f", b"hello").unwrap();
+        root.symlink_contents("/etc/passwd", "a/link").unwrap();
+        copy_tree(&root, Path::new("a"), Path::new("c")).unwrap();
+        assert_eq!(root.read("c/b/f").unwrap(), b"hello");
+        assert_eq!(
+            root.read_link_contents("c/link").unwrap(),
+            Path::new("/etc/passwd")
+        );
+        let (_, inodes) = usage(&root, Path::new("c")).unwrap();
+        assert_eq!(inodes, 4);
+        assert!(copy_tree(&root, Path::new("a"), Path::new("c")).is_err());
+        assert!(statvfs(&root, Path::new("c")).unwrap().total_bytes > 0);
+    }
+}
