@@ -1,1 +1,231 @@
+//! SDK for writing wasmvol storage drivers.
+//!
+//! A driver is a type implementing [`Driver`]: [`Driver::info`] is required,
+//! every other method answers `unimplemented` until you override it. One
+//! [`export_driver!`] line turns the type into the component's exports. The
+//! host's capabilities are here as typed modules: [`volumes`] (your storage
+//! root), [`mount`] (the request's target handles), [`state`] (durable
+//! key-value store) and [`log`].
+//!
+//! ```ignore
+//! use wasmvol_driver_sdk::*;
+//! struct Hello;
+//! impl Driver for Hello {
+//!     fn info() -> DriverInfo { DriverInfo::named("hello.example.com", "0.1.0", &[]) }
+//! }
+//! export_driver!(Hello);
+//! ```
 
+#![allow(clippy::too_many_arguments)]
+
+/// Bindings generated from the `wasmvol:driver` WIT world.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "volume-driver",
+        pub_export_macro: true,
+        export_macro_name: "export_world",
+        default_bindings_module: "wasmvol_driver_sdk::bindings",
+        additional_derives: [PartialEq],
+    });
+}
+
+use core::marker::PhantomData;
+
+pub use bindings::exports::wasmvol::driver::controller::{
+    ControllerExpandRequest, ControllerExpandResponse, ControllerPublishRequest,
+    ControllerUnpublishRequest, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
+    DeleteVolumeRequest, GetCapacityRequest, GetCapacityResponse, ListSnapshotsRequest,
+    ListSnapshotsResponse, ListVolumesRequest, ListVolumesResponse, ListedVolume, ValidateRequest,
+    ValidateResponse,
+};
+pub use bindings::exports::wasmvol::driver::node::{
+    NodeExpandRequest, NodeInfo, PublishRequest, StageRequest, UnpublishRequest, UnstageRequest,
+    UsageEntry, UsageUnit, VolumeStats, VolumeStatsRequest,
+};
+pub use bindings::wasmvol::driver::log;
+pub use bindings::wasmvol::driver::mount::{self, Target, TargetRole, TargetShape};
+pub use bindings::wasmvol::driver::state;
+pub use bindings::wasmvol::driver::types::{
+    AccessMode, AccessType, CapacityRange, ContentSource, DriverError, DriverInfo, Feature,
+    KeyValues, MountAccess, Snapshot, Timestamp, Topology, TopologyRequirement, Volume,
+    VolumeCapability,
+};
+pub use bindings::wasmvol::driver::volumes::{self, Root};
+
+/// What every driver method returns.
+pub type Result<T> = core::result::Result<T, DriverError>;
+
+impl DriverInfo {
+    /// A driver info with no manifest entries.
+    pub fn named(name: &str, version: &str, features: &[Feature]) -> Self {
+        Self {
+            name: name.into(),
+            vendor_version: version.into(),
+            features: features.to_vec(),
+            manifest: Vec::new(),
+        }
+    }
+}
+
+/// The error a method you did not implement returns.
+pub fn unimplemented(what: &str) -> DriverError {
+    DriverError::Unimplemented(format!("{what} is not implemented by this driver"))
+}
+
+/// Looks a key up in key-values (parameters, volume context, secrets).
+pub fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Logs a line at info level with no fields.
+pub fn info(message: &str) {
+    log::log(log::Level::Info, message, &[]);
+}
+
+/// A storage driver. Implement [`Driver::info`] and the calls your driver
+/// supports, listing them as features; the rest answer `unimplemented`.
+pub trait Driver {
+    /// Name, version and features.
+    fn info() -> DriverInfo;
+
+    fn create_volume(_r: CreateVolumeRequest) -> Result<Volume> {
+        Err(unimplemented("create-volume"))
+    }
+    fn delete_volume(_r: DeleteVolumeRequest) -> Result<()> {
+        Err(unimplemented("delete-volume"))
+    }
+    fn controller_publish(_r: ControllerPublishRequest) -> Result<KeyValues> {
+        Err(unimplemented("controller-publish"))
+    }
+    fn controller_unpublish(_r: ControllerUnpublishRequest) -> Result<()> {
+        Err(unimplemented("controller-unpublish"))
+    }
+    fn validate_volume_capabilities(_r: ValidateRequest) -> Result<ValidateResponse> {
+        Err(unimplemented("validate-volume-capabilities"))
+    }
+    fn list_volumes(_r: ListVolumesRequest) -> Result<ListVolumesResponse> {
+        Err(unimplemented("list-volumes"))
+    }
+    fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
+        Err(unimplemented("get-capacity"))
+    }
+    fn create_snapshot(_r: CreateSnapshotRequest) -> Result<Snapshot> {
+        Err(unimplemented("create-snapshot"))
+    }
+    fn delete_snapshot(_r: DeleteSnapshotRequest) -> Result<()> {
+        Err(unimplemented("delete-snapshot"))
+    }
+    fn list_snapshots(_r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
+        Err(unimplemented("list-snapshots"))
+    }
+    fn controller_expand(_r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
+        Err(unimplemented("controller-expand"))
+    }
+    fn stage(_staging: Target, _r: StageRequest) -> Result<()> {
+        Err(unimplemented("node-stage"))
+    }
+    fn unstage(_staging: Target, _r: UnstageRequest) -> Result<()> {
+        Err(unimplemented("node-unstage"))
+    }
+    fn publish(_target: Target, _staging: Option<Target>, _r: PublishRequest) -> Result<()> {
+        Err(unimplemented("node-publish"))
+    }
+    fn unpublish(_target: Target, _r: UnpublishRequest) -> Result<()> {
+        Err(unimplemented("node-unpublish"))
+    }
+    fn volume_stats(_volume: Target, _r: VolumeStatsRequest) -> Result<VolumeStats> {
+        Err(unimplemented("node-get-volume-stats"))
+    }
+    fn node_expand(_volume: Target, _r: NodeExpandRequest) -> Result<u64> {
+        Err(unimplemented("node-expand"))
+    }
+    fn node_info() -> Result<NodeInfo> {
+        Err(unimplemented("node-get-info"))
+    }
+}
+
+/// Adapts a [`Driver`] to the generated export traits; used by [`export_driver!`].
+#[doc(hidden)]
+pub struct Export<D>(PhantomData<D>);
+
+use bindings::exports::wasmvol::driver::{controller, identity, node};
+
+impl<D: Driver> identity::Guest for Export<D> {
+    fn info() -> DriverInfo {
+        D::info()
+    }
+}
+
+impl<D: Driver> controller::Guest for Export<D> {
+    fn create_volume(r: CreateVolumeRequest) -> Result<Volume> {
+        D::create_volume(r)
+    }
+    fn delete_volume(r: DeleteVolumeRequest) -> Result<()> {
+        D::delete_volume(r)
+    }
+    fn controller_publish(r: ControllerPublishRequest) -> Result<KeyValues> {
+        D::controller_publish(r)
+    }
+    fn controller_unpublish(r: ControllerUnpublishRequest) -> Result<()> {
+        D::controller_unpublish(r)
+    }
+    fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
+        D::validate_volume_capabilities(r)
+    }
+    fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
+        D::list_volumes(r)
+    }
+    fn get_capacity(r: GetCapacityRequest) -> Result<GetCapacityResponse> {
+        D::get_capacity(r)
+    }
+    fn create_snapshot(r: CreateSnapshotRequest) -> Result<Snapshot> {
+        D::create_snapshot(r)
+    }
+    fn delete_snapshot(r: DeleteSnapshotRequest) -> Result<()> {
+        D::delete_snapshot(r)
+    }
+    fn list_snapshots(r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
+        D::list_snapshots(r)
+    }
+    fn expand_volume(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
+        D::controller_expand(r)
+    }
+}
+
+impl<D: Driver> node::Guest for Export<D> {
+    fn stage(staging: Target, r: StageRequest) -> Result<()> {
+        D::stage(staging, r)
+    }
+    fn unstage(staging: Target, r: UnstageRequest) -> Result<()> {
+        D::unstage(staging, r)
+    }
+    fn publish(target: Target, staging: Option<Target>, r: PublishRequest) -> Result<()> {
+        D::publish(target, staging, r)
+    }
+    fn unpublish(target: Target, r: UnpublishRequest) -> Result<()> {
+        D::unpublish(target, r)
+    }
+    fn get_volume_stats(volume: Target, r: VolumeStatsRequest) -> Result<VolumeStats> {
+        D::volume_stats(volume, r)
+    }
+    fn expand_volume(volume: Target, r: NodeExpandRequest) -> Result<u64> {
+        D::node_expand(volume, r)
+    }
+    fn get_info() -> Result<NodeInfo> {
+        D::node_info()
+    }
+}
+
+/// Exports a [`Driver`] implementation as the component's `identity`,
+/// `controller` and `node` interfaces. Use once per driver crate.
+#[macro_export]
+macro_rules! export_driver {
+    ($driver:ty) => {
+        type __WasmvolDriverExport = $crate::Export<$driver>;
+        $crate::bindings::export_world!(__WasmvolDriverExport with_types_in $crate::bindings);
+    };
+}

@@ -81,7 +81,21 @@ impl ImportKind {
 pub struct Import {
     pub name: String,
     pub kind: ImportKind,
+    /// Functions of the interface the component calls. An import with none
+    /// only borrows the interface's types (e.g. `mount.target` in node
+    /// signatures) and needs no grant.
+    pub functions: Vec<String>,
     pub grant: &'static str,
+}
+
+impl Import {
+    /// Whether this import needs a grant the policy does not give.
+    pub fn denied_by(&self, grants: &Grants) -> bool {
+        match self.kind {
+            ImportKind::Unknown => true,
+            kind => !self.functions.is_empty() && !kind.granted_by(grants),
+        }
+    }
 }
 
 /// The interfaces a component imports and exports.
@@ -97,11 +111,21 @@ impl Surface {
         let ty = component.component_type();
         let imports = ty
             .imports(engine)
-            .map(|(name, _)| {
+            .map(|(name, item)| {
                 let kind = ImportKind::of(name);
+                let functions = match &item.ty {
+                    ComponentItem::ComponentInstance(inst) => inst
+                        .exports(engine)
+                        .filter(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_)))
+                        .map(|(f, _)| f.to_owned())
+                        .collect(),
+                    ComponentItem::ComponentFunc(_) => vec![name.to_owned()],
+                    _ => Vec::new(),
+                };
                 Import {
                     name: name.to_owned(),
                     kind,
+                    functions,
                     grant: kind.grant_name(),
                 }
             })
@@ -116,7 +140,7 @@ impl Surface {
 
     /// Imports the grants do not allow (the reason a component is refused).
     pub fn ungranted<'a>(&'a self, grants: &'a Grants) -> impl Iterator<Item = &'a Import> + 'a {
-        self.imports.iter().filter(|i| !i.kind.granted_by(grants))
+        self.imports.iter().filter(|i| i.denied_by(grants))
     }
 }
 

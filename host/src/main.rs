@@ -1,1 +1,281 @@
-fn main() {}
+//! `wasmvol`: the host binary.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use wasmvol::artifact_cache::ArtifactCache;
+use wasmvol::call::Operation;
+use wasmvol::digest::Sha256Digest;
+use wasmvol::driver::{component_shape_problem, read_pinned};
+use wasmvol::engine::DriverEngine;
+use wasmvol::interfaces::{ImportKind, Surface};
+use wasmvol::policy::Policy;
+use wasmvol::runtime::Runtime;
+
+/// Run Kubernetes storage drivers as sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "wasmvol", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load every driver of a policy and serve them.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show a component's imports and exports and the grants it would need.
+    Inspect {
+        component: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// For each driver of a policy: pinned digest, imports, grants, unused and missing grants.
+    Audit {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call one export of a driver by hand and print its answer as JSON.
+    Call {
+        #[arg(long)]
+        config: PathBuf,
+        driver: String,
+        /// e.g. create-volume, node-publish, list-snapshots
+        operation: String,
+        /// The request as JSON (field names as in the WIT records, snake_case).
+        #[arg(long, default_value = "{}")]
+        request: String,
+        /// Request id for logs and the audit trail.
+        #[arg(long, default_value = "cli")]
+        request_id: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("wasmvol: {}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+/// An error chain on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Inspect { component, json } => inspect(&component, json),
+        Command::Audit { config, json } => audit(&config, json),
+        Command::Call {
+            config,
+            driver,
+            operation,
+            request,
+            request_id,
+        } => {
+            let policy = Policy::load(&config)?;
+            let request: serde_json::Value = serde_json::from_str(&request)
+                .map_err(|e| anyhow!("--request is not JSON: {e}"))?;
+            let op = Operation::from_json(&operation, request).map_err(|e| anyhow!(e))?;
+            let runtime = Runtime::start(&policy, Some(&driver))?;
+            let outcome = runtime.call(&driver, &request_id, op)?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: &Path) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let policy = Policy::load(config)?;
+    let runtime = Runtime::start(&policy, None)?;
+    tracing::info!(
+        drivers = runtime.drivers().count(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "wasmvol ready"
+    );
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        anyhow::Ok(())
+    })
+}
+
+fn engine() -> anyhow::Result<DriverEngine> {
+    DriverEngine::new(64 << 20).map_err(|e| anyhow!("{e:#}"))
+}
+
+fn inspect(path: &Path, as_json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    if let Some(problem) = component_shape_problem(&bytes) {
+        return Err(anyhow!(
+            "{}: not a WebAssembly component: {problem}",
+            path.display()
+        ));
+    }
+    let engine = engine()?;
+    let component = wasmtime::component::Component::new(engine.engine(), &bytes)
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let surface = Surface::of(engine.engine(), &component);
+    let digest = Sha256Digest::of(&bytes);
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "component": path, "sha256": digest.to_hex(), "imports": surface.imports, "exports": surface.exports,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("component {}\nsha256    {digest}\nimports:", path.display());
+    for i in &surface.imports {
+        let needs = if i.functions.is_empty() && i.kind != ImportKind::Unknown {
+            "(types only)"
+        } else {
+            i.grant
+        };
+        println!(
+            "  {:<40} {:<8} needs {:<26} calls {}",
+            i.name,
+            kind_label(i.kind),
+            needs,
+            i.functions.join(", ")
+        );
+    }
+    println!("exports:");
+    for e in &surface.exports {
+        println!("  {e}");
+    }
+    Ok(())
+}
+
+fn kind_label(k: ImportKind) -> &'static str {
+    match k {
+        ImportKind::Storage => "storage",
+        ImportKind::Mount => "mount",
+        ImportKind::State => "state",
+        ImportKind::Free => "free",
+        ImportKind::Wasi => "wasi",
+        ImportKind::Unknown => "REFUSED",
+    }
+}
+
+fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
+    let policy = Policy::load(config)?;
+    let engine = engine()?;
+    let cache = ArtifactCache::new(&policy.host.cache_dir);
+    let mut reports = Vec::new();
+    for d in &policy.drivers {
+        let grants = &d.grants;
+        let granted: Vec<&str> = [
+            (grants.storage.is_some(), "storage"),
+            (grants.mount, "mount"),
+            (grants.state_quota_bytes.is_some(), "state"),
+            (grants.secrets, "secrets"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+        let report = match read_pinned(d.name.as_str(), &d.component, &d.sha256) {
+            Err(e) => {
+                json!({"driver": d.name.as_str(), "sha256": d.sha256.to_hex(), "error": e.to_string(), "granted": granted})
+            }
+            Ok(bytes) => {
+                let (component, _) = cache
+                    .load_or_compile(engine.engine(), &d.sha256, &bytes)
+                    .map_err(|e| anyhow!("driver `{}`: {e:#}", d.name))?;
+                let surface = Surface::of(engine.engine(), &component);
+                let used: Vec<&str> = surface
+                    .imports
+                    .iter()
+                    .filter(|i| !i.functions.is_empty())
+                    .map(|i| kind_label(i.kind))
+                    .collect();
+                let unused: Vec<&str> = granted
+                    .iter()
+                    .copied()
+                    .filter(|g| *g != "secrets" && !used.contains(g))
+                    .collect();
+                let missing: Vec<&str> =
+                    surface.ungranted(grants).map(|i| i.name.as_str()).collect();
+                json!({
+                    "driver": d.name.as_str(), "component": d.component, "sha256": d.sha256.to_hex(),
+                    "imports": surface.imports.iter().map(|i| &i.name).collect::<Vec<_>>(),
+                    "granted": granted, "granted_but_unused": unused, "imported_but_not_granted": missing,
+                    "storage_root": grants.storage.as_ref().map(|s| &s.root),
+                    "fs_types": grants.fs_types, "mount_options": grants.mount_options,
+                    "state_quota_bytes": grants.state_quota_bytes, "limits": {
+                        "memory_bytes": d.limits.memory_bytes, "deadline_ms": d.limits.deadline_ms, "concurrency": d.limits.concurrency,
+                    },
+                })
+            }
+        };
+        reports.push(report);
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    for r in &reports {
+        println!("driver {}", r["driver"].as_str().unwrap_or("?"));
+        println!(
+            "  sha256                    {}",
+            r["sha256"].as_str().unwrap_or("")
+        );
+        if let Some(e) = r.get("error") {
+            println!("  ERROR                     {}", e.as_str().unwrap_or(""));
+            continue;
+        }
+        for (label, key) in [
+            ("imports", "imports"),
+            ("granted", "granted"),
+            ("granted but unused", "granted_but_unused"),
+            ("imported but not granted", "imported_but_not_granted"),
+        ] {
+            let items: Vec<String> = r[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "  {label:<25} {}",
+                if items.is_empty() {
+                    "-".into()
+                } else {
+                    items.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
+}

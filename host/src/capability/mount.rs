@@ -26,7 +26,8 @@ pub struct TargetHandle {
     shape: TargetShape,
     path: PathBuf,
     /// `O_PATH` handle opened when the request arrived; mounts attach to it.
-    fd: OwnedFd,
+    /// Released (and reopened) around an unmount, which it would keep busy.
+    fd: Option<OwnedFd>,
 }
 
 impl TargetHandle {
@@ -49,7 +50,7 @@ impl TargetHandle {
             role,
             shape,
             path: path.to_owned(),
-            fd,
+            fd: Some(fd),
         })
     }
 
@@ -59,6 +60,12 @@ impl TargetHandle {
     }
 }
 
+fn gone() -> CapError {
+    CapError::Failed(DriverError::FailedPrecondition(
+        "the target path disappeared during the call".into(),
+    ))
+}
+
 fn table_err(e: wasmtime::component::ResourceTableError) -> CapError {
     CapError::Denied(format!("invalid handle: {e}"))
 }
@@ -66,7 +73,7 @@ fn table_err(e: wasmtime::component::ResourceTableError) -> CapError {
 impl CallContext {
     fn target_args(&self, target: &Resource<TargetHandle>) -> serde_json::Value {
         match self.table.get(target) {
-            Ok(t) => json!({"target": t.path, "role": format!("{:?}", t.role)}),
+            Ok(t) => json!({"target": t.path, "role": t.role}),
             Err(_) => json!({"target": null}),
         }
     }
@@ -111,6 +118,7 @@ impl HostTarget for CallContext {
             })?;
             let p = BeneathRoot::parse(&path)?;
             let target = ctx.table.get(&t).map_err(table_err)?;
+            let target_fd = target.fd.as_ref().ok_or_else(gone)?;
             // Resolved beneath the root now; the fd is what gets mounted.
             let source: OwnedFd = match target.shape {
                 TargetShape::Directory => {
@@ -119,7 +127,7 @@ impl HostTarget for CallContext {
                 TargetShape::File => root.open(p.as_path()).map(|f| f.into_std().into()),
             }
             .map_err(|e| io_error(&path, e))?;
-            sys::bind(source.as_fd(), target.fd.as_fd(), read_only).map_err(|e| io_error("bind", e))
+            sys::bind(source.as_fd(), target_fd.as_fd(), read_only).map_err(|e| io_error("bind", e))
         }))
     }
 
@@ -145,7 +153,8 @@ impl HostTarget for CallContext {
                 }
                 // Reopen the source so the bind takes what is mounted there now.
                 let src_fd = sys::open_path(&src.path).map_err(|e| io_error("source", e))?;
-                sys::bind(src_fd.as_fd(), dst.fd.as_fd(), read_only)
+                let dst_fd = dst.fd.as_ref().ok_or_else(gone)?;
+                sys::bind(src_fd.as_fd(), dst_fd.as_fd(), read_only)
                     .map_err(|e| io_error("bind", e))
             }),
         )
@@ -169,13 +178,15 @@ impl HostTarget for CallContext {
         self.table.get(&t)?;
         let args = self.target_args(&t);
         Ok(self.gate("mount.unmount", Need::Mount, args, |ctx| {
-            let path = ctx.table.get(&t).map_err(table_err)?.path.clone();
-            if !sys::is_mount_point(&path).map_err(|e| io_error("unmount", e))? {
+            let target = ctx.table.get_mut(&t).map_err(table_err)?;
+            if !sys::is_mount_point(&target.path).map_err(|e| io_error("unmount", e))? {
                 return Ok(());
             }
-            sys::unmount(&path)
-                .map(|_| ())
-                .map_err(|e| io_error("unmount", e))
+            // Our own handle into the mount would keep it busy: let go, unmount, reopen.
+            target.fd = None;
+            let unmounted = sys::unmount(&target.path).map(|_| ());
+            target.fd = sys::open_path(&target.path).ok();
+            unmounted.map_err(|e| io_error("unmount", e))
         }))
     }
 

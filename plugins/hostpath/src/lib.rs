@@ -1,1 +1,341 @@
+//! hostpath: directory volumes beneath the driver's storage root.
+//!
+//! Volumes live in `volumes/<id>`, snapshots in `snapshots/<id>` (full
+//! copies). Records live in the host's durable state: `vol/<id>` and
+//! `snap/<id>`. Ids derive from the CSI name, so a repeated create finds the
+//! volume it made before. Publish bind-mounts the volume directory onto the
+//! request's target handle; the driver never sees a host path.
 
+mod paging;
+mod records;
+
+use wasmvol_driver_sdk::*;
+
+use records::{SnapshotRecord, VolumeRecord};
+
+/// Capacity of a volume created without a size.
+const DEFAULT_CAPACITY: u64 = 1 << 30;
+
+struct HostPath;
+
+fn root() -> Result<Root> {
+    volumes::open_root()
+}
+
+fn volume_dir(id: &str) -> String {
+    format!("volumes/{id}")
+}
+
+fn snapshot_dir(id: &str) -> String {
+    format!("snapshots/{id}")
+}
+
+/// Builds a volume under a temporary name, then renames it into place, so a
+/// crash never leaves a half-copied volume under its real name.
+fn materialize(root: &Root, dir: &str, fill: impl FnOnce(&Root, &str) -> Result<()>) -> Result<()> {
+    if root.exists(dir)? {
+        return Ok(());
+    }
+    let tmp = format!("{dir}.partial");
+    root.remove_tree(&tmp)?;
+    fill(root, &tmp)?;
+    root.rename(&tmp, dir)
+}
+
+fn wanted_capacity(range: &Option<CapacityRange>) -> Result<u64> {
+    let Some(r) = range else {
+        return Ok(DEFAULT_CAPACITY);
+    };
+    if r.limit_bytes != 0 && r.required_bytes > r.limit_bytes {
+        return Err(DriverError::OutOfRange(format!(
+            "required {} bytes exceeds limit {} bytes",
+            r.required_bytes, r.limit_bytes
+        )));
+    }
+    Ok(match (r.required_bytes, r.limit_bytes) {
+        (0, 0) => DEFAULT_CAPACITY,
+        (0, limit) => limit.min(DEFAULT_CAPACITY),
+        (required, _) => required,
+    })
+}
+
+fn fits(range: &Option<CapacityRange>, capacity: u64) -> bool {
+    range.as_ref().is_none_or(|r| {
+        r.required_bytes <= capacity && (r.limit_bytes == 0 || capacity <= r.limit_bytes)
+    })
+}
+
+fn check_mount_access(caps: &[VolumeCapability]) -> Result<()> {
+    for c in caps {
+        if let AccessType::Block = c.access_type {
+            return Err(DriverError::InvalidArgument(
+                "hostpath volumes are directories: block access is not supported".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos(),
+    }
+}
+
+impl Driver for HostPath {
+    fn info() -> DriverInfo {
+        DriverInfo::named(
+            "hostpath.wasmvol.io",
+            env!("CARGO_PKG_VERSION"),
+            &[
+                Feature::CreateDeleteVolume,
+                Feature::ListVolumes,
+                Feature::GetCapacity,
+                Feature::Snapshots,
+                Feature::CloneVolume,
+                Feature::ExpandVolume,
+                Feature::OnlineExpansion,
+                Feature::VolumeStats,
+                Feature::SingleNodeMultiWriter,
+            ],
+        )
+    }
+
+    fn create_volume(r: CreateVolumeRequest) -> Result<Volume> {
+        if r.name.is_empty() {
+            return Err(DriverError::InvalidArgument(
+                "volume name is required".into(),
+            ));
+        }
+        check_mount_access(&r.volume_capabilities)?;
+        let id = records::id_for("hp", &r.name);
+        if let Some(existing) = VolumeRecord::load(&id)? {
+            if !fits(&r.capacity_range, existing.capacity) || existing.source != r.content_source {
+                return Err(DriverError::AlreadyExists(format!(
+                    "volume `{}` exists with another size or source",
+                    r.name
+                )));
+            }
+            return Ok(existing.to_volume());
+        }
+        let capacity = wanted_capacity(&r.capacity_range)?;
+        let root = root()?;
+        let available = root.statvfs("")?.available_bytes;
+        if capacity > available {
+            return Err(DriverError::OutOfRange(format!(
+                "{capacity} bytes requested, {available} available"
+            )));
+        }
+        let dir = volume_dir(&id);
+        materialize(&root, &dir, |root, tmp| match &r.content_source {
+            None => root.create_dir(tmp),
+            Some(ContentSource::Snapshot(sid)) => {
+                SnapshotRecord::load(sid)?
+                    .ok_or_else(|| DriverError::NotFound(format!("snapshot `{sid}` not found")))?;
+                root.copy(&snapshot_dir(sid), tmp)
+            }
+            Some(ContentSource::Volume(vid)) => {
+                VolumeRecord::load(vid)?
+                    .ok_or_else(|| DriverError::NotFound(format!("volume `{vid}` not found")))?;
+                root.copy(&volume_dir(vid), tmp)
+            }
+        })?;
+        let record = VolumeRecord {
+            id,
+            name: r.name,
+            capacity,
+            source: r.content_source,
+        };
+        record.save()?;
+        Ok(record.to_volume())
+    }
+
+    fn delete_volume(r: DeleteVolumeRequest) -> Result<()> {
+        if r.volume_id.is_empty() {
+            return Err(DriverError::InvalidArgument("volume id is required".into()));
+        }
+        root()?.remove_tree(&volume_dir(&r.volume_id))?;
+        VolumeRecord::delete(&r.volume_id)
+    }
+
+    fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
+        VolumeRecord::load(&r.volume_id)?
+            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        Ok(match check_mount_access(&r.volume_capabilities) {
+            Ok(()) => ValidateResponse {
+                confirmed: Some(r.volume_capabilities),
+                message: String::new(),
+            },
+            Err(e) => ValidateResponse {
+                confirmed: None,
+                message: format!("{e:?}"),
+            },
+        })
+    }
+
+    fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
+        let all = VolumeRecord::all()?;
+        let (page, next_token) = paging::page(&all, r.max_entries, &r.starting_token)?;
+        Ok(ListVolumesResponse {
+            entries: page
+                .iter()
+                .map(|v| ListedVolume {
+                    volume: v.to_volume(),
+                    published_node_ids: Vec::new(),
+                })
+                .collect(),
+            next_token,
+        })
+    }
+
+    fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
+        let stats = root()?.statvfs("")?;
+        Ok(GetCapacityResponse {
+            available_capacity: stats.available_bytes,
+            maximum_volume_size: Some(stats.available_bytes),
+            minimum_volume_size: None,
+        })
+    }
+
+    fn create_snapshot(r: CreateSnapshotRequest) -> Result<Snapshot> {
+        if r.name.is_empty() || r.source_volume_id.is_empty() {
+            return Err(DriverError::InvalidArgument(
+                "snapshot name and source volume id are required".into(),
+            ));
+        }
+        let id = records::id_for("snap", &r.name);
+        if let Some(existing) = SnapshotRecord::load(&id)? {
+            if existing.source != r.source_volume_id {
+                return Err(DriverError::AlreadyExists(format!(
+                    "snapshot `{}` exists for another volume",
+                    r.name
+                )));
+            }
+            return Ok(existing.to_snapshot());
+        }
+        VolumeRecord::load(&r.source_volume_id)?.ok_or_else(|| {
+            DriverError::NotFound(format!("volume `{}` not found", r.source_volume_id))
+        })?;
+        let root = root()?;
+        let dir = snapshot_dir(&id);
+        materialize(&root, &dir, |root, tmp| {
+            root.copy(&volume_dir(&r.source_volume_id), tmp)
+        })?;
+        let record = SnapshotRecord {
+            id,
+            name: r.name,
+            source: r.source_volume_id,
+            size: root.usage(&dir)?.bytes,
+            created: (now().seconds, now().nanos),
+        };
+        record.save()?;
+        Ok(record.to_snapshot())
+    }
+
+    fn delete_snapshot(r: DeleteSnapshotRequest) -> Result<()> {
+        if r.snapshot_id.is_empty() {
+            return Err(DriverError::InvalidArgument(
+                "snapshot id is required".into(),
+            ));
+        }
+        root()?.remove_tree(&snapshot_dir(&r.snapshot_id))?;
+        SnapshotRecord::delete(&r.snapshot_id)
+    }
+
+    fn list_snapshots(r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
+        let all: Vec<SnapshotRecord> = SnapshotRecord::all()?
+            .into_iter()
+            .filter(|s| r.snapshot_id.is_empty() || s.id == r.snapshot_id)
+            .filter(|s| r.source_volume_id.is_empty() || s.source == r.source_volume_id)
+            .collect();
+        let (page, next_token) = paging::page(&all, r.max_entries, &r.starting_token)?;
+        Ok(ListSnapshotsResponse {
+            entries: page.iter().map(SnapshotRecord::to_snapshot).collect(),
+            next_token,
+        })
+    }
+
+    fn controller_expand(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
+        let mut v = VolumeRecord::load(&r.volume_id)?
+            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        let wanted = wanted_capacity(&r.capacity_range)?;
+        if wanted > v.capacity {
+            v.capacity = wanted;
+            v.save()?;
+        }
+        Ok(ControllerExpandResponse {
+            capacity_bytes: v.capacity,
+            node_expansion_required: false,
+        })
+    }
+
+    fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {
+        check_mount_access(core::slice::from_ref(&r.volume_capability))?;
+        VolumeRecord::load(&r.volume_id)?
+            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        if target.is_mounted()? {
+            return Ok(());
+        }
+        let read_only = r.readonly
+            || matches!(
+                r.volume_capability.access_mode,
+                AccessMode::SingleNodeReaderOnly | AccessMode::MultiNodeReaderOnly
+            );
+        target.bind_from_root(&root()?, &volume_dir(&r.volume_id), read_only)
+    }
+
+    fn unpublish(target: Target, _r: UnpublishRequest) -> Result<()> {
+        target.unmount()
+    }
+
+    fn volume_stats(_volume: Target, r: VolumeStatsRequest) -> Result<VolumeStats> {
+        let v = VolumeRecord::load(&r.volume_id)?
+            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        let root = root()?;
+        let dir = volume_dir(&v.id);
+        let used = root.usage(&dir)?;
+        let fs = root.statvfs(&dir)?;
+        let available = v
+            .capacity
+            .saturating_sub(used.bytes)
+            .min(fs.available_bytes);
+        Ok(VolumeStats {
+            usage: vec![
+                UsageEntry {
+                    unit: UsageUnit::Bytes,
+                    total: v.capacity,
+                    used: used.bytes,
+                    available,
+                },
+                UsageEntry {
+                    unit: UsageUnit::Inodes,
+                    total: fs.total_inodes,
+                    used: used.inodes,
+                    available: fs.free_inodes,
+                },
+            ],
+            abnormal_message: None,
+        })
+    }
+
+    fn node_expand(_volume: Target, r: NodeExpandRequest) -> Result<u64> {
+        let v = VolumeRecord::load(&r.volume_id)?
+            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        Ok(v.capacity)
+    }
+
+    fn node_info() -> Result<NodeInfo> {
+        // The front end fills in the node's name: a driver has no ambient view of the host.
+        Ok(NodeInfo {
+            node_id: String::new(),
+            max_volumes_per_node: 0,
+            accessible_topology: None,
+        })
+    }
+}
+
+export_driver!(HostPath);
