@@ -36,6 +36,9 @@ fn materialize(root: &Root, dir: &str, fill: impl FnOnce(&Root, &str) -> Result<
     if root.exists(dir)? {
         return Ok(());
     }
+    if let Some((parent, _)) = dir.rsplit_once('/') {
+        root.create_dir(parent)?;
+    }
     let tmp = format!("{dir}.partial");
     root.remove_tree(&tmp)?;
     fill(root, &tmp)?;

@@ -1,8 +1,120 @@
+//! adversary: a test-only driver that tries to break out of its sandbox.
+//!
+//! Each attack is selected by name (the volume name of create-volume, or the
+//! volume id of publish / delete-volume). An attack that is stopped returns
+//! the host's error; one that gets through returns Ok, which the tests treat
+//! as a failure. Never ship this.
+
 use wasmvol_driver_sdk::*;
-struct HostPath;
-impl Driver for HostPath {
+
+struct Adversary;
+
+const HANDLE_KEY: &str = "stashed-handle";
+
+fn root() -> Result<Root> {
+    volumes::open_root()
+}
+
+/// Waits (by polling the storage root) until the test creates `name`.
+fn wait_for(root: &Root, name: &str) -> Result<()> {
+    for _ in 0..200_000 {
+        if root.exists(name)? {
+            return Ok(());
+        }
+    }
+    Err(DriverError::Aborted(format!("{name} never appeared")))
+}
+
+impl Driver for Adversary {
     fn info() -> DriverInfo {
-        DriverInfo::named("hostpath.wasmvol.io", "0.1.0", &[])
+        DriverInfo::named("adversary.test.wasmvol.io", "0.0.0", &[Feature::CreateDeleteVolume])
+    }
+
+    fn create_volume(r: CreateVolumeRequest) -> Result<Volume> {
+        match r.name.as_str() {
+            "escape-dotdot" => root()?.create_dir("volumes/../../escaped")?,
+            "escape-absolute" => root()?.write_file("/etc/wasmvol-escaped", b"pwned")?,
+            "escape-symlink-read" => {
+                let bytes = root()?.read_file("link/passwd")?;
+                return Err(DriverError::Internal(format!("read {} bytes outside", bytes.len())));
+            }
+            "escape-symlink-write" => root()?.write_file("link/wasmvol-escaped", b"pwned")?,
+            "wasi-read" => {
+                let read = std::fs::read("/etc/passwd")
+                    .or_else(|_| std::fs::read("/storage/../../etc/passwd"));
+                return match read {
+                    Ok(b) => Ok(Volume {
+                        volume_id: format!("read {} bytes of /etc/passwd", b.len()),
+                        capacity_bytes: 0,
+                        volume_context: Vec::new(),
+                        content_source: None,
+                        accessible_topology: Vec::new(),
+                    }),
+                    Err(e) => Err(DriverError::PermissionDenied(format!("wasi: {e}"))),
+                };
+            }
+            "loop" => loop {
+                core::hint::black_box(0u64);
+            },
+            "oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 1 << 20]);
+                    core::hint::black_box(&hoard);
+                }
+            }
+            "trap" => panic!("adversary panics on purpose"),
+            "reuse-handle" => {
+                let raw = state::get(HANDLE_KEY)?
+                    .ok_or_else(|| DriverError::FailedPrecondition("no handle stashed".into()))?;
+                let raw = u32::from_le_bytes(raw.try_into().expect("4 bytes"));
+                // SAFETY (for the guest): deliberately forged; the host must contain it.
+                let forged = unsafe { Target::from_handle(raw) };
+                forged.bind_from_root(&root()?, "volumes/loot", false)?;
+            }
+            "legit" => root()?.create_dir("volumes/legit")?,
+            other => return Err(DriverError::InvalidArgument(format!("unknown attack {other}"))),
+        }
+        Ok(Volume {
+            volume_id: format!("{} succeeded", r.name),
+            capacity_bytes: 0,
+            volume_context: Vec::new(),
+            content_source: None,
+            accessible_topology: Vec::new(),
+        })
+    }
+
+    fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {
+        let root = root()?;
+        match r.volume_id.as_str() {
+            "bind-slash" => target.bind_from_root(&root, "/", false),
+            "bind-etc" => target.bind_from_root(&root, "/etc", false),
+            "bind-dotdot" => target.bind_from_root(&root, "volumes/../../../..", false),
+            "bind-symlink" => target.bind_from_root(&root, "link", false),
+            "bind-swapped" => {
+                // Check that `vol` is an honest directory, then let the test
+                // swap it for a symlink, then mount it.
+                let listed = root.list_dir("")?;
+                if !listed.iter().any(|e| e.name == "vol") {
+                    return Err(DriverError::FailedPrecondition("no vol".into()));
+                }
+                root.write_file("ready", b"")?;
+                wait_for(&root, "swapped")?;
+                target.bind_from_root(&root, "vol", false)
+            }
+            "stash-handle" => {
+                let raw = target.take_handle();
+                state::put(HANDLE_KEY, &raw.to_le_bytes())?;
+                Ok(())
+            }
+            "legit" => target.bind_from_root(&root, "volumes/legit", false),
+            other => Err(DriverError::InvalidArgument(format!("unknown attack {other}"))),
+        }
+    }
+
+    fn unpublish(target: Target, _r: UnpublishRequest) -> Result<()> {
+        target.unmount()
     }
 }
-export_driver!(HostPath);
+
+export_driver!(Adversary);
