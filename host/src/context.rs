@@ -189,6 +189,16 @@ impl CallContext {
         }
     }
 
+    /// The last non-empty line the guest printed (panic messages end up here).
+    pub fn last_stdio_line(&self) -> Option<String> {
+        let bytes = self.stdout.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .map(|l| l.chars().take(512).collect())
+    }
+
     /// Forwards what the guest printed to tracing.
     pub fn flush_stdio(&self) {
         let bytes = self.stdout.contents();

@@ -408,19 +408,19 @@ enum Prepared {
     Plain(Operation),
 }
 
-/// Turns a wasmtime error into the contained fault it stands for.
+/// Turns a wasmtime error into the contained fault it stands for, with the
+/// guest's last words (e.g. its panic message) where it printed any.
 fn classify(e: wasmtime::Error, ctx: &CallContext, deadline_ms: u64, memory: u64) -> CallError {
     if ctx.memory_exceeded {
         return CallError::Memory(memory);
     }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallError::Deadline(deadline_ms),
-        Some(trap) => CallError::Trapped(format!("{trap}: {}", root_message(&e))),
-        None => CallError::Trapped(root_message(&e)),
+    let mut message = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return CallError::Deadline(deadline_ms),
+        Some(trap) => trap.to_string(),
+        None => e.root_cause().to_string(),
+    };
+    if let Some(last) = ctx.last_stdio_line() {
+        message = format!("{message}; guest said: {last}");
     }
-}
-
-fn root_message(e: &wasmtime::Error) -> String {
-    let text = format!("{e:#}");
-    text.lines().next().unwrap_or("").to_owned()
+    CallError::Trapped(message)
 }

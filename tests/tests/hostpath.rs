@@ -61,7 +61,11 @@ fn full_lifecycle_through_the_library_is_idempotent() {
     assert_eq!(create(&rt, "pvc-a", GIB, Value::Null), id);
     assert!(f.root().join("volumes").join(&id).is_dir());
     // Same name, incompatible size: already-exists.
-    match call(&rt, "create-volume", create_req("pvc-a", 2 * GIB, Value::Null)) {
+    match call(
+        &rt,
+        "create-volume",
+        create_req("pvc-a", 2 * GIB, Value::Null),
+    ) {
         Err(CallError::Driver(DriverError::AlreadyExists(_))) => {}
         other => panic!("expected already-exists, got {other:?}"),
     }
@@ -120,11 +124,17 @@ fn full_lifecycle_through_the_library_is_idempotent() {
     );
     let err = std::fs::write(ro.join("nope"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
-    call(&rt, "node-unpublish", json!({"target_path": ro, "volume_id": id})).unwrap();
+    call(
+        &rt,
+        "node-unpublish",
+        json!({"target_path": ro, "volume_id": id}),
+    )
+    .unwrap();
     assert!(!is_mounted(&ro));
 
     // Snapshot, twice: same snapshot; then restore and clone hold the data.
-    let snap_req = json!({"source_volume_id": id, "name": "snap-1", "secrets": [], "parameters": []});
+    let snap_req =
+        json!({"source_volume_id": id, "name": "snap-1", "secrets": [], "parameters": []});
     let snap = match call(&rt, "create-snapshot", snap_req.clone()).unwrap() {
         Outcome::Snapshot(s) => s,
         o => panic!("{o:?}"),
@@ -197,12 +207,7 @@ fn full_lifecycle_through_the_library_is_idempotent() {
         )
         .unwrap();
         for v in [&id, &restored, &clone] {
-            call(
-                &rt,
-                "delete-volume",
-                json!({"volume_id": v, "secrets": []}),
-            )
-            .unwrap();
+            call(&rt, "delete-volume", json!({"volume_id": v, "secrets": []})).unwrap();
         }
     }
     assert_eq!(
@@ -269,11 +274,7 @@ fn lifecycle_through_wasmvol_call() {
         assert!(ok, "{err}");
     }
     assert!(!is_mounted(&target));
-    let (ok, _, err) = cli(
-        &f,
-        "delete-volume",
-        json!({"volume_id": id, "secrets": []}),
-    );
+    let (ok, _, err) = cli(&f, "delete-volume", json!({"volume_id": id, "secrets": []}));
     assert!(ok, "{err}");
 
     // Bad input: one clear line, non-zero exit.
@@ -285,6 +286,9 @@ fn lifecycle_through_wasmvol_call() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     let (ok, _, err) = cli(&f, "publish-everything", json!({}));
-    assert!(!ok && err.contains("unknown operation `publish-everything`"), "{err}");
+    assert!(
+        !ok && err.contains("unknown operation `publish-everything`"),
+        "{err}"
+    );
     assert!(f.mounts().is_empty());
 }

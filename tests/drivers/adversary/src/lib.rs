@@ -27,7 +27,11 @@ fn wait_for(root: &Root, name: &str) -> Result<()> {
 
 impl Driver for Adversary {
     fn info() -> DriverInfo {
-        DriverInfo::named("adversary.test.wasmvol.io", "0.0.0", &[Feature::CreateDeleteVolume])
+        DriverInfo::named(
+            "adversary.test.wasmvol.io",
+            "0.0.0",
+            &[Feature::CreateDeleteVolume],
+        )
     }
 
     fn create_volume(r: CreateVolumeRequest) -> Result<Volume> {
@@ -36,7 +40,10 @@ impl Driver for Adversary {
             "escape-absolute" => root()?.write_file("/etc/wasmvol-escaped", b"pwned")?,
             "escape-symlink-read" => {
                 let bytes = root()?.read_file("link/passwd")?;
-                return Err(DriverError::Internal(format!("read {} bytes outside", bytes.len())));
+                return Err(DriverError::Internal(format!(
+                    "read {} bytes outside",
+                    bytes.len()
+                )));
             }
             "escape-symlink-write" => root()?.write_file("link/wasmvol-escaped", b"pwned")?,
             "wasi-read" => {
@@ -73,7 +80,11 @@ impl Driver for Adversary {
                 forged.bind_from_root(&root()?, "volumes/loot", false)?;
             }
             "legit" => root()?.create_dir("volumes/legit")?,
-            other => return Err(DriverError::InvalidArgument(format!("unknown attack {other}"))),
+            other => {
+                return Err(DriverError::InvalidArgument(format!(
+                    "unknown attack {other}"
+                )))
+            }
         }
         Ok(Volume {
             volume_id: format!("{} succeeded", r.name),
@@ -108,7 +119,9 @@ impl Driver for Adversary {
                 Ok(())
             }
             "legit" => target.bind_from_root(&root, "volumes/legit", false),
-            other => Err(DriverError::InvalidArgument(format!("unknown attack {other}"))),
+            other => Err(DriverError::InvalidArgument(format!(
+                "unknown attack {other}"
+            ))),
         }
     }
 

@@ -1,0 +1,338 @@
+//! A hostile driver tries, one attempt per test, to get out of its sandbox.
+//! Each attempt must be denied or contained, be in the audit log as denied,
+//! leave the host unchanged, and the next honest call must succeed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wasmvol::bindings::DriverError;
+use wasmvol::call::{CallError, Operation, Outcome};
+use wasmvol::runtime::Runtime;
+use wasmvol_tests::{Fixture, FixtureGrants};
+
+fn fixture(grants: FixtureGrants) -> (Fixture, Runtime) {
+    let f = Fixture::new("adversary", grants);
+    std::fs::write(f.outside().join("passwd"), b"root:x:0:0").unwrap();
+    let rt = f.runtime();
+    (f, rt)
+}
+
+fn attack_create(rt: &Runtime, name: &str) -> Result<Outcome, CallError> {
+    let req = json!({
+        "name": name, "capacity_range": null, "volume_capabilities": [], "parameters": [],
+        "secrets": [], "content_source": null, "accessibility_requirements": null, "mutable_parameters": []
+    });
+    rt.call(
+        "adversary",
+        name,
+        Operation::from_json("create-volume", req).unwrap(),
+    )
+}
+
+fn attack_publish(rt: &Runtime, target: &Path, attack: &str) -> Result<Outcome, CallError> {
+    let req = json!({
+        "target_path": target, "volume_id": attack, "publish_context": [],
+        "volume_capability": {"access_type": {"Mount": {"fs_type": "", "mount_flags": [], "volume_mount_group": ""}}, "access_mode": "SingleNodeWriter"},
+        "readonly": false, "secrets": [], "volume_context": []
+    });
+    rt.call(
+        "adversary",
+        attack,
+        Operation::from_json("node-publish", req).unwrap(),
+    )
+}
+
+/// The audit records of one request.
+fn audit_of(f: &Fixture, request_id: &str) -> Vec<Value> {
+    f.audit()
+        .into_iter()
+        .filter(|r| r["request_id"] == request_id)
+        .collect()
+}
+
+/// Asserts a capability denial: the error, a `deny` audit record for the
+/// operation, and nothing mounted.
+fn assert_denied(
+    f: &Fixture,
+    request_id: &str,
+    operation: &str,
+    result: Result<Outcome, CallError>,
+) {
+    match result {
+        Err(CallError::Driver(DriverError::PermissionDenied(_))) => {}
+        other => panic!("{request_id}: expected permission-denied, got {other:?}"),
+    }
+    let records = audit_of(f, request_id);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["operation"] == operation && r["decision"] == "deny"),
+        "{request_id}: no deny record for {operation}: {records:#?}"
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["operation"] == operation && r["decision"] == "allow"),
+        "{request_id}: {operation} was allowed: {records:#?}"
+    );
+    assert!(
+        f.mounts().is_empty(),
+        "{request_id}: mounted {:?}",
+        f.mounts()
+    );
+}
+
+/// Asserts a contained fault: the error kind, a `deny` call record.
+fn assert_contained(
+    f: &Fixture,
+    request_id: &str,
+    result: &Result<Outcome, CallError>,
+    want: &str,
+) {
+    let err = match result {
+        Err(e) => e.to_string(),
+        Ok(o) => panic!("{request_id}: attack succeeded: {o:?}"),
+    };
+    assert!(err.contains(want), "{request_id}: {err}");
+    let records = audit_of(f, request_id);
+    let call = records
+        .iter()
+        .find(|r| r["operation"] == "call:create-volume")
+        .unwrap_or_else(|| panic!("{request_id}: no call record: {records:#?}"));
+    assert_eq!(call["decision"], "deny", "{call}");
+    assert!(
+        call["outcome"].as_str().unwrap().starts_with("contained:"),
+        "{call}"
+    );
+}
+
+/// The host is fine: the honest path still works and nothing leaked.
+fn assert_host_unchanged_and_serving(f: &Fixture, rt: &Runtime) {
+    assert_eq!(
+        std::fs::read(f.outside().join("passwd")).unwrap(),
+        b"root:x:0:0"
+    );
+    assert_eq!(std::fs::read_dir(f.outside()).unwrap().count(), 1);
+    assert!(!Path::new("/etc/wasmvol-escaped").exists());
+    assert!(!f.dir.path().join("escaped").exists());
+    attack_create(rt, "legit").expect("an honest call after the attack");
+    let target = f.target("after");
+    attack_publish(rt, &target, "legit").expect("an honest mount after the attack");
+    assert_eq!(f.mounts(), vec![target.clone()]);
+    nix::mount::umount(&target).unwrap();
+}
+
+#[test]
+fn binding_slash_onto_the_target_is_denied() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    let t = f.target("t");
+    assert_denied(
+        &f,
+        "bind-slash",
+        "mount.bind-from-root",
+        attack_publish(&rt, &t, "bind-slash"),
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn binding_etc_onto_the_target_is_denied() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    let t = f.target("t");
+    assert_denied(
+        &f,
+        "bind-etc",
+        "mount.bind-from-root",
+        attack_publish(&rt, &t, "bind-etc"),
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn binding_a_dotdot_path_is_denied() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    let t = f.target("t");
+    assert_denied(
+        &f,
+        "bind-dotdot",
+        "mount.bind-from-root",
+        attack_publish(&rt, &t, "bind-dotdot"),
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn binding_through_a_planted_symlink_is_denied() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    std::os::unix::fs::symlink("/etc", f.root().join("link")).unwrap();
+    let t = f.target("t");
+    assert_denied(
+        &f,
+        "bind-symlink",
+        "mount.bind-from-root",
+        attack_publish(&rt, &t, "bind-symlink"),
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn a_symlink_swapped_in_after_the_check_is_not_followed() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    std::fs::create_dir(f.root().join("vol")).unwrap();
+    let t = f.target("t");
+    let attack = std::thread::scope(|s| {
+        // Spawned from this thread, so it shares this test's mount namespace.
+        let call = s.spawn(|| attack_publish(&rt, &t, "bind-swapped"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f.root().join("ready").exists() {
+            assert!(Instant::now() < deadline, "driver never got ready");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::fs::rename(f.root().join("vol"), f.root().join("vol.real")).unwrap();
+        std::os::unix::fs::symlink(f.outside(), f.root().join("vol")).unwrap();
+        std::fs::write(f.root().join("swapped"), b"").unwrap();
+        call.join().unwrap()
+    });
+    assert_denied(&f, "bind-swapped", "mount.bind-from-root", attack);
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn leaving_the_root_by_dotdot_is_denied() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    assert_denied(
+        &f,
+        "escape-dotdot",
+        "volumes.create-dir",
+        attack_create(&rt, "escape-dotdot"),
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn leaving_the_root_by_absolute_path_is_denied() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    assert_denied(
+        &f,
+        "escape-absolute",
+        "volumes.write-file",
+        attack_create(&rt, "escape-absolute"),
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn reading_and_writing_through_a_planted_symlink_is_denied() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    std::os::unix::fs::symlink(f.outside(), f.root().join("link")).unwrap();
+    assert_denied(
+        &f,
+        "escape-symlink-read",
+        "volumes.read-file",
+        attack_create(&rt, "escape-symlink-read"),
+    );
+    assert_denied(
+        &f,
+        "escape-symlink-write",
+        "volumes.write-file",
+        attack_create(&rt, "escape-symlink-write"),
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn reading_a_host_file_through_wasi_fails() {
+    let (f, rt) = fixture(FixtureGrants {
+        wasi_preopen: true,
+        ..FixtureGrants::default()
+    });
+    match attack_create(&rt, "wasi-read") {
+        Err(CallError::Driver(DriverError::PermissionDenied(msg))) => {
+            assert!(msg.starts_with("wasi:"), "{msg}")
+        }
+        other => panic!("WASI reached a host file: {other:?}"),
+    }
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn a_handle_kept_from_an_earlier_call_is_useless() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    std::fs::create_dir_all(f.root().join("volumes/loot")).unwrap();
+    let t = f.target("t");
+    attack_publish(&rt, &t, "stash-handle").expect("stashing is allowed");
+    let result = attack_create(&rt, "reuse-handle");
+    assert_contained(&f, "reuse-handle", &result, "trapped");
+    assert!(f.mounts().is_empty(), "{:?}", f.mounts());
+    assert!(
+        !audit_of(&f, "reuse-handle")
+            .iter()
+            .any(|r| r["operation"] == "mount.bind-from-root"),
+        "the forged handle must never reach the mount capability"
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn an_endless_loop_hits_the_deadline() {
+    let (f, rt) = fixture(FixtureGrants {
+        deadline_ms: 300,
+        ..FixtureGrants::default()
+    });
+    let started = Instant::now();
+    let result = attack_create(&rt, "loop");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(result, Err(CallError::Deadline(300))),
+        "{result:?}"
+    );
+    assert_contained(&f, "loop", &result, "deadline");
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_limit() {
+    let (f, rt) = fixture(FixtureGrants {
+        memory_bytes: 32 << 20,
+        ..FixtureGrants::default()
+    });
+    let result = attack_create(&rt, "oom");
+    assert!(matches!(result, Err(CallError::Memory(_))), "{result:?}");
+    assert_contained(&f, "oom", &result, "memory limit");
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn a_trap_fails_only_that_call() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    let result = attack_create(&rt, "trap");
+    assert_contained(&f, "trap", &result, "trapped");
+    assert_contained(
+        &f,
+        "trap",
+        &result,
+        "guest said: adversary panics on purpose",
+    );
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn a_capability_outside_the_grants_is_refused_at_call_time_too() {
+    // Read-only storage: the write capability is denied by the gate itself.
+    let (f, rt) = fixture(FixtureGrants {
+        storage: Some("read-only"),
+        ..FixtureGrants::default()
+    });
+    assert_denied(
+        &f,
+        "legit",
+        "volumes.create-dir",
+        attack_create(&rt, "legit"),
+    );
+    assert!(!f.root().join("volumes/legit").exists());
+}
