@@ -63,22 +63,44 @@ impl AuditLog {
         Self { file: None }
     }
 
-    /// Writes one record. A failed write is reported to tracing, never to the driver.
+    /// Writes one record now. A failed write is reported to tracing, never to the driver.
     pub fn record(&self, record: &AuditRecord<'_>) {
-        let line = serde_json::to_string(record).expect("audit records serialize");
+        let mut batch = AuditBatch::default();
+        batch.add(record);
+        self.write(batch);
+    }
+
+    /// Appends a batch of records with one write(2), which keeps lines whole
+    /// under concurrent appenders.
+    pub fn write(&self, batch: AuditBatch) {
+        if batch.0.is_empty() {
+            return;
+        }
+        if let Some(file) = &self.file {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = f.write_all(&batch.0) {
+                tracing::error!(error = %e, "audit log write failed");
+            }
+        }
+    }
+}
+
+/// Records of one call, written to the log together when the call ends
+/// (each also goes to tracing at once).
+#[derive(Debug, Default)]
+pub struct AuditBatch(Vec<u8>);
+
+impl AuditBatch {
+    /// Adds a record.
+    pub fn add(&mut self, record: &AuditRecord<'_>) {
+        let start = self.0.len();
+        serde_json::to_writer(&mut self.0, record).expect("audit records serialize");
+        let line = std::str::from_utf8(&self.0[start..]).unwrap_or("");
         match record.decision {
             Decision::Allow => tracing::info!(target: "wasmvol::audit", "{line}"),
             Decision::Deny => tracing::warn!(target: "wasmvol::audit", "{line}"),
         }
-        if let Some(file) = &self.file {
-            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-            let mut buf = line.into_bytes();
-            buf.push(b'\n');
-            // One write(2) per line keeps lines whole under concurrent appenders.
-            if let Err(e) = f.write_all(&buf) {
-                tracing::error!(error = %e, "audit log write failed");
-            }
-        }
+        self.0.push(b'\n');
     }
 }
 

@@ -4,7 +4,6 @@
 //! A fresh [`CallContext`] is built for each call and dropped after it, so no
 //! handle, file or grant outlives the request it was made for.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use cap_std::fs::Dir;
@@ -13,7 +12,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::audit::{now_rfc3339, redact, AuditLog, AuditRecord, Decision};
+use crate::audit::{now_rfc3339, redact, AuditBatch, AuditLog, AuditRecord, Decision};
 use crate::bindings::DriverError;
 use crate::policy::{DriverPolicy, StorageAccess};
 use crate::state_store::StateStore;
@@ -83,8 +82,8 @@ pub struct CallContext {
     memory_limit: u64,
     /// Set when the guest tried to grow memory past its limit.
     pub memory_exceeded: bool,
-    /// Host paths a driver's target handles stand for in this call (audit only).
-    pub targets: Vec<PathBuf>,
+    /// Audit records of this call, written when it ends.
+    audit: AuditBatch,
 }
 
 impl CallContext {
@@ -119,7 +118,7 @@ impl CallContext {
             wasi: wasi.build(),
             stdout,
             memory_exceeded: false,
-            targets: Vec::new(),
+            audit: AuditBatch::default(),
         })
     }
 
@@ -128,11 +127,11 @@ impl CallContext {
         self.env.policy.name.as_str()
     }
 
-    /// Writes one audit record for this call.
-    pub fn audit(&self, operation: &str, args: Value, decision: Decision, outcome: String) {
-        self.env.audit.record(&AuditRecord {
+    /// Adds one audit record for this call (written by [`Self::finish`]).
+    pub fn audit(&mut self, operation: &str, args: Value, decision: Decision, outcome: String) {
+        self.audit.add(&AuditRecord {
             time: now_rfc3339(),
-            driver: self.driver(),
+            driver: self.env.policy.name.as_str(),
             request_id: &self.request_id,
             operation,
             args: redact(args),
@@ -199,8 +198,14 @@ impl CallContext {
             .map(|l| l.chars().take(512).collect())
     }
 
+    /// Ends the call: writes its audit records and forwards its output to tracing.
+    pub fn finish(&mut self) {
+        self.env.audit.write(std::mem::take(&mut self.audit));
+        self.flush_stdio();
+    }
+
     /// Forwards what the guest printed to tracing.
-    pub fn flush_stdio(&self) {
+    fn flush_stdio(&self) {
         let bytes = self.stdout.contents();
         for line in String::from_utf8_lossy(&bytes).lines() {
             tracing::info!(driver = self.driver(), request_id = %self.request_id, "guest: {line}");

@@ -11,7 +11,7 @@ use wasmtime::{Engine, Store, Trap};
 
 use crate::artifact_cache::{ArtifactCache, Provenance};
 use crate::audit::Decision;
-use crate::bindings::mount::{TargetRole, TargetShape};
+use crate::bindings::mount::TargetRole;
 use crate::bindings::types::DriverInfo;
 use crate::bindings::{VolumeDriver, VolumeDriverPre};
 use crate::call::{CallError, Operation, Outcome};
@@ -244,10 +244,9 @@ impl LoadedDriver {
             }
             Err(e) => (Decision::Allow, format!("error: {e}")),
         };
-        store
-            .data()
-            .audit(&operation, args["request"].clone(), decision, outcome);
-        store.data().flush_stdio();
+        let ctx = store.data_mut();
+        ctx.audit(&operation, args["request"].clone(), decision, outcome);
+        ctx.finish();
         result
     }
 
@@ -257,17 +256,7 @@ impl LoadedDriver {
         path: &Path,
         role: TargetRole,
     ) -> wasmtime::Result<Result<Resource<TargetHandle>, CallError>> {
-        let shape = match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_file() => TargetShape::File,
-            Ok(_) => TargetShape::Directory,
-            Err(e) => {
-                return Ok(Err(CallError::InvalidRequest(format!(
-                    "{}: {e}",
-                    path.display()
-                ))))
-            }
-        };
-        let handle = match TargetHandle::open(path, role, shape) {
+        let handle = match TargetHandle::open(path, role) {
             Ok(h) => h,
             Err(e) => {
                 return Ok(Err(CallError::InvalidRequest(format!(
@@ -276,7 +265,6 @@ impl LoadedDriver {
                 ))))
             }
         };
-        store.data_mut().targets.push(path.to_owned());
         Ok(Ok(store.data_mut().table.push(handle)?))
     }
 

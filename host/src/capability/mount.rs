@@ -31,21 +31,21 @@ pub struct TargetHandle {
 }
 
 impl TargetHandle {
-    /// Opens a request path as a target. The path must exist with the given
-    /// shape and must not be a symlink.
-    pub fn open(path: &Path, role: TargetRole, shape: TargetShape) -> std::io::Result<Self> {
+    /// Opens a request path as a target: a directory (mount access) or a
+    /// regular file (block access), never a symlink.
+    pub fn open(path: &Path, role: TargetRole) -> std::io::Result<Self> {
         let fd = sys::open_path(path)?;
-        let meta = std::fs::symlink_metadata(path)?;
-        let ok = match shape {
-            TargetShape::Directory => meta.is_dir(),
-            TargetShape::File => meta.is_file(),
+        let kind = nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT;
+        let shape = match kind {
+            libc::S_IFDIR => TargetShape::Directory,
+            libc::S_IFREG => TargetShape::File,
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{} is neither a directory nor a regular file", path.display()),
+                ))
+            }
         };
-        if !ok {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{} is not a {:?}", path.display(), shape),
-            ));
-        }
         Ok(Self {
             role,
             shape,
