@@ -84,7 +84,10 @@ fn a_malformed_policy_names_file_and_line() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with(&format!("wasmvol: {prefix}")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("wasmvol: {prefix}")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -121,9 +124,6 @@ fn a_compiled_artifact_is_cached_across_restarts() {
     drop(f.runtime());
     let rt = f.runtime();
     let d = rt.driver("hostpath").unwrap();
-    assert_eq!(
-        d.provenance(),
-        wasmvol::artifact_cache::Provenance::Cached
-    );
+    assert_eq!(d.provenance(), wasmvol::artifact_cache::Provenance::Cached);
     assert_eq!(d.info().name, "hostpath.wasmvol.io");
 }

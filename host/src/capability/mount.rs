@@ -42,7 +42,10 @@ impl TargetHandle {
             _ => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    format!("{} is neither a directory nor a regular file", path.display()),
+                    format!(
+                        "{} is neither a directory nor a regular file",
+                        path.display()
+                    ),
                 ))
             }
         };

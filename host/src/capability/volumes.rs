@@ -45,7 +45,11 @@ impl BeneathRoot {
                 }
             }
         }
-        Ok(Self(p.components().collect()))
+        Ok(Self(
+            p.components()
+                .filter(|c| !matches!(c, Component::CurDir))
+                .collect(),
+        ))
     }
 
     /// The path relative to the root ("" for the root itself).
