@@ -69,7 +69,9 @@ impl ArtifactCache {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
         std::fs::write(&tmp, component.serialize()?)?;
         std::fs::rename(&tmp, path)?;
         Ok(())

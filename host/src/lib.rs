@@ -14,6 +14,7 @@ pub mod call;
 pub mod capability;
 pub mod concurrency;
 pub mod context;
+pub mod csi;
 pub mod digest;
 pub mod driver;
 pub mod engine;

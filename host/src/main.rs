@@ -1,6 +1,7 @@
 //! `wasmvol`: the host binary.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
@@ -8,6 +9,7 @@ use serde_json::json;
 
 use wasmvol::artifact_cache::ArtifactCache;
 use wasmvol::call::Operation;
+use wasmvol::csi::CsiDriver;
 use wasmvol::digest::Sha256Digest;
 use wasmvol::driver::{component_shape_problem, read_pinned};
 use wasmvol::engine::DriverEngine;
@@ -110,21 +112,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn serve(config: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let policy = Policy::load(config)?;
+    // Refuse early, before touching any state, if another host serves our sockets.
+    for csi in policy.drivers.iter().filter_map(|d| d.csi.as_ref()) {
+        wasmvol::csi::socket::ensure_not_served(&csi.socket)?;
+    }
     let runtime = Runtime::start(&policy, None)?;
-    tracing::info!(
-        drivers = runtime.drivers().count(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-        "wasmvol ready"
-    );
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut servers = tokio::task::JoinSet::new();
+        let mut sockets = Vec::new();
+        for d in &policy.drivers {
+            let Some(settings) = d.csi.clone() else { continue };
+            let loaded = runtime.driver(d.name.as_str()).expect("loaded").clone();
+            let listener = wasmvol::csi::socket::bind(&settings.socket, settings.socket_mode)
+                .with_context(|| format!("driver `{}`: CSI socket", d.name))?;
+            let csi = Arc::new(CsiDriver::new(loaded, settings.clone(), runtime.state().clone()));
+            println!("csi: driver `{}` as {} on {}", d.name, settings.name.as_str(), settings.socket.display());
+            tracing::info!(driver = %d.name, csi_name = settings.name.as_str(), socket = %settings.socket.display(), "CSI socket ready");
+            sockets.push(settings.socket.clone());
+            let mut stop = stop_rx.clone();
+            servers.spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                wasmvol::csi::serve(csi, listener, shutdown).await
+            });
         }
+        tracing::info!(
+            drivers = runtime.drivers().count(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "wasmvol ready"
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let failed = tokio::select! {
+            _ = tokio::signal::ctrl_c() => None,
+            _ = term.recv() => None,
+            Some(done) = servers.join_next() => Some(done),
+        };
         tracing::info!("shutting down");
-        anyhow::Ok(())
+        let _ = stop_tx.send(true);
+        // Let in-flight calls finish, but do not wait on idle clients forever.
+        let drained = async { while servers.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(5), drained).await.is_err() {
+            tracing::warn!("connections still open after 5 s; exiting");
+        }
+        for s in &sockets {
+            let _ = std::fs::remove_file(s);
+        }
+        match failed {
+            Some(Ok(Err(e))) => Err(anyhow!("CSI server failed: {e}")),
+            Some(Err(e)) => Err(anyhow!("CSI server panicked: {e}")),
+            _ => Ok(()),
+        }
     })
 }
 

@@ -66,6 +66,50 @@ pub struct DriverPolicy {
     pub sha256: Sha256Digest,
     pub grants: Grants,
     pub limits: Limits,
+    /// Serve the driver over CSI (absent: no CSI socket).
+    pub csi: Option<CsiSettings>,
+}
+
+/// How a driver is offered to kubelet over CSI.
+#[derive(Debug, Clone)]
+pub struct CsiSettings {
+    /// The CSI driver name (GetPluginInfo), validated against CSI's naming rules.
+    pub name: CsiName,
+    /// Unix socket path; default `/var/lib/kubelet/plugins/<name>/csi.sock`.
+    pub socket: PathBuf,
+    /// Permission bits of the socket file (default 0o660).
+    pub socket_mode: u32,
+    /// Node id reported by NodeGetInfo when the driver leaves it empty; default the host name.
+    pub node_id: Option<String>,
+}
+
+/// A CSI driver name: at most 63 characters, alphanumeric at both ends,
+/// alphanumerics, `-`, `.` and `_` between (CSI spec, GetPluginInfo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsiName(String);
+
+impl CsiName {
+    /// Validates a CSI driver name.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let alnum = |c: char| c.is_ascii_alphanumeric();
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(alnum)
+            && name.ends_with(alnum)
+            && name
+                .chars()
+                .all(|c| alnum(c) || c == '-' || c == '.' || c == '_');
+        if !ok {
+            return Err(format!(
+                "`{name}` is not a CSI driver name (at most 63 characters, alphanumeric at both ends, `-`, `.`, `_` between)"
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A validated driver name: `[a-z0-9][a-z0-9.-]*`, at most 63 bytes.
@@ -178,6 +222,16 @@ struct RawDriver {
     grants: RawGrants,
     #[serde(default)]
     limits: RawLimits,
+    csi: Option<RawCsi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCsi {
+    name: String,
+    socket: Option<PathBuf>,
+    socket_mode: Option<String>,
+    node_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -313,6 +367,52 @@ impl Policy {
                     "deadline_ms and concurrency must be positive".into(),
                 ));
             }
+            let csi = match d.csi {
+                None => None,
+                Some(c) => {
+                    let name = CsiName::parse(&c.name).map_err(|m| invalid("csi.name", m))?;
+                    let socket_mode = match c.socket_mode {
+                        None => 0o660,
+                        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                            .ok()
+                            .filter(|m| *m <= 0o777)
+                            .ok_or_else(|| {
+                                invalid(
+                                    "csi.socket_mode",
+                                    format!("`{m}` is not an octal mode like \"0660\""),
+                                )
+                            })?,
+                    };
+                    let socket = c.socket.map(anchor).unwrap_or_else(|| {
+                        PathBuf::from("/var/lib/kubelet/plugins")
+                            .join(name.as_str())
+                            .join("csi.sock")
+                    });
+                    if let Some(id) = &c.node_id {
+                        if id.is_empty() || id.len() > 256 {
+                            return Err(invalid("csi.node_id", "must be 1 to 256 bytes".into()));
+                        }
+                    }
+                    Some(CsiSettings {
+                        name,
+                        socket,
+                        socket_mode,
+                        node_id: c.node_id,
+                    })
+                }
+            };
+            if let Some(c) = &csi {
+                let clash = drivers
+                    .iter()
+                    .filter_map(|x| x.csi.as_ref())
+                    .any(|x| x.socket == c.socket || x.name == c.name);
+                if clash {
+                    return Err(invalid(
+                        "csi",
+                        "name or socket already used by another driver".into(),
+                    ));
+                }
+            }
             drivers.push(DriverPolicy {
                 name,
                 component: anchor(d.component),
@@ -326,6 +426,7 @@ impl Policy {
                     secrets: d.grants.secrets,
                 },
                 limits,
+                csi,
             });
         }
         Ok(Self {
@@ -411,6 +512,26 @@ deadline_ms = 500
             "{}",
             err.to_string()
         );
+    }
+
+    #[test]
+    fn csi_settings_default_and_validate() {
+        let base = format!(
+            "[host]\nstate_dir = \"/x\"\n[[driver]]\nname = \"a\"\ncomponent = \"a.wasm\"\nsha256 = \"{DIGEST}\"\n[driver.csi]\n"
+        );
+        let p = parse(&format!("{base}name = \"a.csi.example.com\"\n")).unwrap();
+        let csi = p.drivers[0].csi.as_ref().unwrap();
+        assert_eq!(
+            csi.socket,
+            Path::new("/var/lib/kubelet/plugins/a.csi.example.com/csi.sock")
+        );
+        assert_eq!(csi.socket_mode, 0o660);
+        let p = parse(&format!("{base}name = \"a\"\nsocket_mode = \"0600\"\n")).unwrap();
+        assert_eq!(p.drivers[0].csi.as_ref().unwrap().socket_mode, 0o600);
+        let err = parse(&format!("{base}name = \"-bad\"\n")).unwrap_err();
+        assert!(err.to_string().contains("csi.name"), "{err}");
+        let err = parse(&format!("{base}name = \"a\"\nsocket_mode = \"rw\"\n")).unwrap_err();
+        assert!(err.to_string().contains("csi.socket_mode"), "{err}");
     }
 
     #[test]

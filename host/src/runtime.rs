@@ -20,6 +20,7 @@ use crate::state_store::StateStore;
 /// All loaded drivers of one policy.
 pub struct Runtime {
     drivers: BTreeMap<String, Arc<LoadedDriver>>,
+    state: Arc<StateStore>,
     // Declared last: drivers hold engine references and drop first.
     _engine: DriverEngine,
 }
@@ -82,8 +83,14 @@ impl Runtime {
         }
         Ok(Self {
             drivers,
+            state,
             _engine: engine,
         })
+    }
+
+    /// The host's durable store (front ends keep their records in it too).
+    pub fn state(&self) -> &Arc<StateStore> {
+        &self.state
     }
 
     /// A loaded driver by policy name.

@@ -24,6 +24,11 @@ pub fn component(name: &str) -> PathBuf {
     path
 }
 
+/// Compiled components shared by every test (keyed by digest, so safe to share).
+pub fn shared_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifact-cache")
+}
+
 /// Path of the `wasmvol` binary built for these tests.
 pub fn wasmvol_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
@@ -83,6 +88,8 @@ pub struct FixtureGrants {
     pub secrets: bool,
     pub deadline_ms: u64,
     pub memory_bytes: u64,
+    /// Offer the driver over CSI on `<fixture>/csi.sock`.
+    pub csi: bool,
 }
 
 impl Default for FixtureGrants {
@@ -95,6 +102,7 @@ impl Default for FixtureGrants {
             secrets: false,
             deadline_ms: 5_000,
             memory_bytes: 64 << 20,
+            csi: false,
         }
     }
 }
@@ -142,9 +150,19 @@ impl Fixture {
                 g.wasi_preopen
             );
         }
+        let csi = if g.csi {
+            format!(
+                "[driver.csi]\nname = \"{}.csi.wasmvol.io\"\nsocket = \"{}\"\nnode_id = \"test-node\"\n",
+                self.driver,
+                self.csi_socket().display()
+            )
+        } else {
+            String::new()
+        };
         let text = format!(
-            "[host]\nstate_dir = \"{}\"\n\n[[driver]]\nname = \"{}\"\ncomponent = \"{}\"\nsha256 = \"{sha256}\"\n[driver.grants]\n{grants}[driver.limits]\ndeadline_ms = {}\nmemory_bytes = {}\nconcurrency = 8\n",
+            "[host]\nstate_dir = \"{}\"\ncache_dir = \"{}\"\n\n[[driver]]\nname = \"{}\"\ncomponent = \"{}\"\nsha256 = \"{sha256}\"\n[driver.grants]\n{grants}[driver.limits]\ndeadline_ms = {}\nmemory_bytes = {}\nconcurrency = 8\n{csi}",
             self.dir.path().join("state").display(),
+            shared_cache_dir().display(),
             self.driver,
             component.display(),
             g.deadline_ms,
@@ -160,6 +178,11 @@ impl Fixture {
     /// Starts a runtime with this fixture's driver.
     pub fn runtime(&self) -> Runtime {
         Runtime::start(&self.policy(), None).expect("runtime starts")
+    }
+
+    /// Where the CSI socket of this fixture's driver is.
+    pub fn csi_socket(&self) -> PathBuf {
+        self.dir.path().join("csi.sock")
     }
 
     /// The driver's storage root.
@@ -204,4 +227,72 @@ impl Drop for Fixture {
             let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// A `wasmvol serve` process, started the way kubelet meets it: a separate
+/// process serving a CSI socket. Stopped (SIGTERM, then SIGKILL) on drop.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub socket: PathBuf,
+}
+
+impl ServeProcess {
+    /// Starts `wasmvol serve` on the fixture's policy and waits for its socket.
+    pub fn start(f: &Fixture) -> Self {
+        let child = std::process::Command::new(wasmvol_bin())
+            .args(["serve", "--config"])
+            .arg(&f.policy_path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn wasmvol serve");
+        let socket = f.csi_socket();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "wasmvol serve never opened {}",
+                socket.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Self { child, socket }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..500 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gRPC channel to a CSI unix socket.
+pub async fn csi_channel(socket: &Path) -> tonic::transport::Channel {
+    let socket = socket.to_owned();
+    tonic::transport::Endpoint::try_from("http://[::]:50051")
+        .expect("endpoint")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("connect to the CSI socket")
 }

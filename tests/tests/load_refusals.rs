@@ -121,7 +121,21 @@ fn a_file_that_is_not_a_component_is_refused() {
 #[test]
 fn a_compiled_artifact_is_cached_across_restarts() {
     let f = Fixture::new("hostpath", FixtureGrants::default());
-    drop(f.runtime());
+    // A cache of its own, so the first start must compile.
+    let cache = f.dir.path().join("cache");
+    let text = std::fs::read_to_string(&f.policy_path).unwrap();
+    let text = text.replace(
+        &wasmvol_tests::shared_cache_dir().display().to_string(),
+        &cache.display().to_string(),
+    );
+    std::fs::write(&f.policy_path, text).unwrap();
+    let first = f.runtime();
+    assert_eq!(
+        first.driver("hostpath").unwrap().provenance(),
+        wasmvol::artifact_cache::Provenance::Compiled
+    );
+    drop(first);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
     let rt = f.runtime();
     let d = rt.driver("hostpath").unwrap();
     assert_eq!(d.provenance(), wasmvol::artifact_cache::Provenance::Cached);

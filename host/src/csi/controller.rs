@@ -1,0 +1,400 @@
+//! CSI Controller: provisioning, attachment, snapshots, expansion.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, required};
+use super::proto::controller_server::Controller;
+use super::proto::controller_service_capability::{self, rpc};
+use super::proto::*;
+use super::{outcome, CsiDriver};
+use crate::bindings::controller as wit;
+use crate::bindings::types::Feature;
+use crate::call::{Operation, Outcome};
+
+#[tonic::async_trait]
+impl Controller for CsiDriver {
+    async fn create_volume(
+        &self,
+        request: Request<CreateVolumeRequest>,
+    ) -> Result<Response<CreateVolumeResponse>, Status> {
+        self.require(Feature::CreateDeleteVolume, "CreateVolume")?;
+        let r = request.into_inner();
+        let name = required(&r.name, "name")?.to_owned();
+        let content_source = convert::content_source(r.volume_content_source)?;
+        match &content_source {
+            Some(crate::bindings::types::ContentSource::Snapshot(_)) => {
+                self.require(Feature::Snapshots, "CreateVolume from a snapshot")?
+            }
+            Some(crate::bindings::types::ContentSource::Volume(_)) => {
+                self.require(Feature::CloneVolume, "CreateVolume from a volume")?
+            }
+            None => {}
+        }
+        let req = wit::CreateVolumeRequest {
+            capacity_range: convert::capacity_range(r.capacity_range)?,
+            volume_capabilities: convert::capabilities(
+                r.volume_capabilities,
+                "volume_capabilities",
+            )?,
+            parameters: convert::key_values(r.parameters),
+            secrets: convert::key_values(r.secrets),
+            content_source,
+            accessibility_requirements: convert::topology_requirement(r.accessibility_requirements),
+            mutable_parameters: convert::key_values(r.mutable_parameters),
+            name: name.clone(),
+        };
+        let _held = self.in_flight.claim(format!("name/{name}"))?;
+        let v = outcome!(
+            self.call(Operation::CreateVolume(req)).await?,
+            Outcome::Volume
+        );
+        Ok(Response::new(CreateVolumeResponse {
+            volume: Some(convert::volume_out(v)),
+        }))
+    }
+
+    async fn delete_volume(
+        &self,
+        request: Request<DeleteVolumeRequest>,
+    ) -> Result<Response<DeleteVolumeResponse>, Status> {
+        self.require(Feature::CreateDeleteVolume, "DeleteVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let _held = self.in_flight.claim(volume_id.clone())?;
+        match self
+            .call(Operation::DeleteVolume(wit::DeleteVolumeRequest {
+                volume_id,
+                secrets: convert::key_values(r.secrets),
+            }))
+            .await
+        {
+            // Deleting what is not there is success (idempotent).
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(s),
+        }
+        Ok(Response::new(DeleteVolumeResponse {}))
+    }
+
+    async fn controller_publish_volume(
+        &self,
+        request: Request<ControllerPublishVolumeRequest>,
+    ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
+        self.require(Feature::PublishUnpublishVolume, "ControllerPublishVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let node_id = required(&r.node_id, "node_id")?.to_owned();
+        let volume_capability =
+            convert::required_capability(r.volume_capability, "volume_capability")?;
+        let _held = self.in_flight.claim(volume_id.clone())?;
+        let ctx = outcome!(
+            self.call(Operation::ControllerPublish(
+                wit::ControllerPublishRequest {
+                    volume_id,
+                    node_id,
+                    volume_capability,
+                    readonly: r.readonly,
+                    secrets: convert::key_values(r.secrets),
+                    volume_context: convert::key_values(r.volume_context),
+                }
+            ))
+            .await?,
+            Outcome::PublishContext
+        );
+        Ok(Response::new(ControllerPublishVolumeResponse {
+            publish_context: convert::map(ctx),
+        }))
+    }
+
+    async fn controller_unpublish_volume(
+        &self,
+        request: Request<ControllerUnpublishVolumeRequest>,
+    ) -> Result<Response<ControllerUnpublishVolumeResponse>, Status> {
+        self.require(Feature::PublishUnpublishVolume, "ControllerUnpublishVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let _held = self.in_flight.claim(volume_id.clone())?;
+        match self
+            .call(Operation::ControllerUnpublish(
+                wit::ControllerUnpublishRequest {
+                    volume_id,
+                    node_id: r.node_id,
+                    secrets: convert::key_values(r.secrets),
+                },
+            ))
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(s),
+        }
+        Ok(Response::new(ControllerUnpublishVolumeResponse {}))
+    }
+
+    async fn validate_volume_capabilities(
+        &self,
+        request: Request<ValidateVolumeCapabilitiesRequest>,
+    ) -> Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let req = wit::ValidateRequest {
+            volume_id,
+            volume_capabilities: convert::capabilities(
+                r.volume_capabilities,
+                "volume_capabilities",
+            )?,
+            volume_context: convert::key_values(r.volume_context.clone()),
+            parameters: convert::key_values(r.parameters.clone()),
+            mutable_parameters: convert::key_values(r.mutable_parameters.clone()),
+            secrets: convert::key_values(r.secrets),
+        };
+        let v = outcome!(
+            self.call(Operation::ValidateVolumeCapabilities(req))
+                .await?,
+            Outcome::Validated
+        );
+        Ok(Response::new(ValidateVolumeCapabilitiesResponse {
+            confirmed: v
+                .confirmed
+                .map(|caps| validate_volume_capabilities_response::Confirmed {
+                    volume_context: r.volume_context,
+                    volume_capabilities: caps.into_iter().map(convert::capability_out).collect(),
+                    parameters: r.parameters,
+                    mutable_parameters: r.mutable_parameters,
+                }),
+            message: v.message,
+        }))
+    }
+
+    async fn list_volumes(
+        &self,
+        request: Request<ListVolumesRequest>,
+    ) -> Result<Response<ListVolumesResponse>, Status> {
+        self.require(Feature::ListVolumes, "ListVolumes")?;
+        let r = request.into_inner();
+        let list = outcome!(
+            self.call(Operation::ListVolumes(wit::ListVolumesRequest {
+                max_entries: convert::max_entries(r.max_entries)?,
+                starting_token: r.starting_token,
+            }))
+            .await?,
+            Outcome::Volumes
+        );
+        Ok(Response::new(ListVolumesResponse {
+            entries: list
+                .entries
+                .into_iter()
+                .map(|e| list_volumes_response::Entry {
+                    volume: Some(convert::volume_out(e.volume)),
+                    status: Some(list_volumes_response::VolumeStatus {
+                        published_node_ids: e.published_node_ids,
+                        volume_condition: None,
+                    }),
+                })
+                .collect(),
+            next_token: list.next_token,
+        }))
+    }
+
+    async fn get_capacity(
+        &self,
+        request: Request<GetCapacityRequest>,
+    ) -> Result<Response<GetCapacityResponse>, Status> {
+        self.require(Feature::GetCapacity, "GetCapacity")?;
+        let r = request.into_inner();
+        let caps = r
+            .volume_capabilities
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| convert::capability(c, &format!("volume_capabilities[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let c = outcome!(
+            self.call(Operation::GetCapacity(wit::GetCapacityRequest {
+                volume_capabilities: caps,
+                parameters: convert::key_values(r.parameters),
+                accessible_topology: r.accessible_topology.map(convert::topology),
+            }))
+            .await?,
+            Outcome::Capacity
+        );
+        Ok(Response::new(GetCapacityResponse {
+            available_capacity: convert::bytes_out(c.available_capacity),
+            maximum_volume_size: c.maximum_volume_size.map(convert::bytes_out),
+            minimum_volume_size: c.minimum_volume_size.map(convert::bytes_out),
+        }))
+    }
+
+    async fn controller_get_capabilities(
+        &self,
+        _: Request<ControllerGetCapabilitiesRequest>,
+    ) -> Result<Response<ControllerGetCapabilitiesResponse>, Status> {
+        let map: &[(Feature, &[rpc::Type])] = &[
+            (
+                Feature::CreateDeleteVolume,
+                &[rpc::Type::CreateDeleteVolume],
+            ),
+            (
+                Feature::PublishUnpublishVolume,
+                &[
+                    rpc::Type::PublishUnpublishVolume,
+                    rpc::Type::PublishReadonly,
+                ],
+            ),
+            (Feature::ListVolumes, &[rpc::Type::ListVolumes]),
+            (Feature::GetCapacity, &[rpc::Type::GetCapacity]),
+            (
+                Feature::Snapshots,
+                &[rpc::Type::CreateDeleteSnapshot, rpc::Type::ListSnapshots],
+            ),
+            (Feature::CloneVolume, &[rpc::Type::CloneVolume]),
+            (Feature::ExpandVolume, &[rpc::Type::ExpandVolume]),
+            (
+                Feature::SingleNodeMultiWriter,
+                &[rpc::Type::SingleNodeMultiWriter],
+            ),
+        ];
+        let capabilities = map
+            .iter()
+            .filter(|(f, _)| self.has(*f))
+            .flat_map(|(_, types)| types.iter())
+            .map(|t| ControllerServiceCapability {
+                r#type: Some(controller_service_capability::Type::Rpc(
+                    controller_service_capability::Rpc { r#type: *t as i32 },
+                )),
+            })
+            .collect();
+        Ok(Response::new(ControllerGetCapabilitiesResponse {
+            capabilities,
+        }))
+    }
+
+    async fn create_snapshot(
+        &self,
+        request: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<CreateSnapshotResponse>, Status> {
+        self.require(Feature::Snapshots, "CreateSnapshot")?;
+        let r = request.into_inner();
+        let name = required(&r.name, "name")?.to_owned();
+        let source_volume_id = required(&r.source_volume_id, "source_volume_id")?.to_owned();
+        let _held = self.in_flight.claim(format!("snapshot-name/{name}"))?;
+        let s = outcome!(
+            self.call(Operation::CreateSnapshot(wit::CreateSnapshotRequest {
+                source_volume_id,
+                name,
+                secrets: convert::key_values(r.secrets),
+                parameters: convert::key_values(r.parameters),
+            }))
+            .await?,
+            Outcome::Snapshot
+        );
+        Ok(Response::new(CreateSnapshotResponse {
+            snapshot: Some(convert::snapshot_out(s)),
+        }))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        request: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<DeleteSnapshotResponse>, Status> {
+        self.require(Feature::Snapshots, "DeleteSnapshot")?;
+        let r = request.into_inner();
+        let snapshot_id = required(&r.snapshot_id, "snapshot_id")?.to_owned();
+        let _held = self.in_flight.claim(format!("snapshot/{snapshot_id}"))?;
+        match self
+            .call(Operation::DeleteSnapshot(wit::DeleteSnapshotRequest {
+                snapshot_id,
+                secrets: convert::key_values(r.secrets),
+            }))
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(s),
+        }
+        Ok(Response::new(DeleteSnapshotResponse {}))
+    }
+
+    async fn list_snapshots(
+        &self,
+        request: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
+        self.require(Feature::Snapshots, "ListSnapshots")?;
+        let r = request.into_inner();
+        let list = outcome!(
+            self.call(Operation::ListSnapshots(wit::ListSnapshotsRequest {
+                max_entries: convert::max_entries(r.max_entries)?,
+                starting_token: r.starting_token,
+                source_volume_id: r.source_volume_id,
+                snapshot_id: r.snapshot_id,
+                secrets: convert::key_values(r.secrets),
+            }))
+            .await?,
+            Outcome::Snapshots
+        );
+        Ok(Response::new(ListSnapshotsResponse {
+            entries: list
+                .entries
+                .into_iter()
+                .map(|s| list_snapshots_response::Entry {
+                    snapshot: Some(convert::snapshot_out(s)),
+                })
+                .collect(),
+            next_token: list.next_token,
+        }))
+    }
+
+    async fn get_snapshot(
+        &self,
+        _: Request<GetSnapshotRequest>,
+    ) -> Result<Response<GetSnapshotResponse>, Status> {
+        Err(Status::unimplemented("GetSnapshot (alpha) is not offered"))
+    }
+
+    async fn controller_expand_volume(
+        &self,
+        request: Request<ControllerExpandVolumeRequest>,
+    ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
+        self.require(Feature::ExpandVolume, "ControllerExpandVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let capacity_range = convert::capacity_range(r.capacity_range)?
+            .ok_or_else(|| Status::invalid_argument("capacity_range is required"))?;
+        let volume_capability = r
+            .volume_capability
+            .map(|c| convert::capability(c, "volume_capability"))
+            .transpose()?;
+        let _held = self.in_flight.claim(volume_id.clone())?;
+        let e = outcome!(
+            self.call(Operation::ControllerExpand(wit::ControllerExpandRequest {
+                volume_id,
+                capacity_range: Some(capacity_range),
+                secrets: convert::key_values(r.secrets),
+                volume_capability,
+            }))
+            .await?,
+            Outcome::Expanded
+        );
+        Ok(Response::new(ControllerExpandVolumeResponse {
+            capacity_bytes: convert::bytes_out(e.capacity_bytes),
+            node_expansion_required: e.node_expansion_required,
+        }))
+    }
+
+    async fn controller_get_volume(
+        &self,
+        _: Request<ControllerGetVolumeRequest>,
+    ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
+        Err(Status::unimplemented(
+            "ControllerGetVolume (alpha) is not offered",
+        ))
+    }
+
+    async fn controller_modify_volume(
+        &self,
+        _: Request<ControllerModifyVolumeRequest>,
+    ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
+        Err(Status::unimplemented(
+            "ControllerModifyVolume is not offered",
+        ))
+    }
+}

@@ -1,0 +1,155 @@
+//! The CSI front end: CSI v1.12 over a unix socket per driver.
+//!
+//! The host does the spec's validation for every driver (required fields,
+//! advertised features, idempotency records, one operation per volume at a
+//! time), so a vendor's driver only implements the storage work. One file
+//! per CSI service, plus the mechanisms they share.
+
+pub mod controller;
+pub mod convert;
+pub mod identity;
+pub mod locks;
+pub mod node;
+pub mod records;
+pub mod socket;
+pub mod status;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::Status;
+
+use crate::bindings::types::Feature;
+use crate::call::{Operation, Outcome};
+use crate::driver::LoadedDriver;
+use crate::policy::CsiSettings;
+use crate::state_store::StateStore;
+
+/// The generated CSI v1 messages, servers and clients.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("csi.v1");
+}
+
+/// One driver offered over CSI.
+pub struct CsiDriver {
+    driver: Arc<LoadedDriver>,
+    settings: CsiSettings,
+    node_id: String,
+    records: records::Records,
+    in_flight: locks::InFlight,
+    next_request: AtomicU64,
+}
+
+/// Features that make a driver offer the Controller service.
+const CONTROLLER_FEATURES: &[Feature] = &[
+    Feature::CreateDeleteVolume,
+    Feature::PublishUnpublishVolume,
+    Feature::ListVolumes,
+    Feature::GetCapacity,
+    Feature::Snapshots,
+    Feature::CloneVolume,
+    Feature::ExpandVolume,
+];
+
+impl CsiDriver {
+    /// Wraps a loaded driver with its CSI settings.
+    pub fn new(driver: Arc<LoadedDriver>, settings: CsiSettings, store: Arc<StateStore>) -> Self {
+        let node_id = settings.node_id.clone().unwrap_or_else(host_name);
+        let records = records::Records::new(store, driver.name());
+        Self {
+            driver,
+            settings,
+            node_id,
+            records,
+            in_flight: locks::InFlight::default(),
+            next_request: AtomicU64::new(1),
+        }
+    }
+
+    /// Whether the driver advertised a feature.
+    pub fn has(&self, f: Feature) -> bool {
+        self.driver.info().features.contains(&f)
+    }
+
+    /// UNIMPLEMENTED unless the driver advertised `f`.
+    fn require(&self, f: Feature, rpc: &str) -> Result<(), Status> {
+        if self.has(f) {
+            Ok(())
+        } else {
+            Err(Status::unimplemented(format!(
+                "{rpc}: driver `{}` does not support {f:?}",
+                self.settings.name.as_str()
+            )))
+        }
+    }
+
+    /// Whether the Controller service is offered.
+    pub fn has_controller(&self) -> bool {
+        CONTROLLER_FEATURES.iter().any(|f| self.has(*f))
+    }
+
+    /// Runs one driver call on a blocking thread.
+    async fn call(&self, op: Operation) -> Result<Outcome, Status> {
+        let n = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("csi-{}-{n}", std::process::id());
+        let driver = self.driver.clone();
+        tokio::task::spawn_blocking(move || driver.call(&request_id, op))
+            .await
+            .map_err(|e| Status::internal(format!("driver call panicked: {e}")))?
+            .map_err(status::from_call)
+    }
+
+    /// The socket path and CSI name.
+    pub fn settings(&self) -> &CsiSettings {
+        &self.settings
+    }
+}
+
+/// Extracts the expected outcome variant, or INTERNAL if the driver answered oddly.
+macro_rules! outcome {
+    ($value:expr, $variant:path) => {
+        match $value {
+            $variant(v) => v,
+            other => {
+                return Err(tonic::Status::internal(format!(
+                    "unexpected driver answer: {other:?}"
+                )))
+            }
+        }
+    };
+}
+pub(crate) use outcome;
+
+/// Serves a driver's Identity, Node and (when it has controller features)
+/// Controller services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    driver: Arc<CsiDriver>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    use proto::controller_server::ControllerServer;
+    use proto::identity_server::IdentityServer;
+    use proto::node_server::NodeServer;
+    let controller = driver
+        .has_controller()
+        .then(|| ControllerServer::from_arc(driver.clone()));
+    tonic::transport::Server::builder()
+        .add_service(IdentityServer::from_arc(driver.clone()))
+        .add_service(NodeServer::from_arc(driver.clone()))
+        .add_optional_service(controller)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// This machine's host name (the default CSI node id).
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

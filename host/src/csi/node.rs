@@ -1,0 +1,388 @@
+//! CSI Node: stage, publish and their reverses, stats, expansion, node info.
+//!
+//! The host creates (and after unpublish removes) the target path as the
+//! spec asks of a plugin, keeps durable records of what is staged and
+//! published where, and answers repeats and conflicts from them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use tonic::{Code, Request, Response, Status};
+
+use super::convert::{self, required, required_path};
+use super::proto::node_server::Node;
+use super::proto::node_service_capability::{self, rpc};
+use super::proto::*;
+use super::records::Placement;
+use super::{outcome, CsiDriver};
+use crate::bindings::node as wit;
+use crate::bindings::types::{AccessType, Feature, VolumeCapability};
+use crate::call::{Operation, Outcome, WithPaths};
+use crate::sys::mount::is_mount_point;
+
+/// What a repeat of a publish or stage must match.
+fn fingerprint(cap: &VolumeCapability, readonly: bool) -> String {
+    json!({"capability": cap, "readonly": readonly}).to_string()
+}
+
+fn io_status(what: &str, path: &Path, e: std::io::Error) -> Status {
+    Status::internal(format!("{what} {}: {e}", path.display()))
+}
+
+/// Makes the publish target as the capability needs it: a directory for
+/// mount access, a file for block access. Returns whether it was created.
+fn create_target(path: &Path, cap: &VolumeCapability) -> Result<bool, Status> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(false);
+    }
+    match cap.access_type {
+        AccessType::Mount(_) => {
+            std::fs::create_dir_all(path).map_err(|e| io_status("creating", path, e))?
+        }
+        AccessType::Block => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io_status("creating", parent, e))?;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .map_err(|e| io_status("creating", path, e))?;
+        }
+    }
+    Ok(true)
+}
+
+/// Removes a target path the host created, unless something is still mounted there.
+fn remove_target(path: &Path) -> Result<(), Status> {
+    if is_mount_point(path).unwrap_or(false) {
+        return Err(Status::internal(format!(
+            "{} is still mounted after the driver unpublished it",
+            path.display()
+        )));
+    }
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+    result.map_err(|e| io_status("removing", path, e))
+}
+
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+fn path_key(p: &Path) -> String {
+    p.display().to_string()
+}
+
+impl CsiDriver {
+    fn stages(&self) -> bool {
+        self.has(Feature::StageUnstageVolume)
+    }
+}
+
+#[tonic::async_trait]
+impl Node for CsiDriver {
+    async fn node_stage_volume(
+        &self,
+        request: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
+        self.require(Feature::StageUnstageVolume, "NodeStageVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let staging = required_path(&r.staging_target_path, "staging_target_path")?;
+        let cap = convert::required_capability(r.volume_capability, "volume_capability")?;
+        let _held = self.in_flight.claim(volume_id.clone())?;
+        let placement = Placement {
+            volume_id: volume_id.clone(),
+            fingerprint: fingerprint(&cap, false),
+        };
+        if let Some((at, p)) = self.records.staged(&volume_id)? {
+            if at == path_key(&staging)
+                && p == placement
+                && is_mount_point(&staging).unwrap_or(false)
+            {
+                return Ok(Response::new(NodeStageVolumeResponse {}));
+            }
+            if at != path_key(&staging) || p != placement {
+                return Err(Status::already_exists(format!(
+                    "volume {volume_id} is staged at {at} with other arguments"
+                )));
+            }
+        }
+        std::fs::create_dir_all(&staging).map_err(|e| io_status("creating", &staging, e))?;
+        self.call(Operation::NodeStage(WithPaths {
+            target_path: staging.clone(),
+            staging_path: None,
+            request: wit::StageRequest {
+                volume_id: volume_id.clone(),
+                publish_context: convert::key_values(r.publish_context),
+                volume_capability: cap,
+                secrets: convert::key_values(r.secrets),
+                volume_context: convert::key_values(r.volume_context),
+            },
+        }))
+        .await?;
+        self.records
+            .set_staged(&volume_id, Some((&path_key(&staging), &placement)))?;
+        Ok(Response::new(NodeStageVolumeResponse {}))
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        request: Request<NodeUnstageVolumeRequest>,
+    ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
+        self.require(Feature::StageUnstageVolume, "NodeUnstageVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let staging = required_path(&r.staging_target_path, "staging_target_path")?;
+        let _held = self.in_flight.claim(volume_id.clone())?;
+        if exists(&staging) {
+            self.call(Operation::NodeUnstage(WithPaths {
+                target_path: staging.clone(),
+                staging_path: None,
+                request: wit::UnstageRequest {
+                    volume_id: volume_id.clone(),
+                },
+            }))
+            .await?;
+        }
+        self.records.set_staged(&volume_id, None)?;
+        Ok(Response::new(NodeUnstageVolumeResponse {}))
+    }
+
+    async fn node_publish_volume(
+        &self,
+        request: Request<NodePublishVolumeRequest>,
+    ) -> Result<Response<NodePublishVolumeResponse>, Status> {
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let target = required_path(&r.target_path, "target_path")?;
+        let cap = convert::required_capability(r.volume_capability, "volume_capability")?;
+        let staging: Option<PathBuf> = if self.stages() {
+            let staging = required_path(&r.staging_target_path, "staging_target_path")?;
+            match self.records.staged(&volume_id)? {
+                Some((at, _)) if at == path_key(&staging) => {}
+                _ => {
+                    return Err(Status::failed_precondition(format!(
+                        "volume {volume_id} is not staged at {}",
+                        staging.display()
+                    )))
+                }
+            }
+            Some(staging)
+        } else {
+            None
+        };
+        let _held = self.in_flight.claim(volume_id.clone())?;
+        let placement = Placement {
+            volume_id: volume_id.clone(),
+            fingerprint: fingerprint(&cap, r.readonly),
+        };
+        let key = path_key(&target);
+        if let Some(p) = self.records.published(&key)? {
+            if p != placement {
+                return Err(Status::already_exists(format!(
+                    "{key} is already published (volume {}) with other arguments",
+                    p.volume_id
+                )));
+            }
+            if is_mount_point(&target).unwrap_or(false) {
+                return Ok(Response::new(NodePublishVolumeResponse {}));
+            }
+        }
+        let created = create_target(&target, &cap)?;
+        let result = self
+            .call(Operation::NodePublish(WithPaths {
+                target_path: target.clone(),
+                staging_path: staging,
+                request: wit::PublishRequest {
+                    volume_id,
+                    publish_context: convert::key_values(r.publish_context),
+                    volume_capability: cap,
+                    readonly: r.readonly,
+                    secrets: convert::key_values(r.secrets),
+                    volume_context: convert::key_values(r.volume_context),
+                },
+            }))
+            .await;
+        if let Err(e) = result {
+            // Leave nothing half-done: a target we made for a failed publish goes.
+            if created {
+                let _ = remove_target(&target);
+            }
+            return Err(e);
+        }
+        self.records.set_published(&key, Some(&placement))?;
+        Ok(Response::new(NodePublishVolumeResponse {}))
+    }
+
+    async fn node_unpublish_volume(
+        &self,
+        request: Request<NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let target = required_path(&r.target_path, "target_path")?;
+        let _held = self.in_flight.claim(volume_id.clone())?;
+        if exists(&target) {
+            self.call(Operation::NodeUnpublish(WithPaths {
+                target_path: target.clone(),
+                staging_path: None,
+                request: wit::UnpublishRequest { volume_id },
+            }))
+            .await?;
+            remove_target(&target)?;
+        }
+        self.records.set_published(&path_key(&target), None)?;
+        Ok(Response::new(NodeUnpublishVolumeResponse {}))
+    }
+
+    async fn node_get_volume_stats(
+        &self,
+        request: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        self.require(Feature::VolumeStats, "NodeGetVolumeStats")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let path = required_path(&r.volume_path, "volume_path")?;
+        if !exists(&path) {
+            return Err(Status::not_found(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+        let stats = outcome!(
+            self.call(Operation::NodeGetVolumeStats(WithPaths {
+                target_path: path,
+                staging_path: None,
+                request: wit::VolumeStatsRequest { volume_id },
+            }))
+            .await?,
+            Outcome::VolumeStats
+        );
+        Ok(Response::new(NodeGetVolumeStatsResponse {
+            usage: stats
+                .usage
+                .into_iter()
+                .map(|u| VolumeUsage {
+                    available: convert::bytes_out(u.available),
+                    total: convert::bytes_out(u.total),
+                    used: convert::bytes_out(u.used),
+                    unit: match u.unit {
+                        wit::UsageUnit::Bytes => volume_usage::Unit::Bytes,
+                        wit::UsageUnit::Inodes => volume_usage::Unit::Inodes,
+                    } as i32,
+                })
+                .collect(),
+            volume_condition: Some(VolumeCondition {
+                abnormal: stats.abnormal_message.is_some(),
+                message: stats.abnormal_message.unwrap_or_default(),
+            }),
+        }))
+    }
+
+    async fn node_expand_volume(
+        &self,
+        request: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        self.require(Feature::ExpandVolume, "NodeExpandVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let path = required_path(&r.volume_path, "volume_path")?;
+        if !exists(&path) {
+            return Err(Status::not_found(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+        let request = wit::NodeExpandRequest {
+            volume_id: volume_id.clone(),
+            capacity_range: convert::capacity_range(r.capacity_range)?,
+            volume_capability: r
+                .volume_capability
+                .map(|c| convert::capability(c, "volume_capability"))
+                .transpose()?,
+            secrets: convert::key_values(r.secrets),
+        };
+        let _held = self.in_flight.claim(volume_id)?;
+        let bytes = outcome!(
+            self.call(Operation::NodeExpand(WithPaths {
+                target_path: path,
+                staging_path: None,
+                request,
+            }))
+            .await?,
+            Outcome::CapacityBytes
+        );
+        Ok(Response::new(NodeExpandVolumeResponse {
+            capacity_bytes: convert::bytes_out(bytes),
+        }))
+    }
+
+    async fn node_get_capabilities(
+        &self,
+        _: Request<NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
+        let map: &[(Feature, &[rpc::Type])] = &[
+            (
+                Feature::StageUnstageVolume,
+                &[rpc::Type::StageUnstageVolume],
+            ),
+            (
+                Feature::VolumeStats,
+                &[rpc::Type::GetVolumeStats, rpc::Type::VolumeCondition],
+            ),
+            (Feature::ExpandVolume, &[rpc::Type::ExpandVolume]),
+            (
+                Feature::SingleNodeMultiWriter,
+                &[rpc::Type::SingleNodeMultiWriter],
+            ),
+            (Feature::FsGroup, &[rpc::Type::VolumeMountGroup]),
+        ];
+        let capabilities = map
+            .iter()
+            .filter(|(f, _)| self.has(*f))
+            .flat_map(|(_, types)| types.iter())
+            .map(|t| NodeServiceCapability {
+                r#type: Some(node_service_capability::Type::Rpc(
+                    node_service_capability::Rpc { r#type: *t as i32 },
+                )),
+            })
+            .collect();
+        Ok(Response::new(NodeGetCapabilitiesResponse { capabilities }))
+    }
+
+    async fn node_get_info(
+        &self,
+        _: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
+        let info = match self.call(Operation::NodeGetInfo).await {
+            Ok(Outcome::NodeInfo(i)) => Some(i),
+            Ok(other) => {
+                return Err(Status::internal(format!(
+                    "unexpected driver answer: {other:?}"
+                )))
+            }
+            Err(s) if s.code() == Code::Unimplemented => None,
+            Err(s) => return Err(s),
+        };
+        let node_id = info
+            .as_ref()
+            .map(|i| i.node_id.clone())
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| self.node_id.clone());
+        Ok(Response::new(NodeGetInfoResponse {
+            node_id,
+            max_volumes_per_node: info
+                .as_ref()
+                .map_or(0, |i| convert::bytes_out(i.max_volumes_per_node)),
+            accessible_topology: info
+                .and_then(|i| i.accessible_topology)
+                .map(convert::topology_out),
+        }))
+    }
+}

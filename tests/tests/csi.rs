@@ -1,0 +1,675 @@
+//! CSI conformance: a tonic client drives the real socket of a `wasmvol
+//! serve` process running the hostpath driver, success and failure paths of
+//! every RPC hostpath advertises.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tonic::Code;
+use wasmvol::csi::proto::controller_client::ControllerClient;
+use wasmvol::csi::proto::identity_client::IdentityClient;
+use wasmvol::csi::proto::node_client::NodeClient;
+use wasmvol::csi::proto::*;
+use wasmvol_tests::{csi_channel, mounts_under, Fixture, FixtureGrants, ServeProcess};
+
+const MIB: i64 = 1 << 20;
+
+// Fields drop in order: clients first, then the host, then the fixture.
+struct Csi {
+    identity: IdentityClient<tonic::transport::Channel>,
+    controller: ControllerClient<tonic::transport::Channel>,
+    node: NodeClient<tonic::transport::Channel>,
+    serve: ServeProcess,
+    f: Fixture,
+}
+
+async fn start() -> Csi {
+    start_with(FixtureGrants {
+        csi: true,
+        ..FixtureGrants::default()
+    })
+    .await
+}
+
+async fn start_with(grants: FixtureGrants) -> Csi {
+    let f = Fixture::new("hostpath", grants);
+    let serve = ServeProcess::start(&f);
+    let channel = csi_channel(&serve.socket).await;
+    Csi {
+        identity: IdentityClient::new(channel.clone()),
+        controller: ControllerClient::new(channel.clone()),
+        node: NodeClient::new(channel),
+        serve,
+        f,
+    }
+}
+
+fn mount_cap(mode: volume_capability::access_mode::Mode) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(volume_capability::AccessType::Mount(
+            volume_capability::MountVolume::default(),
+        )),
+        access_mode: Some(volume_capability::AccessMode { mode: mode as i32 }),
+    }
+}
+
+fn rw() -> VolumeCapability {
+    mount_cap(volume_capability::access_mode::Mode::SingleNodeWriter)
+}
+
+fn create_req(name: &str, bytes: i64) -> CreateVolumeRequest {
+    CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![rw()],
+        ..Default::default()
+    }
+}
+
+fn publish_req(volume_id: &str, target: &Path, readonly: bool) -> NodePublishVolumeRequest {
+    NodePublishVolumeRequest {
+        volume_id: volume_id.into(),
+        target_path: target.display().to_string(),
+        volume_capability: Some(rw()),
+        readonly,
+        ..Default::default()
+    }
+}
+
+fn unpublish_req(volume_id: &str, target: &Path) -> NodeUnpublishVolumeRequest {
+    NodeUnpublishVolumeRequest {
+        volume_id: volume_id.into(),
+        target_path: target.display().to_string(),
+    }
+}
+
+impl Csi {
+    async fn create(&mut self, name: &str, bytes: i64) -> Volume {
+        self.controller
+            .create_volume(create_req(name, bytes))
+            .await
+            .expect("create")
+            .into_inner()
+            .volume
+            .expect("volume")
+    }
+
+    /// A target path kubelet would pass (its parent exists, it does not).
+    fn target(&self, name: &str) -> std::path::PathBuf {
+        self.f.dir.path().join("targets").join(name)
+    }
+}
+
+fn code<T>(r: Result<T, tonic::Status>) -> Code {
+    match r {
+        Ok(_) => Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_reports_name_capabilities_and_readiness() {
+    let mut c = start().await;
+    let info = c
+        .identity
+        .get_plugin_info(GetPluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.name, "hostpath.csi.wasmvol.io");
+    assert_eq!(info.vendor_version, "0.1.0");
+    let caps = c
+        .identity
+        .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    use plugin_capability::{service, volume_expansion, Type};
+    assert!(caps.iter().any(|c| matches!(&c.r#type,
+        Some(Type::Service(s)) if s.r#type == service::Type::ControllerService as i32)));
+    assert!(caps.iter().any(|c| matches!(&c.r#type,
+        Some(Type::VolumeExpansion(e)) if e.r#type == volume_expansion::Type::Online as i32)));
+    let probe = c
+        .identity
+        .probe(ProbeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(probe.ready, Some(true));
+
+    let ctrl = c
+        .controller
+        .controller_get_capabilities(ControllerGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    let rpcs: Vec<i32> = ctrl
+        .iter()
+        .filter_map(|c| {
+            c.r#type
+                .as_ref()
+                .map(|controller_service_capability::Type::Rpc(r)| r.r#type)
+        })
+        .collect();
+    use controller_service_capability::rpc::Type as R;
+    for want in [
+        R::CreateDeleteVolume,
+        R::ListVolumes,
+        R::GetCapacity,
+        R::CreateDeleteSnapshot,
+        R::ListSnapshots,
+        R::CloneVolume,
+        R::ExpandVolume,
+    ] {
+        assert!(
+            rpcs.contains(&(want as i32)),
+            "{want:?} missing from {rpcs:?}"
+        );
+    }
+    assert!(!rpcs.contains(&(R::PublishUnpublishVolume as i32)));
+    let node = c
+        .node
+        .node_get_info(NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(node.node_id, "test-node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_validates_and_is_idempotent() {
+    let mut c = start().await;
+    let mut no_name = create_req("", MIB);
+    no_name.name.clear();
+    assert_eq!(
+        code(c.controller.create_volume(no_name).await),
+        Code::InvalidArgument
+    );
+    let mut no_cap = create_req("a", MIB);
+    no_cap.volume_capabilities.clear();
+    assert_eq!(
+        code(c.controller.create_volume(no_cap).await),
+        Code::InvalidArgument
+    );
+    let mut no_mode = create_req("a", MIB);
+    no_mode.volume_capabilities[0].access_mode = None;
+    assert_eq!(
+        code(c.controller.create_volume(no_mode).await),
+        Code::InvalidArgument
+    );
+    let mut bad_range = create_req("a", 10 * MIB);
+    bad_range.capacity_range.as_mut().unwrap().limit_bytes = MIB;
+    assert_eq!(
+        code(c.controller.create_volume(bad_range).await),
+        Code::OutOfRange
+    );
+
+    let first = c.create("pvc-1", MIB).await;
+    let again = c.create("pvc-1", MIB).await;
+    assert_eq!(first.volume_id, again.volume_id);
+    assert_eq!(first.capacity_bytes, MIB);
+    assert_eq!(
+        code(
+            c.controller
+                .create_volume(create_req("pvc-1", 2 * MIB))
+                .await
+        ),
+        Code::AlreadyExists
+    );
+
+    // Delete is idempotent, and an unknown id is fine.
+    for id in [
+        first.volume_id.as_str(),
+        first.volume_id.as_str(),
+        "no-such-volume",
+    ] {
+        c.controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: id.into(),
+                secrets: HashMap::new(),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        code(
+            c.controller
+                .delete_volume(DeleteVolumeRequest::default())
+                .await
+        ),
+        Code::InvalidArgument
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_validates_and_is_idempotent() {
+    let mut c = start().await;
+    let v = c.create("pvc-pub", MIB).await;
+    let target = c.target("pod-a");
+
+    let mut no_target = publish_req(&v.volume_id, &target, false);
+    no_target.target_path.clear();
+    assert_eq!(
+        code(c.node.node_publish_volume(no_target).await),
+        Code::InvalidArgument
+    );
+    let mut no_cap = publish_req(&v.volume_id, &target, false);
+    no_cap.volume_capability = None;
+    assert_eq!(
+        code(c.node.node_publish_volume(no_cap).await),
+        Code::InvalidArgument
+    );
+    let mut no_id = publish_req(&v.volume_id, &target, false);
+    no_id.volume_id.clear();
+    assert_eq!(
+        code(c.node.node_publish_volume(no_id).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(
+            c.node
+                .node_publish_volume(publish_req("nope", &target, false))
+                .await
+        ),
+        Code::NotFound
+    );
+    assert!(!target.exists(), "a failed publish leaves no target behind");
+
+    for _ in 0..2 {
+        c.node
+            .node_publish_volume(publish_req(&v.volume_id, &target, false))
+            .await
+            .unwrap();
+    }
+    assert_eq!(mounts_under(&target), vec![target.clone()]);
+    assert_eq!(
+        code(
+            c.node
+                .node_publish_volume(publish_req(&v.volume_id, &target, true))
+                .await
+        ),
+        Code::AlreadyExists
+    );
+    for _ in 0..2 {
+        c.node
+            .node_unpublish_volume(unpublish_req(&v.volume_id, &target))
+            .await
+            .unwrap();
+    }
+    assert!(mounts_under(c.f.dir.path()).is_empty());
+    assert!(!target.exists(), "unpublish removes the target it created");
+
+    let stats = c
+        .node
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: v.volume_id.clone(),
+            volume_path: c.target("missing").display().to_string(),
+            staging_target_path: String::new(),
+        })
+        .await;
+    assert_eq!(code(stats), Code::NotFound);
+    let stage = c
+        .node
+        .node_stage_volume(NodeStageVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            staging_target_path: c.target("staging").display().to_string(),
+            volume_capability: Some(rw()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(stage), Code::Unimplemented, "hostpath does not stage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_keeps_data_across_republish() {
+    let mut c = start().await;
+    let v = c.create("pvc-life", MIB).await;
+    let target = c.target("pod-life");
+    c.node
+        .node_publish_volume(publish_req(&v.volume_id, &target, false))
+        .await
+        .unwrap();
+    std::fs::write(target.join("data.txt"), b"kept").unwrap();
+    let stats = c
+        .node
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: v.volume_id.clone(),
+            volume_path: target.display().to_string(),
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.usage.len(), 2);
+    assert_eq!(stats.usage[0].total, MIB);
+    c.node
+        .node_unpublish_volume(unpublish_req(&v.volume_id, &target))
+        .await
+        .unwrap();
+    // Republished read-only elsewhere: the data is there, writes are refused.
+    let again = c.target("pod-life-2");
+    c.node
+        .node_publish_volume(publish_req(&v.volume_id, &again, true))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(again.join("data.txt")).unwrap(), b"kept");
+    assert!(std::fs::write(again.join("x"), b"x").is_err());
+    c.node
+        .node_unpublish_volume(unpublish_req(&v.volume_id, &again))
+        .await
+        .unwrap();
+
+    // Expansion.
+    let e = c
+        .controller
+        .controller_expand_volume(ControllerExpandVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 4 * MIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(e.capacity_bytes, 4 * MIB);
+    assert!(!e.node_expansion_required);
+    assert_eq!(
+        code(
+            c.controller
+                .controller_expand_volume(ControllerExpandVolumeRequest {
+                    volume_id: v.volume_id.clone(),
+                    ..Default::default()
+                })
+                .await
+        ),
+        Code::InvalidArgument
+    );
+    assert!(mounts_under(c.f.dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_volumes_pages() {
+    let mut c = start().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(c.create(&format!("pvc-list-{i}"), MIB).await.volume_id);
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = c
+            .controller
+            .list_volumes(ListVolumesRequest {
+                max_entries: 2,
+                starting_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(page.entries.len() <= 2);
+        seen.extend(
+            page.entries
+                .into_iter()
+                .map(|e| e.volume.unwrap().volume_id),
+        );
+        token = page.next_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
+    let bad = c
+        .controller
+        .list_volumes(ListVolumesRequest {
+            max_entries: 2,
+            starting_token: "not-a-token".into(),
+        })
+        .await;
+    assert_eq!(code(bad), Code::Aborted);
+    let negative = c
+        .controller
+        .list_volumes(ListVolumesRequest {
+            max_entries: -1,
+            starting_token: String::new(),
+        })
+        .await;
+    assert_eq!(code(negative), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_list_delete_and_restore() {
+    let mut c = start().await;
+    let v = c.create("pvc-snap", MIB).await;
+    std::fs::write(
+        c.f.root().join("volumes").join(&v.volume_id).join("f"),
+        b"snapshotted",
+    )
+    .unwrap();
+    let snap_req = CreateSnapshotRequest {
+        source_volume_id: v.volume_id.clone(),
+        name: "snap-a".into(),
+        ..Default::default()
+    };
+    let s = c
+        .controller
+        .create_snapshot(snap_req.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    let s2 = c
+        .controller
+        .create_snapshot(snap_req)
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    assert_eq!(s.snapshot_id, s2.snapshot_id);
+    assert!(s.ready_to_use && s.creation_time.is_some());
+    assert_eq!(
+        code(
+            c.controller
+                .create_snapshot(CreateSnapshotRequest {
+                    name: "snap-b".into(),
+                    ..Default::default()
+                })
+                .await
+        ),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(
+            c.controller
+                .create_snapshot(CreateSnapshotRequest {
+                    source_volume_id: "nope".into(),
+                    name: "snap-c".into(),
+                    ..Default::default()
+                })
+                .await
+        ),
+        Code::NotFound
+    );
+
+    let by_id = c
+        .controller
+        .list_snapshots(ListSnapshotsRequest {
+            snapshot_id: s.snapshot_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id.entries.len(), 1);
+    let by_source = c
+        .controller
+        .list_snapshots(ListSnapshotsRequest {
+            source_volume_id: v.volume_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_source.entries.len(), 1);
+    let none = c
+        .controller
+        .list_snapshots(ListSnapshotsRequest {
+            source_volume_id: "other".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.entries.is_empty());
+
+    let mut restore = create_req("pvc-restored", MIB);
+    restore.volume_content_source = Some(VolumeContentSource {
+        r#type: Some(volume_content_source::Type::Snapshot(
+            volume_content_source::SnapshotSource {
+                snapshot_id: s.snapshot_id.clone(),
+            },
+        )),
+    });
+    let restored = c
+        .controller
+        .create_volume(restore)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert!(restored.content_source.is_some());
+    assert_eq!(
+        std::fs::read(
+            c.f.root()
+                .join("volumes")
+                .join(&restored.volume_id)
+                .join("f")
+        )
+        .unwrap(),
+        b"snapshotted"
+    );
+    for _ in 0..2 {
+        c.controller
+            .delete_snapshot(DeleteSnapshotRequest {
+                snapshot_id: s.snapshot_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let after = c
+        .controller
+        .list_snapshots(ListSnapshotsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(after.entries.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_a_driver_without_the_grant_nor_any_log() {
+    let mut c = start().await;
+    let mut req = create_req("pvc-secret", MIB);
+    req.secrets
+        .insert("password".into(), "hunter2-do-not-log".into());
+    c.controller.create_volume(req).await.unwrap();
+    let audit = std::fs::read_to_string(c.f.dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(audit.contains("pvc-secret"));
+    assert!(!audit.contains("hunter2-do-not-log"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_on_different_volumes_run_in_parallel() {
+    let mut c = start().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut ctrl = c.controller.clone();
+        tasks.push(tokio::spawn(async move {
+            ctrl.create_volume(create_req(&format!("pvc-par-{i}"), MIB))
+                .await
+                .map(|r| r.into_inner().volume.unwrap().volume_id)
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().expect("parallel create"));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8);
+    let listed = c
+        .controller
+        .list_volumes(ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.entries.len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_on_the_socket_does_not_stop_the_host() {
+    use tokio::io::AsyncWriteExt;
+    let mut c = start().await;
+    let mut raw = tokio::net::UnixStream::connect(c.f.csi_socket())
+        .await
+        .unwrap();
+    raw.write_all(b"this is not HTTP/2 at all\r\n\r\n\x00\x01\x02")
+        .await
+        .unwrap();
+    drop(raw);
+    let probe = c
+        .identity
+        .probe(ProbeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(probe.ready, Some(true));
+    assert!(c.serve.alive());
+}
+
+#[test]
+fn a_live_socket_is_not_taken_over_and_a_stale_one_is_replaced() {
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            csi: true,
+            ..FixtureGrants::default()
+        },
+    );
+    // Stale: a socket file nobody serves.
+    drop(std::os::unix::net::UnixListener::bind(f.csi_socket()).unwrap());
+    assert!(f.csi_socket().exists());
+    let first = ServeProcess::start(&f);
+    let mode = std::fs::metadata(f.csi_socket()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o660);
+    // Live: a second host must refuse, naming the socket.
+    let out = std::process::Command::new(wasmvol_tests::wasmvol_bin())
+        .args(["serve", "--config"])
+        .arg(&f.policy_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another process is serving this socket")
+            && err.contains(&f.csi_socket().display().to_string()),
+        "{err}"
+    );
+    drop(first);
+    assert!(!f.csi_socket().exists(), "serve removes its socket on exit");
+}
