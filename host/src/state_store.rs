@@ -42,6 +42,16 @@ store_err!(
     redb::CommitError
 );
 
+/// How hard a write must reach the disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// fsync'd before the call returns: a crash loses nothing acknowledged.
+    Durable,
+    /// Persisted with the next durable write (or clean shutdown); for host
+    /// records that kubelet's own retries rebuild after a crash.
+    Relaxed,
+}
+
 /// The host's state database, shared by every driver.
 pub struct StateStore {
     db: Database,
@@ -91,7 +101,7 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Sets or deletes (`None`) a key, within `quota` bytes.
+    /// Sets or deletes (`None`) a key durably, within `quota` bytes.
     pub fn put(
         &self,
         driver: &str,
@@ -99,7 +109,8 @@ impl StateStore {
         value: Option<&[u8]>,
         quota: u64,
     ) -> Result<(), StateError> {
-        self.swap(driver, key, None, value, quota).map(|_| ())
+        self.write(driver, key, None, value, quota, Persist::Durable)
+            .map(|_| ())
     }
 
     /// Writes `new` only if the key holds `expected` (`Some(None)`: must be
@@ -112,8 +123,25 @@ impl StateStore {
         new: Option<&[u8]>,
         quota: u64,
     ) -> Result<bool, StateError> {
+        self.write(driver, key, expected, new, quota, Persist::Durable)
+    }
+
+    /// The one write path: conditional on `expected`, within `quota`, persisted as asked.
+    pub fn write(
+        &self,
+        driver: &str,
+        key: &str,
+        expected: Option<Option<&[u8]>>,
+        new: Option<&[u8]>,
+        quota: u64,
+        persist: Persist,
+    ) -> Result<bool, StateError> {
         check_key(key)?;
-        let tx = self.db.begin_write()?;
+        let mut tx = self.db.begin_write()?;
+        if persist == Persist::Relaxed {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| StateError::Store(e.to_string()))?;
+        }
         {
             let mut table = tx.open_table(ENTRIES)?;
             let mut usage = tx.open_table(USAGE)?;

@@ -92,15 +92,13 @@ impl CsiDriver {
         CONTROLLER_FEATURES.iter().any(|f| self.has(*f))
     }
 
-    /// Runs one driver call on a blocking thread.
+    /// Runs one driver call. The call is synchronous (wasm plus syscalls,
+    /// bounded by the driver's deadline), so it runs in place on this worker,
+    /// which tokio first hands its other tasks away from; no thread hop.
     async fn call(&self, op: Operation) -> Result<Outcome, Status> {
         let n = self.next_request.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("csi-{}-{n}", std::process::id());
-        let driver = self.driver.clone();
-        tokio::task::spawn_blocking(move || driver.call(&request_id, op))
-            .await
-            .map_err(|e| Status::internal(format!("driver call panicked: {e}")))?
-            .map_err(status::from_call)
+        tokio::task::block_in_place(|| self.driver.call(&request_id, op)).map_err(status::from_call)
     }
 
     /// The socket path and CSI name.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 
-use crate::state_store::StateStore;
+use crate::state_store::{Persist, StateStore};
 
 /// Bytes the host's records for one driver may hold.
 const RECORD_QUOTA: u64 = 256 << 20;
@@ -47,10 +47,19 @@ impl Records {
             .transpose()
     }
 
-    fn put(&self, key: &str, p: Option<&Placement>) -> Result<(), Status> {
-        let bytes = p.map(|p| serde_json::to_vec(p).expect("records serialize"));
+    /// Records are written relaxed: after a crash kubelet re-issues every
+    /// publish and stage, and the driver answers those from the live mounts.
+    fn put(&self, key: &str, bytes: Option<Vec<u8>>) -> Result<(), Status> {
         self.store
-            .put(&self.namespace, key, bytes.as_deref(), RECORD_QUOTA)
+            .write(
+                &self.namespace,
+                key,
+                None,
+                bytes.as_deref(),
+                RECORD_QUOTA,
+                Persist::Relaxed,
+            )
+            .map(|_| ())
             .map_err(unavailable)
     }
 
@@ -60,7 +69,8 @@ impl Records {
     }
 
     pub fn set_published(&self, target: &str, p: Option<&Placement>) -> Result<(), Status> {
-        self.put(&format!("pub/{target}"), p)
+        let bytes = p.map(|p| serde_json::to_vec(p).expect("records serialize"));
+        self.put(&format!("pub/{target}"), bytes)
     }
 
     /// Where a volume is staged, if anywhere (keyed by volume id).
@@ -77,10 +87,7 @@ impl Records {
         volume_id: &str,
         at: Option<(&str, &Placement)>,
     ) -> Result<(), Status> {
-        let key = format!("stage/{volume_id}");
         let bytes = at.map(|a| serde_json::to_vec(&a).expect("records serialize"));
-        self.store
-            .put(&self.namespace, &key, bytes.as_deref(), RECORD_QUOTA)
-            .map_err(unavailable)
+        self.put(&format!("stage/{volume_id}"), bytes)
     }
 }
