@@ -6,7 +6,7 @@
 //!
 //! Runs as root; mounts happen in a private mount namespace of its own.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ fn cap() -> VolumeCapability {
     }
 }
 
-fn publish(volume_id: &str, target: &PathBuf) -> NodePublishVolumeRequest {
+fn publish(volume_id: &str, target: &Path) -> NodePublishVolumeRequest {
     NodePublishVolumeRequest {
         volume_id: volume_id.into(),
         target_path: target.display().to_string(),
@@ -33,7 +33,7 @@ fn publish(volume_id: &str, target: &PathBuf) -> NodePublishVolumeRequest {
     }
 }
 
-fn unpublish(volume_id: &str, target: &PathBuf) -> NodeUnpublishVolumeRequest {
+fn unpublish(volume_id: &str, target: &Path) -> NodeUnpublishVolumeRequest {
     NodeUnpublishVolumeRequest {
         volume_id: volume_id.into(),
         target_path: target.display().to_string(),
