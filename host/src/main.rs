@@ -13,8 +13,9 @@ use wasmvol::csi::CsiDriver;
 use wasmvol::digest::Sha256Digest;
 use wasmvol::driver::{component_shape_problem, read_pinned};
 use wasmvol::engine::DriverEngine;
+use wasmvol::flex::dispatch::FlexDriver;
 use wasmvol::interfaces::{ImportKind, Surface};
-use wasmvol::policy::Policy;
+use wasmvol::policy::{FlexName, Policy};
 use wasmvol::runtime::Runtime;
 
 /// Run Kubernetes storage drivers as sandboxed WebAssembly components.
@@ -45,6 +46,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Install or remove the FlexVolume shim for a driver.
+    Flex {
+        #[command(subcommand)]
+        command: FlexCommand,
+    },
     /// Call one export of a driver by hand and print its answer as JSON.
     Call {
         #[arg(long)]
@@ -58,6 +64,31 @@ enum Command {
         /// Request id for logs and the audit trail.
         #[arg(long, default_value = "cli")]
         request_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlexCommand {
+    /// Install the shim as <plugin dir>/<vendor~name>/<name> (atomically).
+    Install {
+        /// The FlexVolume driver name, vendor/name.
+        #[arg(long)]
+        driver: String,
+        #[arg(long, default_value = wasmvol::flex::install::DEFAULT_PLUGIN_DIR)]
+        plugin_dir: PathBuf,
+        /// The host's Flex socket the shim will call.
+        #[arg(long, default_value = wasmvol_flex::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// The shim binary to install (default: wasmvol-flex beside this program).
+        #[arg(long)]
+        shim: Option<PathBuf>,
+    },
+    /// Remove an installed shim.
+    Uninstall {
+        #[arg(long)]
+        driver: String,
+        #[arg(long, default_value = wasmvol::flex::install::DEFAULT_PLUGIN_DIR)]
+        plugin_dir: PathBuf,
     },
 }
 
@@ -90,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config } => serve(&config),
         Command::Inspect { component, json } => inspect(&component, json),
         Command::Audit { config, json } => audit(&config, json),
+        Command::Flex { command } => flex(command),
         Command::Call {
             config,
             driver,
@@ -114,7 +146,10 @@ fn serve(config: &Path) -> anyhow::Result<()> {
     let policy = Policy::load(config)?;
     // Refuse early, before touching any state, if another host serves our sockets.
     for csi in policy.drivers.iter().filter_map(|d| d.csi.as_ref()) {
-        wasmvol::csi::socket::ensure_not_served(&csi.socket)?;
+        wasmvol::unix_socket::ensure_not_served(&csi.socket)?;
+    }
+    if policy.drivers.iter().any(|d| d.flex.is_some()) {
+        wasmvol::unix_socket::ensure_not_served(&policy.host.flex_socket)?;
     }
     let runtime = Runtime::start(&policy, None)?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -125,7 +160,7 @@ fn serve(config: &Path) -> anyhow::Result<()> {
         for d in &policy.drivers {
             let Some(settings) = d.csi.clone() else { continue };
             let loaded = runtime.driver(d.name.as_str()).expect("loaded").clone();
-            let listener = wasmvol::csi::socket::bind(&settings.socket, settings.socket_mode)
+            let listener = wasmvol::unix_socket::bind(&settings.socket, settings.socket_mode)
                 .with_context(|| format!("driver `{}`: CSI socket", d.name))?;
             let csi = Arc::new(CsiDriver::new(loaded, settings.clone(), runtime.state().clone()));
             println!("csi: driver `{}` as {} on {}", d.name, settings.name.as_str(), settings.socket.display());
@@ -137,6 +172,34 @@ fn serve(config: &Path) -> anyhow::Result<()> {
                     let _ = stop.wait_for(|s| *s).await;
                 };
                 wasmvol::csi::serve(csi, listener, shutdown).await
+            });
+        }
+        let flex: wasmvol::flex::FlexDrivers = policy
+            .drivers
+            .iter()
+            .filter_map(|d| {
+                let name = d.flex.clone()?;
+                let loaded = runtime.driver(d.name.as_str()).expect("loaded").clone();
+                let records = wasmvol::host_records::HostRecords::new(runtime.state().clone(), "flex", d.name.as_str());
+                let staging = policy.host.state_dir.join("flex-staging").join(d.name.as_str());
+                Some((name.full(), Arc::new(FlexDriver::new(loaded, name, records, staging))))
+            })
+            .collect();
+        if !flex.is_empty() {
+            let socket = &policy.host.flex_socket;
+            let listener = wasmvol::unix_socket::bind(socket, 0o660).context("Flex socket")?;
+            let names: Vec<&String> = flex.keys().collect();
+            println!("flex: drivers {names:?} on {}", socket.display());
+            tracing::info!(socket = %socket.display(), "Flex socket ready");
+            sockets.push(socket.clone());
+            let mut stop = stop_rx.clone();
+            let drivers = Arc::new(flex);
+            servers.spawn(async move {
+                wasmvol::flex::serve(drivers, listener, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+                Ok(())
             });
         }
         tracing::info!(
@@ -166,6 +229,33 @@ fn serve(config: &Path) -> anyhow::Result<()> {
             _ => Ok(()),
         }
     })
+}
+
+fn flex(command: FlexCommand) -> anyhow::Result<()> {
+    match command {
+        FlexCommand::Install {
+            driver,
+            plugin_dir,
+            socket,
+            shim,
+        } => {
+            let name = FlexName::parse(&driver).map_err(|e| anyhow!("--driver: {e}"))?;
+            let shim = match shim {
+                Some(s) => s,
+                None => std::env::current_exe()?
+                    .parent()
+                    .map(|d| d.join("wasmvol-flex"))
+                    .ok_or_else(|| anyhow!("cannot locate wasmvol-flex; pass --shim"))?,
+            };
+            let dest = wasmvol::flex::install::install(&shim, &plugin_dir, &name, &socket)?;
+            println!("installed {} (calls {})", dest.display(), socket.display());
+            Ok(())
+        }
+        FlexCommand::Uninstall { driver, plugin_dir } => {
+            let name = FlexName::parse(&driver).map_err(|e| anyhow!("--driver: {e}"))?;
+            wasmvol::flex::install::uninstall(&plugin_dir, &name)
+        }
+    }
 }
 
 fn engine() -> anyhow::Result<DriverEngine> {

@@ -55,6 +55,8 @@ pub struct HostSettings {
     pub cache_dir: PathBuf,
     /// JSON-lines audit log of every capability use.
     pub audit_log: PathBuf,
+    /// Unix socket the FlexVolume shims call (served when a driver is marked for Flex).
+    pub flex_socket: PathBuf,
 }
 
 /// One driver: its pinned component, its grants and its limits.
@@ -68,6 +70,49 @@ pub struct DriverPolicy {
     pub limits: Limits,
     /// Serve the driver over CSI (absent: no CSI socket).
     pub csi: Option<CsiSettings>,
+    /// Serve the driver to FlexVolume shims (absent: not offered).
+    pub flex: Option<FlexName>,
+}
+
+/// A FlexVolume driver name `vendor/name`, as pods and PVs spell it; the
+/// shim is installed at `<plugin dir>/vendor~name/name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlexName {
+    pub vendor: String,
+    pub name: String,
+}
+
+impl FlexName {
+    /// Validates `vendor/name` (letters, digits, `.`, `_`, `-` on each side).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let part = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 63
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && p != "."
+                && p != ".."
+        };
+        match s.split_once('/') {
+            Some((vendor, name)) if part(vendor) && part(name) => Ok(Self {
+                vendor: vendor.to_owned(),
+                name: name.to_owned(),
+            }),
+            _ => Err(format!(
+                "`{s}` is not a FlexVolume driver name `vendor/name`"
+            )),
+        }
+    }
+
+    /// `vendor/name`.
+    pub fn full(&self) -> String {
+        format!("{}/{}", self.vendor, self.name)
+    }
+
+    /// The install directory name, `vendor~name`.
+    pub fn dir_name(&self) -> String {
+        format!("{}~{}", self.vendor, self.name)
+    }
 }
 
 /// How a driver is offered to kubelet over CSI.
@@ -210,6 +255,7 @@ struct RawHost {
     state_dir: PathBuf,
     cache_dir: Option<PathBuf>,
     audit_log: Option<PathBuf>,
+    flex_socket: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +269,13 @@ struct RawDriver {
     #[serde(default)]
     limits: RawLimits,
     csi: Option<RawCsi>,
+    flex: Option<RawFlex>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlex {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +360,11 @@ impl Policy {
                 .audit_log
                 .map(anchor)
                 .unwrap_or_else(|| state_dir.join("audit.jsonl")),
+            flex_socket: raw
+                .host
+                .flex_socket
+                .map(anchor)
+                .unwrap_or_else(|| PathBuf::from("/run/wasmvol/flex.sock")),
             state_dir,
         };
         let mut drivers: Vec<DriverPolicy> = Vec::new();
@@ -413,6 +471,19 @@ impl Policy {
                     ));
                 }
             }
+            let flex = match d.flex {
+                None => None,
+                Some(f) => {
+                    let name = FlexName::parse(&f.name).map_err(|m| invalid("flex.name", m))?;
+                    if drivers.iter().any(|x| x.flex.as_ref() == Some(&name)) {
+                        return Err(invalid(
+                            "flex.name",
+                            "already used by another driver".into(),
+                        ));
+                    }
+                    Some(name)
+                }
+            };
             drivers.push(DriverPolicy {
                 name,
                 component: anchor(d.component),
@@ -427,6 +498,7 @@ impl Policy {
                 },
                 limits,
                 csi,
+                flex,
             });
         }
         Ok(Self {
@@ -532,6 +604,18 @@ deadline_ms = 500
         assert!(err.to_string().contains("csi.name"), "{err}");
         let err = parse(&format!("{base}name = \"a\"\nsocket_mode = \"rw\"\n")).unwrap_err();
         assert!(err.to_string().contains("csi.socket_mode"), "{err}");
+    }
+
+    #[test]
+    fn flex_names_are_vendor_slash_name() {
+        let n = FlexName::parse("k8s/nfs").unwrap();
+        assert_eq!(
+            (n.full(), n.dir_name()),
+            ("k8s/nfs".into(), "k8s~nfs".into())
+        );
+        for bad in ["nfs", "a/b/c", "/x", "x/", "a b/c", "../x", "a/.."] {
+            assert!(FlexName::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

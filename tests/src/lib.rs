@@ -90,6 +90,8 @@ pub struct FixtureGrants {
     pub memory_bytes: u64,
     /// Offer the driver over CSI on `<fixture>/csi.sock`.
     pub csi: bool,
+    /// Offer the driver to Flex shims as `wasmvol/<driver>` on `<fixture>/flex.sock`.
+    pub flex: bool,
 }
 
 impl Default for FixtureGrants {
@@ -103,6 +105,7 @@ impl Default for FixtureGrants {
             deadline_ms: 5_000,
             memory_bytes: 64 << 20,
             csi: false,
+            flex: false,
         }
     }
 }
@@ -159,10 +162,16 @@ impl Fixture {
         } else {
             String::new()
         };
+        let flex = if g.flex {
+            format!("[driver.flex]\nname = \"wasmvol/{}\"\n", self.driver)
+        } else {
+            String::new()
+        };
         let text = format!(
-            "[host]\nstate_dir = \"{}\"\ncache_dir = \"{}\"\n\n[[driver]]\nname = \"{}\"\ncomponent = \"{}\"\nsha256 = \"{sha256}\"\n[driver.grants]\n{grants}[driver.limits]\ndeadline_ms = {}\nmemory_bytes = {}\nconcurrency = 8\n{csi}",
+            "[host]\nstate_dir = \"{}\"\ncache_dir = \"{}\"\nflex_socket = \"{}\"\n\n[[driver]]\nname = \"{}\"\ncomponent = \"{}\"\nsha256 = \"{sha256}\"\n[driver.grants]\n{grants}[driver.limits]\ndeadline_ms = {}\nmemory_bytes = {}\nconcurrency = 8\n{csi}{flex}",
             self.dir.path().join("state").display(),
             shared_cache_dir().display(),
+            self.flex_socket().display(),
             self.driver,
             component.display(),
             g.deadline_ms,
@@ -178,6 +187,11 @@ impl Fixture {
     /// Starts a runtime with this fixture's driver.
     pub fn runtime(&self) -> Runtime {
         Runtime::start(&self.policy(), None).expect("runtime starts")
+    }
+
+    /// Where the host serves Flex shims.
+    pub fn flex_socket(&self) -> PathBuf {
+        self.dir.path().join("flex.sock")
     }
 
     /// Where the CSI socket of this fixture's driver is.
@@ -237,8 +251,13 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `wasmvol serve` on the fixture's policy and waits for its socket.
+    /// Starts `wasmvol serve` on the fixture's policy and waits for its CSI socket.
     pub fn start(f: &Fixture) -> Self {
+        Self::start_on(f, &f.csi_socket())
+    }
+
+    /// Starts `wasmvol serve` and waits until `socket` answers.
+    pub fn start_on(f: &Fixture, socket: &Path) -> Self {
         let child = std::process::Command::new(wasmvol_bin())
             .args(["serve", "--config"])
             .arg(&f.policy_path)
@@ -246,7 +265,7 @@ impl ServeProcess {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn wasmvol serve");
-        let socket = f.csi_socket();
+        let socket = socket.to_owned();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(

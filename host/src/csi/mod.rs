@@ -11,7 +11,6 @@ pub mod identity;
 pub mod locks;
 pub mod node;
 pub mod records;
-pub mod socket;
 pub mod status;
 
 use std::future::Future;
@@ -59,7 +58,11 @@ impl CsiDriver {
     /// Wraps a loaded driver with its CSI settings.
     pub fn new(driver: Arc<LoadedDriver>, settings: CsiSettings, store: Arc<StateStore>) -> Self {
         let node_id = settings.node_id.clone().unwrap_or_else(host_name);
-        let records = records::Records::new(store, driver.name());
+        let records = records::Records(crate::host_records::HostRecords::new(
+            store,
+            "csi",
+            driver.name(),
+        ));
         Self {
             driver,
             settings,

@@ -1,5 +1,5 @@
-//! The CSI unix socket: created with the policy's mode, a stale file
-//! replaced, a live one refused.
+//! Serving unix sockets (CSI, Flex): created with a given mode, a stale
+//! file replaced, one a live process serves refused.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,0 +1,92 @@
+//! The FlexVolume front end: the host side of the `wasmvol-flex` shim.
+//!
+//! Kubelet execs the shim; the shim forwards `<driver> <call-out> <args>`
+//! over one unix socket; the host parses kubelet's argv and JSON options
+//! into typed calls ([`callout`], [`options`]), runs them on the driver
+//! ([`dispatch`]) and returns exactly the JSON kubelet expects ([`reply`]).
+
+pub mod callout;
+pub mod dispatch;
+pub mod install;
+pub mod options;
+pub mod reply;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+
+use callout::{BadCall, CallOut};
+use dispatch::FlexDriver;
+use reply::Reply;
+
+/// How long a shim may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Flex drivers by `vendor/name`.
+pub type FlexDrivers = HashMap<String, Arc<FlexDriver>>;
+
+/// Answers one request: `[driver, call-out, args...]`.
+pub fn answer(drivers: &FlexDrivers, items: Vec<Vec<u8>>) -> Reply {
+    let items: Result<Vec<String>, _> = items.into_iter().map(String::from_utf8).collect();
+    let Ok(items) = items else {
+        return Reply::failure("arguments must be UTF-8");
+    };
+    let Some((driver, args)) = items.split_first() else {
+        return Reply::failure("empty request");
+    };
+    let Some(d) = drivers.get(driver) else {
+        return Reply::failure(format!(
+            "no FlexVolume driver `{driver}` is served by this wasmvol host"
+        ));
+    };
+    match CallOut::parse(args) {
+        Ok(call) => d.handle(call),
+        Err(BadCall::Unknown(name)) => {
+            Reply::not_supported(format!("call-out `{name}` is not supported"))
+        }
+        Err(BadCall::Invalid(message)) => Reply::failure(message),
+    }
+}
+
+/// Serves shims on `listener` until `shutdown` resolves. Each connection is
+/// one call, handled on a blocking thread (driver calls block).
+pub async fn serve(
+    drivers: Arc<FlexDrivers>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "flex accept failed");
+                    continue;
+                }
+            },
+        };
+        let drivers = drivers.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(mut stream) = stream.into_std() else {
+                return;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+            let reply = match wasmvol_flex::read_request(&mut stream) {
+                Ok(items) => answer(&drivers, items),
+                // A peer that closed without a word (a liveness check) gets none back.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+                Err(e) => Reply::failure(format!("malformed request from the shim: {e}")),
+            };
+            let (code, json) = reply.encode();
+            if let Err(e) = wasmvol_flex::write_reply(&mut stream, code, &json) {
+                tracing::warn!(error = %e, "flex reply not delivered");
+            }
+        });
+    }
+}
