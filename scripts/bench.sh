@@ -2,6 +2,7 @@
 # Runs the benchmarks (as root: they mount for real, in a private namespace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v jq >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; }
 scripts/build-plugins.sh
 cargo build --release --bins
 cargo bench -p wasmvol-bench "$@"
