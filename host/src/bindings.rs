@@ -11,10 +11,11 @@ wasmtime::component::bindgen!({
     with: {
         "wasmvol:driver/volumes.root": crate::capability::volumes::StorageRoot,
         "wasmvol:driver/mount.target": crate::capability::mount::TargetHandle,
+        "wasmvol:driver/device.block-device": crate::capability::device::BlockDeviceHandle,
     },
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
 pub use exports::wasmvol::driver::{controller, identity, node};
 pub use wasmvol::driver::types::{self, DriverError};
-pub use wasmvol::driver::{log, mount, state, volumes};
+pub use wasmvol::driver::{device, log, mount, state, volumes};

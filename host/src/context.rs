@@ -38,6 +38,7 @@ pub enum Need {
     StorageWrite,
     Mount,
     State,
+    Device,
 }
 
 /// Why a capability use failed.
@@ -185,6 +186,8 @@ impl CallContext {
             Need::Mount => Err("no mount grant".into()),
             Need::State if g.state_quota_bytes.is_some() => Ok(()),
             Need::State => Err("no state grant".into()),
+            Need::Device if g.device.is_some() => Ok(()),
+            Need::Device => Err("no device grant".into()),
         }
     }
 

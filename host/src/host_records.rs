@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::state_store::{Persist, StateError, StateStore};
+pub use crate::state_store::Persist;
+use crate::state_store::{StateError, StateStore};
 
 /// Bytes one front end's records for one driver may hold.
 const RECORD_QUOTA: u64 = 256 << 20;
@@ -49,10 +50,22 @@ impl HostRecords {
             .transpose()
     }
 
-    /// Sets (or with `None` removes) a record. Written relaxed: after a
-    /// crash kubelet re-issues its calls and drivers answer them from the
-    /// live system, so a lost record costs a repeated call, never data.
-    pub fn put<T: Serialize>(&self, key: &str, value: Option<&T>) -> Result<(), RecordError> {
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, RecordError> {
+        self.store
+            .list(&self.namespace, prefix)?
+            .into_iter()
+            .map(|(k, v)| {
+                let value = serde_json::from_slice(&v).map_err(|e| RecordError(format!("{k}: {e}")))?;
+                Ok((k, value))
+            })
+            .collect()
+    }
+
+    /// Sets (or with `None` removes) a record. `Persist::Relaxed` suits
+    /// records kubelet's retries rebuild (a lost one costs a repeated call);
+    /// records a restart must find (staging, device ownership) are durable.
+    pub fn put<T: Serialize>(&self, key: &str, value: Option<&T>, persist: Persist) -> Result<(), RecordError> {
         let bytes = value.map(|v| serde_json::to_vec(v).expect("records serialize"));
         self.store.write(
             &self.namespace,
@@ -60,7 +73,7 @@ impl HostRecords {
             None,
             bytes.as_deref(),
             RECORD_QUOTA,
-            Persist::Relaxed,
+            persist,
         )?;
         Ok(())
     }

@@ -22,6 +22,8 @@ pub enum ImportKind {
     Mount,
     /// `state`: needs a state quota.
     State,
+    /// `device`: needs the device grant.
+    Device,
     /// `log` and `types`: need nothing.
     Free,
     /// `wasi:*`: provided empty (no preopens, env, args or network) unless
@@ -48,6 +50,7 @@ impl ImportKind {
             "volumes" => ImportKind::Storage,
             "mount" => ImportKind::Mount,
             "state" => ImportKind::State,
+            "device" => ImportKind::Device,
             "log" | "types" => ImportKind::Free,
             _ => ImportKind::Unknown,
         }
@@ -59,6 +62,7 @@ impl ImportKind {
             ImportKind::Storage => "grants.storage",
             ImportKind::Mount => "grants.mount",
             ImportKind::State => "grants.state_quota_bytes",
+            ImportKind::Device => "grants.device",
             ImportKind::Free | ImportKind::Wasi => "(none)",
             ImportKind::Unknown => "(not grantable)",
         }
@@ -70,6 +74,7 @@ impl ImportKind {
             ImportKind::Storage => grants.storage.is_some(),
             ImportKind::Mount => grants.mount,
             ImportKind::State => grants.state_quota_bytes.is_some(),
+            ImportKind::Device => grants.device.is_some(),
             ImportKind::Free | ImportKind::Wasi => true,
             ImportKind::Unknown => false,
         }

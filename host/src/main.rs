@@ -311,6 +311,7 @@ fn kind_label(k: ImportKind) -> &'static str {
         ImportKind::Storage => "storage",
         ImportKind::Mount => "mount",
         ImportKind::State => "state",
+        ImportKind::Device => "device",
         ImportKind::Free => "free",
         ImportKind::Wasi => "wasi",
         ImportKind::Unknown => "REFUSED",
@@ -329,6 +330,7 @@ fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
             (grants.mount, "mount"),
             (grants.state_quota_bytes.is_some(), "state"),
             (grants.secrets, "secrets"),
+            (grants.device.is_some(), "device"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

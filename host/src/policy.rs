@@ -221,6 +221,15 @@ pub struct Grants {
     pub state_quota_bytes: Option<u64>,
     /// May receive the secrets callers send.
     pub secrets: bool,
+    /// May create backing files and attach loop devices (`device` interface).
+    pub device: Option<DeviceGrant>,
+}
+
+/// The device capability: loop devices over backing files in the storage root.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceGrant {
+    /// Largest backing file the driver may create or grow to.
+    pub max_file_bytes: u64,
 }
 
 /// Resource limits for each call into a driver.
@@ -300,6 +309,13 @@ struct RawGrants {
     state_quota_bytes: Option<u64>,
     #[serde(default)]
     secrets: bool,
+    device: Option<RawDevice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    max_file_bytes: u64,
 }
 
 #[derive(Deserialize)]
@@ -484,6 +500,12 @@ impl Policy {
                     Some(name)
                 }
             };
+            if d.grants.device.is_some() && storage.is_none() {
+                return Err(invalid(
+                    "grants.device",
+                    "backing files live in the storage root: grant storage too".into(),
+                ));
+            }
             drivers.push(DriverPolicy {
                 name,
                 component: anchor(d.component),
@@ -495,6 +517,9 @@ impl Policy {
                     mount_options: d.grants.mount_options.into_iter().collect(),
                     state_quota_bytes: d.grants.state_quota_bytes,
                     secrets: d.grants.secrets,
+                    device: d.grants.device.map(|g| DeviceGrant {
+                        max_file_bytes: g.max_file_bytes,
+                    }),
                 },
                 limits,
                 csi,

@@ -1,6 +1,7 @@
 //! Host implementations of the capability interfaces, one file per WIT interface.
 //! Every use that touches the host passes through [`CallContext::gate`](crate::context::CallContext::gate).
 
+pub mod device;
 pub mod log;
 pub mod mount;
 pub mod state;

@@ -13,7 +13,7 @@ use serde_json::json;
 use wasmtime::component::Resource;
 
 use crate::bindings::mount::{Host, HostTarget, TargetRole, TargetShape};
-use crate::bindings::volumes::Root;
+use crate::bindings::volumes::{FsStats, Root};
 use crate::bindings::DriverError;
 use crate::capability::volumes::BeneathRoot;
 use crate::context::{io_error, CallContext, CapError, Need};
@@ -60,6 +60,16 @@ impl TargetHandle {
     /// The host path (never shown to the driver).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Directory (mount access) or file (block access).
+    pub fn shape(&self) -> TargetShape {
+        self.shape
+    }
+
+    /// The `O_PATH` handle mounts attach to (`None` only mid-unmount).
+    pub fn fd(&self) -> Option<&OwnedFd> {
+        self.fd.as_ref()
     }
 }
 
@@ -190,6 +200,25 @@ impl HostTarget for CallContext {
             let unmounted = sys::unmount(&target.path).map(|_| ());
             target.fd = sys::open_path(&target.path).ok();
             unmounted.map_err(|e| io_error("unmount", e))
+        }))
+    }
+
+    fn statvfs(&mut self, t: Resource<TargetHandle>) -> wasmtime::Result<Result<FsStats, DriverError>> {
+        let path = self.table.get(&t)?.path.clone();
+        let stats = nix::sys::statvfs::statvfs(&path).map_err(std::io::Error::from);
+        Ok(stats.map(|s| {
+            let frag = s.fragment_size();
+            FsStats {
+                total_bytes: s.blocks() * frag,
+                free_bytes: s.blocks_free() * frag,
+                available_bytes: s.blocks_available() * frag,
+                total_inodes: s.files(),
+                free_inodes: s.files_free(),
+            }
+        })
+        .map_err(|e| match io_error("statvfs", e) {
+            CapError::Denied(m) => DriverError::PermissionDenied(m),
+            CapError::Failed(e) => e,
         }))
     }
 

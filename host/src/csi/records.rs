@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 
-use crate::host_records::{HostRecords, RecordError};
+use crate::host_records::{HostRecords, Persist, RecordError};
 
 /// What a publish or stage was asked for; a repeat must ask for the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +28,9 @@ impl Records {
     }
 
     pub fn set_published(&self, target: &str, p: Option<&Placement>) -> Result<(), Status> {
-        self.0.put(&format!("pub/{target}"), p).map_err(unavailable)
+        self.0
+            .put(&format!("pub/{target}"), p, Persist::Relaxed)
+            .map_err(unavailable)
     }
 
     /// Where a volume is staged, if anywhere.
@@ -43,8 +45,9 @@ impl Records {
         volume_id: &str,
         at: Option<(&str, &Placement)>,
     ) -> Result<(), Status> {
+        // Durable: a host restarted between stage and publish must still know.
         self.0
-            .put(&format!("stage/{volume_id}"), at.as_ref())
+            .put(&format!("stage/{volume_id}"), at.as_ref(), Persist::Durable)
             .map_err(unavailable)
     }
 }

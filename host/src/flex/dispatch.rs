@@ -15,7 +15,7 @@ use crate::bindings::types::{CapacityRange, DriverError, Feature};
 use crate::bindings::{controller, node};
 use crate::call::{CallError, Operation, Outcome, WithPaths};
 use crate::driver::LoadedDriver;
-use crate::host_records::HostRecords;
+use crate::host_records::{HostRecords, Persist};
 use crate::policy::FlexName;
 use crate::sys::mount::is_mount_point;
 
@@ -187,6 +187,7 @@ impl FlexDriver {
                         volume_id,
                         device: device.clone(),
                     }),
+                Persist::Durable,
                 )?;
                 Ok(Reply {
                     device: Some(device),
@@ -230,7 +231,7 @@ impl FlexDriver {
                         secrets: Vec::new(),
                     },
                 ))?;
-                self.records.put::<Attached>(&key, None)?;
+                self.records.put::<Attached>(&key, None, Persist::Durable)?;
                 Ok(Reply::success())
             }
             CallOut::MountDevice {
@@ -248,9 +249,9 @@ impl FlexDriver {
                     &options,
                     vec![(DEVICE_KEY.to_owned(), device)],
                 )?;
-                self.records.put(&key("device", &dir), Some(&volume_id))?;
+                self.records.put(&key("device", &dir), Some(&volume_id), Persist::Durable)?;
                 self.records
-                    .put(&format!("device-of/{volume_id}"), Some(&dir))?;
+                    .put(&format!("device-of/{volume_id}"), Some(&dir), Persist::Durable)?;
                 Ok(Reply::success())
             }
             CallOut::UnmountDevice { dir } => {
@@ -260,9 +261,9 @@ impl FlexDriver {
                 let record: Option<String> = self.records.get(&key("device", &dir))?;
                 if let Some(volume_id) = record {
                     self.unstage(&volume_id, &dir)?;
-                    self.records.put::<String>(&key("device", &dir), None)?;
+                    self.records.put::<String>(&key("device", &dir), None, Persist::Durable)?;
                     self.records
-                        .put::<PathBuf>(&format!("device-of/{volume_id}"), None)?;
+                        .put::<PathBuf>(&format!("device-of/{volume_id}"), None, Persist::Durable)?;
                 }
                 Ok(Reply::success())
             }
@@ -286,7 +287,7 @@ impl FlexDriver {
                     self.unstage(&volume_id, &staging)?;
                     let _ = std::fs::remove_dir(&staging);
                 }
-                self.records.put::<Mounted>(&key("mount", &dir), None)?;
+                self.records.put::<Mounted>(&key("mount", &dir), None, Persist::Relaxed)?;
                 Ok(Reply::success())
             }
             CallOut::ExpandVolume {
@@ -449,6 +450,7 @@ impl FlexDriver {
                 volume_id,
                 host_staging,
             }),
+        Persist::Relaxed,
         )?;
         Ok(Reply::success())
     }

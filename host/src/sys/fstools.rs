@@ -1,0 +1,181 @@
+//! Filesystem tools (mkfs, fsck, grow, probe), run by the host with an argv
+//! it builds itself: absolute program paths, no shell, an empty environment,
+//! and nothing from a driver but validated, typed values.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Filesystems the host knows how to make, check and grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fs {
+    Ext4,
+    Xfs,
+}
+
+impl Fs {
+    /// The kernel's name, as in /proc/filesystems and blkid.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fs::Ext4 => "ext4",
+            Fs::Xfs => "xfs",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "ext4" => Some(Fs::Ext4),
+            "xfs" => Some(Fs::Xfs),
+            _ => None,
+        }
+    }
+}
+
+/// A volume label a tool may be given: `[A-Za-z0-9][A-Za-z0-9_-]{0,11}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label(String);
+
+impl Label {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty()
+            || s.len() > 12
+            || !s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "label `{s}` must be 1 to 12 letters, digits, `-` or `_`"
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+/// How long a tool may run before it is killed.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn program(name: &str) -> io::Result<PathBuf> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} is not installed")))
+}
+
+/// Runs a tool to completion (bounded), capturing its output.
+fn run(name: &str, args: &[&std::ffi::OsStr]) -> io::Result<Output> {
+    let mut child = Command::new(program(name)?)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let started = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            return child.wait_with_output();
+        }
+        if started.elapsed() > TOOL_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{name} timed out")));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn checked(name: &str, out: Output) -> io::Result<Output> {
+    if out.status.success() {
+        return Ok(out);
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    Err(io::Error::other(format!(
+        "{name} failed ({}): {}",
+        out.status,
+        text.lines().take(3).collect::<Vec<_>>().join(" / ")
+    )))
+}
+
+/// Makes a filesystem on `device`.
+pub fn mkfs(device: &Path, fs: Fs, label: Option<&Label>) -> io::Result<()> {
+    let mut args: Vec<&std::ffi::OsStr> = Vec::new();
+    let tool = match fs {
+        Fs::Ext4 => {
+            args.extend([os("-F"), os("-q")]);
+            "mkfs.ext4"
+        }
+        Fs::Xfs => {
+            args.extend([os("-f"), os("-q")]);
+            "mkfs.xfs"
+        }
+    };
+    if let Some(l) = label {
+        args.extend([os("-L"), os(&l.0)]);
+    }
+    args.push(device.as_os_str());
+    checked(tool, run(tool, &args)?).map(|_| ())
+}
+
+/// The filesystem on `device`, if blkid recognises one of ours (or another: `Err`).
+pub fn probe(device: &Path) -> io::Result<Option<String>> {
+    let out = run(
+        "blkid",
+        &[os("-p"), os("-o"), os("value"), os("-s"), os("TYPE"), device.as_os_str()],
+    )?;
+    match out.status.code() {
+        Some(0) => Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())),
+        // blkid: 2 means nothing was found.
+        Some(2) => Ok(None),
+        _ => checked("blkid", out).map(|_| None),
+    }
+}
+
+/// Checks a filesystem without changing it: (clean, report).
+pub fn check(device: &Path, fs: Fs) -> io::Result<(bool, String)> {
+    let out = match fs {
+        Fs::Ext4 => run("e2fsck", &[os("-n"), os("-f"), device.as_os_str()])?,
+        Fs::Xfs => run("xfs_repair", &[os("-n"), device.as_os_str()])?,
+    };
+    let report: String = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .take(20)
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok((out.status.success(), report))
+}
+
+/// Grows a filesystem to its device: ext4 by device (online when mounted),
+/// xfs by its mount point (xfs grows only mounted).
+pub fn grow(device: &Path, fs: Fs, mounted_at: Option<&Path>) -> io::Result<()> {
+    match fs {
+        Fs::Ext4 => checked("resize2fs", run("resize2fs", &[device.as_os_str()])?).map(|_| ()),
+        Fs::Xfs => {
+            let at = mounted_at.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "xfs grows only while mounted")
+            })?;
+            checked("xfs_growfs", run("xfs_growfs", &[at.as_os_str()])?).map(|_| ())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_cannot_smuggle_arguments() {
+        assert!(Label::parse("data-1").is_ok());
+        for bad in ["", "-O ^has_journal", "a b", "x;rm", "toolonglabel13", "--force"] {
+            assert!(Label::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
