@@ -71,7 +71,13 @@ fn main() {
     );
     let plugins = f.dir.path().join("plugins");
     let ok = Command::new(wasmvol_bin())
-        .args(["flex", "install", "--driver", "wasmvol/hostpath", "--plugin-dir"])
+        .args([
+            "flex",
+            "install",
+            "--driver",
+            "wasmvol/hostpath",
+            "--plugin-dir",
+        ])
         .arg(&plugins)
         .arg("--socket")
         .arg(f.flex_socket())
@@ -89,7 +95,11 @@ fn main() {
     let init = measure(300, || {
         assert!(exec(&shim, &["init"]).contains("Success"));
     });
-    report("init through the shim", init, Some(Duration::from_micros(1500)));
+    report(
+        "init through the shim",
+        init,
+        Some(Duration::from_micros(1500)),
+    );
 
     let dir = f.dir.path().join("pods/bench");
     std::fs::create_dir_all(&dir).unwrap();
@@ -99,7 +109,11 @@ fn main() {
         assert!(exec(&shim, &["mount", d, options]).contains("Success"));
         assert!(exec(&shim, &["unmount", d]).contains("Success"));
     });
-    report("mount + unmount through the shim (wasmvol)", ours, Some(Duration::from_millis(3)));
+    report(
+        "mount + unmount through the shim (wasmvol)",
+        ours,
+        Some(Duration::from_millis(3)),
+    );
 
     let bash = f.dir.path().join("plugins/example~bash/bash");
     std::fs::create_dir_all(bash.parent().unwrap()).unwrap();

@@ -30,6 +30,10 @@ pub mod bindings {
     });
 }
 
+pub mod paging;
+#[cfg(feature = "json")]
+pub mod records;
+
 use core::marker::PhantomData;
 
 pub use bindings::exports::wasmvol::driver::controller::{
@@ -43,6 +47,7 @@ pub use bindings::exports::wasmvol::driver::node::{
     NodeExpandRequest, NodeInfo, PublishRequest, StageRequest, UnpublishRequest, UnstageRequest,
     UsageEntry, UsageUnit, VolumeStats, VolumeStatsRequest,
 };
+pub use bindings::wasmvol::driver::device::{self, BlockDevice, FsType, MkfsOptions};
 pub use bindings::wasmvol::driver::log;
 pub use bindings::wasmvol::driver::mount::{self, Target, TargetRole, TargetShape};
 pub use bindings::wasmvol::driver::state;

@@ -56,7 +56,8 @@ impl HostRecords {
             .list(&self.namespace, prefix)?
             .into_iter()
             .map(|(k, v)| {
-                let value = serde_json::from_slice(&v).map_err(|e| RecordError(format!("{k}: {e}")))?;
+                let value =
+                    serde_json::from_slice(&v).map_err(|e| RecordError(format!("{k}: {e}")))?;
                 Ok((k, value))
             })
             .collect()
@@ -65,7 +66,12 @@ impl HostRecords {
     /// Sets (or with `None` removes) a record. `Persist::Relaxed` suits
     /// records kubelet's retries rebuild (a lost one costs a repeated call);
     /// records a restart must find (staging, device ownership) are durable.
-    pub fn put<T: Serialize>(&self, key: &str, value: Option<&T>, persist: Persist) -> Result<(), RecordError> {
+    pub fn put<T: Serialize>(
+        &self,
+        key: &str,
+        value: Option<&T>,
+        persist: Persist,
+    ) -> Result<(), RecordError> {
         let bytes = value.map(|v| serde_json::to_vec(v).expect("records serialize"));
         self.store.write(
             &self.namespace,

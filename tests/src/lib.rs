@@ -92,6 +92,8 @@ pub struct FixtureGrants {
     pub csi: bool,
     /// Offer the driver to Flex shims as `wasmvol/<driver>` on `<fixture>/flex.sock`.
     pub flex: bool,
+    /// Grant the device capability (ext4 and xfs, files up to 1 GiB).
+    pub device: bool,
 }
 
 impl Default for FixtureGrants {
@@ -106,6 +108,7 @@ impl Default for FixtureGrants {
             memory_bytes: 64 << 20,
             csi: false,
             flex: false,
+            device: false,
         }
     }
 }
@@ -145,6 +148,9 @@ impl Fixture {
         let mut grants = format!("mount = {}\nsecrets = {}\n", g.mount, g.secrets);
         if let Some(q) = g.state_quota {
             grants += &format!("state_quota_bytes = {q}\n");
+        }
+        if g.device {
+            grants += "device = { max_file_bytes = 1073741824 }\nfs_types = [\"ext4\", \"xfs\"]\nmount_options = [\"noatime\", \"nodiratime\"]\n";
         }
         if let Some(access) = g.storage {
             grants += &format!(
@@ -240,6 +246,8 @@ impl Drop for Fixture {
         for m in mounts {
             let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
         }
+        // Loop devices are not namespaced: detach every one backed by our files.
+        let _ = wasmvol::capability::device::detach_all_under(self.dir.path());
     }
 }
 
@@ -314,4 +322,21 @@ pub async fn csi_channel(socket: &Path) -> tonic::transport::Channel {
         }))
         .await
         .expect("connect to the CSI socket")
+}
+
+/// Loop devices whose backing file lies under `dir`.
+pub fn loops_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/sys/block").expect("/sys/block") {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let backing = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+            .unwrap_or_default();
+        if Path::new(backing.trim()).starts_with(dir) {
+            out.push(name);
+        }
+    }
+    out
 }

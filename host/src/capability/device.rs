@@ -91,7 +91,9 @@ impl CallContext {
             .open_with(p.as_path(), &opts)
             .map_err(|e| io_error(path, e))?;
         if !f.metadata().map_err(|e| io_error(path, e))?.is_file() {
-            return Err(failed(DriverError::InvalidArgument(format!("{path} is not a regular file"))));
+            return Err(failed(DriverError::InvalidArgument(format!(
+                "{path} is not a regular file"
+            ))));
         }
         Ok(f.into_std())
     }
@@ -126,9 +128,15 @@ impl CallContext {
             .get(h)
             .map_err(|e| CapError::Denied(format!("invalid device handle: {e}")))?;
         if handle.detached {
-            return Err(failed(DriverError::FailedPrecondition("the device was detached".into())));
+            return Err(failed(DriverError::FailedPrecondition(
+                "the device was detached".into(),
+            )));
         }
-        match handle.dev.backing().map_err(|e| io_error("loop status", e))? {
+        match handle
+            .dev
+            .backing()
+            .map_err(|e| io_error("loop status", e))?
+        {
             Some(b) if b == handle.backing => Ok(handle.dev),
             _ => Err(CapError::Denied(format!(
                 "{} is no longer backed by this driver's file",
@@ -141,12 +149,20 @@ impl CallContext {
         if self.env.policy.grants.fs_types.contains(fs.name()) {
             Ok(())
         } else {
-            Err(CapError::Denied(format!("filesystem {} is not in grants.fs_types", fs.name())))
+            Err(CapError::Denied(format!(
+                "filesystem {} is not in grants.fs_types",
+                fs.name()
+            )))
         }
     }
 
     fn check_size(&self, size: u64) -> Result<(), CapError> {
-        let max = self.env.policy.grants.device.map_or(0, |d| d.max_file_bytes);
+        let max = self
+            .env
+            .policy
+            .grants
+            .device
+            .map_or(0, |d| d.max_file_bytes);
         if size > max {
             return Err(CapError::Denied(format!(
                 "{size} bytes exceeds grants.device.max_file_bytes ({max})"
@@ -174,7 +190,10 @@ impl HostBlockDevice for CallContext {
         Ok(self.table.get(&h)?.dev.node().display().to_string())
     }
 
-    fn size(&mut self, h: Resource<BlockDeviceHandle>) -> wasmtime::Result<Result<u64, DriverError>> {
+    fn size(
+        &mut self,
+        h: Resource<BlockDeviceHandle>,
+    ) -> wasmtime::Result<Result<u64, DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
         Ok(self.gate("device.size", Need::Device, args, |ctx| {
@@ -182,7 +201,10 @@ impl HostBlockDevice for CallContext {
         }))
     }
 
-    fn refresh_size(&mut self, h: Resource<BlockDeviceHandle>) -> wasmtime::Result<Result<u64, DriverError>> {
+    fn refresh_size(
+        &mut self,
+        h: Resource<BlockDeviceHandle>,
+    ) -> wasmtime::Result<Result<u64, DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
         Ok(self.gate("device.refresh-size", Need::Device, args, |ctx| {
@@ -192,7 +214,10 @@ impl HostBlockDevice for CallContext {
         }))
     }
 
-    fn detach(&mut self, h: Resource<BlockDeviceHandle>) -> wasmtime::Result<Result<(), DriverError>> {
+    fn detach(
+        &mut self,
+        h: Resource<BlockDeviceHandle>,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
         Ok(self.gate("device.detach", Need::Device, args, |ctx| {
@@ -218,57 +243,79 @@ impl HostBlockDevice for CallContext {
         let mut args = self.device_args(&h);
         args["fs"] = json!(fs_of(fs).name());
         args["label"] = json!(options.label);
-        Ok(self.gate("device.make-filesystem", Need::Device, args, |ctx| {
-            let fs = fs_of(fs);
-            ctx.check_fs(fs)?;
-            let label = match &options.label {
-                Some(l) => Some(Label::parse(l).map_err(|m| CapError::Denied(m))?),
-                None => None,
-            };
-            let dev = ctx.device_of(&h)?;
-            if let Some(existing) = fstools::probe(&dev.node()).map_err(|e| io_error("probe", e))? {
-                return Err(failed(DriverError::FailedPrecondition(format!(
-                    "{} already holds a {existing} filesystem; the host never reformats",
-                    dev.node().display()
-                ))));
-            }
-            fstools::mkfs(&dev.node(), fs, label.as_ref()).map_err(|e| io_error("mkfs", e))
-        }))
-    }
-
-    fn probe_filesystem(&mut self, h: Resource<BlockDeviceHandle>) -> wasmtime::Result<Result<Option<FsType>, DriverError>> {
-        self.table.get(&h)?;
-        let args = self.device_args(&h);
-        Ok(self.gate("device.probe-filesystem", Need::Device, args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            match fstools::probe(&dev.node()).map_err(|e| io_error("probe", e))? {
-                None => Ok(None),
-                Some(name) => match Fs::from_name(&name) {
-                    Some(Fs::Ext4) => Ok(Some(FsType::Ext4)),
-                    Some(Fs::Xfs) => Ok(Some(FsType::Xfs)),
-                    None => Err(failed(DriverError::FailedPrecondition(format!(
-                        "{} holds a {name} filesystem the host does not manage",
+        Ok(
+            self.gate("device.make-filesystem", Need::Device, args, |ctx| {
+                let fs = fs_of(fs);
+                ctx.check_fs(fs)?;
+                let label = match &options.label {
+                    Some(l) => Some(Label::parse(l).map_err(|m| CapError::Denied(m))?),
+                    None => None,
+                };
+                let dev = ctx.device_of(&h)?;
+                if let Some(existing) =
+                    fstools::probe(&dev.node()).map_err(|e| io_error("probe", e))?
+                {
+                    return Err(failed(DriverError::FailedPrecondition(format!(
+                        "{} already holds a {existing} filesystem; the host never reformats",
                         dev.node().display()
-                    )))),
-                },
-            }
-        }))
+                    ))));
+                }
+                fstools::mkfs(&dev.node(), fs, label.as_ref()).map_err(|e| io_error("mkfs", e))
+            }),
+        )
     }
 
-    fn check_filesystem(&mut self, h: Resource<BlockDeviceHandle>) -> wasmtime::Result<Result<FsCheck, DriverError>> {
+    fn probe_filesystem(
+        &mut self,
+        h: Resource<BlockDeviceHandle>,
+    ) -> wasmtime::Result<Result<Option<FsType>, DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate("device.check-filesystem", Need::Device, args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            let name = fstools::probe(&dev.node())
-                .map_err(|e| io_error("probe", e))?
-                .ok_or_else(|| failed(DriverError::FailedPrecondition("no filesystem to check".into())))?;
-            let fs = Fs::from_name(&name)
-                .ok_or_else(|| failed(DriverError::FailedPrecondition(format!("cannot check {name}"))))?;
-            ctx.check_fs(fs)?;
-            let (clean, report) = fstools::check(&dev.node(), fs).map_err(|e| io_error("fsck", e))?;
-            Ok(FsCheck { clean, report })
-        }))
+        Ok(
+            self.gate("device.probe-filesystem", Need::Device, args, |ctx| {
+                let dev = ctx.device_of(&h)?;
+                match fstools::probe(&dev.node()).map_err(|e| io_error("probe", e))? {
+                    None => Ok(None),
+                    Some(name) => match Fs::from_name(&name) {
+                        Some(Fs::Ext4) => Ok(Some(FsType::Ext4)),
+                        Some(Fs::Xfs) => Ok(Some(FsType::Xfs)),
+                        None => Err(failed(DriverError::FailedPrecondition(format!(
+                            "{} holds a {name} filesystem the host does not manage",
+                            dev.node().display()
+                        )))),
+                    },
+                }
+            }),
+        )
+    }
+
+    fn check_filesystem(
+        &mut self,
+        h: Resource<BlockDeviceHandle>,
+    ) -> wasmtime::Result<Result<FsCheck, DriverError>> {
+        self.table.get(&h)?;
+        let args = self.device_args(&h);
+        Ok(
+            self.gate("device.check-filesystem", Need::Device, args, |ctx| {
+                let dev = ctx.device_of(&h)?;
+                let name = fstools::probe(&dev.node())
+                    .map_err(|e| io_error("probe", e))?
+                    .ok_or_else(|| {
+                        failed(DriverError::FailedPrecondition(
+                            "no filesystem to check".into(),
+                        ))
+                    })?;
+                let fs = Fs::from_name(&name).ok_or_else(|| {
+                    failed(DriverError::FailedPrecondition(format!(
+                        "cannot check {name}"
+                    )))
+                })?;
+                ctx.check_fs(fs)?;
+                let (clean, report) =
+                    fstools::check(&dev.node(), fs).map_err(|e| io_error("fsck", e))?;
+                Ok(FsCheck { clean, report })
+            }),
+        )
     }
 
     fn grow_filesystem(
@@ -278,20 +325,29 @@ impl HostBlockDevice for CallContext {
     ) -> wasmtime::Result<Result<(), DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate("device.grow-filesystem", Need::Device, args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            let name = fstools::probe(&dev.node())
-                .map_err(|e| io_error("probe", e))?
-                .ok_or_else(|| failed(DriverError::FailedPrecondition("no filesystem to grow".into())))?;
-            let fs = Fs::from_name(&name)
-                .ok_or_else(|| failed(DriverError::FailedPrecondition(format!("cannot grow {name}"))))?;
-            ctx.check_fs(fs)?;
-            let at = match &mounted_at {
-                Some(t) => Some(ctx.target_of(t)?.path().to_owned()),
-                None => None,
-            };
-            fstools::grow(&dev.node(), fs, at.as_deref()).map_err(|e| io_error("grow", e))
-        }))
+        Ok(
+            self.gate("device.grow-filesystem", Need::Device, args, |ctx| {
+                let dev = ctx.device_of(&h)?;
+                let name = fstools::probe(&dev.node())
+                    .map_err(|e| io_error("probe", e))?
+                    .ok_or_else(|| {
+                        failed(DriverError::FailedPrecondition(
+                            "no filesystem to grow".into(),
+                        ))
+                    })?;
+                let fs = Fs::from_name(&name).ok_or_else(|| {
+                    failed(DriverError::FailedPrecondition(format!(
+                        "cannot grow {name}"
+                    )))
+                })?;
+                ctx.check_fs(fs)?;
+                let at = match &mounted_at {
+                    Some(t) => Some(ctx.target_of(t)?.path().to_owned()),
+                    None => None,
+                };
+                fstools::grow(&dev.node(), fs, at.as_deref()).map_err(|e| io_error("grow", e))
+            }),
+        )
     }
 
     fn mount_onto(
@@ -331,14 +387,20 @@ impl HostBlockDevice for CallContext {
             let dev = ctx.device_of(&h)?;
             let target = ctx.target_of(&at)?;
             if target.shape() != TargetShape::Directory {
-                return Err(failed(DriverError::InvalidArgument("a filesystem mounts onto a directory target".into())));
+                return Err(failed(DriverError::InvalidArgument(
+                    "a filesystem mounts onto a directory target".into(),
+                )));
             }
             let fd = target
                 .fd()
                 .ok_or_else(|| failed(DriverError::FailedPrecondition("target is gone".into())))?;
             // The target is the descriptor opened for this request, named through /proc.
             let target_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            let c = |s: &str| CString::new(s).map_err(|_| failed(DriverError::InvalidArgument("NUL in mount argument".into())));
+            let c = |s: &str| {
+                CString::new(s).map_err(|_| {
+                    failed(DriverError::InvalidArgument("NUL in mount argument".into()))
+                })
+            };
             let (src, tgt, fstype, data) = (
                 c(&dev.node().display().to_string())?,
                 c(&target_path)?,
@@ -347,7 +409,13 @@ impl HostBlockDevice for CallContext {
             );
             // SAFETY: all pointers are NUL-terminated strings that outlive the call.
             let ret = unsafe {
-                libc::mount(src.as_ptr(), tgt.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast())
+                libc::mount(
+                    src.as_ptr(),
+                    tgt.as_ptr(),
+                    fstype.as_ptr(),
+                    flags,
+                    data.as_ptr().cast(),
+                )
             };
             if ret != 0 {
                 return Err(io_error("mount", std::io::Error::last_os_error()));
@@ -365,21 +433,26 @@ impl HostBlockDevice for CallContext {
         self.table.get(&at)?;
         let mut args = self.device_args(&h);
         args["target"] = json!(self.table.get(&at)?.path());
-        Ok(self.gate("device.bind-node-onto", Need::Device, args, |ctx| {
-            if !ctx.env.policy.grants.mount {
-                return Err(CapError::Denied("no mount grant".into()));
-            }
-            let dev = ctx.device_of(&h)?;
-            let target = ctx.target_of(&at)?;
-            if target.shape() != TargetShape::File {
-                return Err(failed(DriverError::InvalidArgument("a device node binds onto a file target".into())));
-            }
-            let node = sys_mount::open_path(&dev.node()).map_err(|e| io_error("device node", e))?;
-            let fd = target
-                .fd()
-                .ok_or_else(|| failed(DriverError::FailedPrecondition("target is gone".into())))?;
-            sys_mount::bind(node.as_fd(), fd.as_fd(), false).map_err(|e| io_error("bind", e))
-        }))
+        Ok(
+            self.gate("device.bind-node-onto", Need::Device, args, |ctx| {
+                if !ctx.env.policy.grants.mount {
+                    return Err(CapError::Denied("no mount grant".into()));
+                }
+                let dev = ctx.device_of(&h)?;
+                let target = ctx.target_of(&at)?;
+                if target.shape() != TargetShape::File {
+                    return Err(failed(DriverError::InvalidArgument(
+                        "a device node binds onto a file target".into(),
+                    )));
+                }
+                let node =
+                    sys_mount::open_path(&dev.node()).map_err(|e| io_error("device node", e))?;
+                let fd = target.fd().ok_or_else(|| {
+                    failed(DriverError::FailedPrecondition("target is gone".into()))
+                })?;
+                sys_mount::bind(node.as_fd(), fd.as_fd(), false).map_err(|e| io_error("bind", e))
+            }),
+        )
     }
 
     fn drop(&mut self, rep: Resource<BlockDeviceHandle>) -> wasmtime::Result<()> {
@@ -389,74 +462,131 @@ impl HostBlockDevice for CallContext {
 }
 
 impl Host for CallContext {
-    fn create_backing_file(&mut self, _: Resource<Root>, path: String, size: u64) -> wasmtime::Result<Result<(), DriverError>> {
-        Ok(self.gate("device.create-backing-file", Need::Device, json!({"path": path, "size": size}), |ctx| {
-            ctx.check_size(size)?;
-            if ctx.env.policy.grants.storage.as_ref().map(|s| s.access) != Some(crate::policy::StorageAccess::ReadWrite) {
-                return Err(CapError::Denied("storage root is not granted read-write".into()));
-            }
-            let p = BeneathRoot::parse(&path)?;
-            let mut opts = cap_std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            let f = ctx.storage_root()?.open_with(p.as_path(), &opts).map_err(|e| io_error(&path, e))?;
-            f.set_len(size).map_err(|e| io_error(&path, e))
-        }))
-    }
-
-    fn grow_backing_file(&mut self, _: Resource<Root>, path: String, size: u64) -> wasmtime::Result<Result<(), DriverError>> {
-        Ok(self.gate("device.grow-backing-file", Need::Device, json!({"path": path, "size": size}), |ctx| {
-            ctx.check_size(size)?;
-            let f = ctx.open_backing(&path)?;
-            let len = f.metadata().map_err(|e| io_error(&path, e))?.len();
-            if size > len {
-                f.set_len(size).map_err(|e| io_error(&path, e))?;
-            }
-            Ok(())
-        }))
-    }
-
-    fn attach(&mut self, _: Resource<Root>, path: String) -> wasmtime::Result<Result<Resource<BlockDeviceHandle>, DriverError>> {
-        Ok(self.gate("device.attach", Need::Device, json!({"path": path}), |ctx| {
-            let file = ctx.open_backing(&path)?;
-            let backing = backing_of(&file).map_err(|e| io_error(&path, e))?;
-            let dev = match ctx.owned_device(backing)? {
-                Some(dev) => dev,
-                None => {
-                    let dev = LoopDevice::attach(&file).map_err(|e| io_error("attach", e))?;
-                    ctx.device_records()
-                        .put(
-                            &format!("loop/{}", dev.0),
-                            Some(&Owned { dev: backing.dev, ino: backing.ino, path: path.clone() }),
-                            Persist::Durable,
-                        )
-                        .map_err(|e| failed(DriverError::Unavailable(e.to_string())))?;
-                    dev
+    fn create_backing_file(
+        &mut self,
+        _: Resource<Root>,
+        path: String,
+        size: u64,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        Ok(self.gate(
+            "device.create-backing-file",
+            Need::Device,
+            json!({"path": path, "size": size}),
+            |ctx| {
+                ctx.check_size(size)?;
+                if ctx.env.policy.grants.storage.as_ref().map(|s| s.access)
+                    != Some(crate::policy::StorageAccess::ReadWrite)
+                {
+                    return Err(CapError::Denied(
+                        "storage root is not granted read-write".into(),
+                    ));
                 }
-            };
-            ctx.table
-                .push(BlockDeviceHandle { dev, backing, detached: false })
-                .map_err(|e| failed(DriverError::ResourceExhausted(e.to_string())))
-        }))
+                let p = BeneathRoot::parse(&path)?;
+                let mut opts = cap_std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                let f = ctx
+                    .storage_root()?
+                    .open_with(p.as_path(), &opts)
+                    .map_err(|e| io_error(&path, e))?;
+                f.set_len(size).map_err(|e| io_error(&path, e))
+            },
+        ))
     }
 
-    fn find_attached(&mut self, _: Resource<Root>, path: String) -> wasmtime::Result<Result<Option<Resource<BlockDeviceHandle>>, DriverError>> {
-        Ok(self.gate("device.find-attached", Need::Device, json!({"path": path}), |ctx| {
-            let p = BeneathRoot::parse(&path)?;
-            let file = match ctx.storage_root()?.open(p.as_path()) {
-                Ok(f) => f.into_std(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io_error(&path, e)),
-            };
-            let backing = backing_of(&file).map_err(|e| io_error(&path, e))?;
-            match ctx.owned_device(backing)? {
-                None => Ok(None),
-                Some(dev) => ctx
-                    .table
-                    .push(BlockDeviceHandle { dev, backing, detached: false })
-                    .map(Some)
-                    .map_err(|e| failed(DriverError::ResourceExhausted(e.to_string()))),
-            }
-        }))
+    fn grow_backing_file(
+        &mut self,
+        _: Resource<Root>,
+        path: String,
+        size: u64,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        Ok(self.gate(
+            "device.grow-backing-file",
+            Need::Device,
+            json!({"path": path, "size": size}),
+            |ctx| {
+                ctx.check_size(size)?;
+                let f = ctx.open_backing(&path)?;
+                let len = f.metadata().map_err(|e| io_error(&path, e))?.len();
+                if size > len {
+                    f.set_len(size).map_err(|e| io_error(&path, e))?;
+                }
+                Ok(())
+            },
+        ))
+    }
+
+    fn attach(
+        &mut self,
+        _: Resource<Root>,
+        path: String,
+    ) -> wasmtime::Result<Result<Resource<BlockDeviceHandle>, DriverError>> {
+        Ok(self.gate(
+            "device.attach",
+            Need::Device,
+            json!({"path": path}),
+            |ctx| {
+                let file = ctx.open_backing(&path)?;
+                let backing = backing_of(&file).map_err(|e| io_error(&path, e))?;
+                let dev = match ctx.owned_device(backing)? {
+                    Some(dev) => dev,
+                    None => {
+                        let dev = LoopDevice::attach(&file).map_err(|e| io_error("attach", e))?;
+                        ctx.device_records()
+                            .put(
+                                &format!("loop/{}", dev.0),
+                                Some(&Owned {
+                                    dev: backing.dev,
+                                    ino: backing.ino,
+                                    path: path.clone(),
+                                }),
+                                Persist::Durable,
+                            )
+                            .map_err(|e| failed(DriverError::Unavailable(e.to_string())))?;
+                        dev
+                    }
+                };
+                ctx.table
+                    .push(BlockDeviceHandle {
+                        dev,
+                        backing,
+                        detached: false,
+                    })
+                    .map_err(|e| failed(DriverError::ResourceExhausted(e.to_string())))
+            },
+        ))
+    }
+
+    fn find_attached(
+        &mut self,
+        _: Resource<Root>,
+        path: String,
+    ) -> wasmtime::Result<Result<Option<Resource<BlockDeviceHandle>>, DriverError>> {
+        Ok(self.gate(
+            "device.find-attached",
+            Need::Device,
+            json!({"path": path}),
+            |ctx| {
+                let p = BeneathRoot::parse(&path)?;
+                let file = match ctx.storage_root()?.open(p.as_path()) {
+                    Ok(f) => f.into_std(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io_error(&path, e)),
+                };
+                let backing = backing_of(&file).map_err(|e| io_error(&path, e))?;
+                match ctx.owned_device(backing)? {
+                    None => Ok(None),
+                    Some(dev) => ctx
+                        .table
+                        .push(BlockDeviceHandle {
+                            dev,
+                            backing,
+                            detached: false,
+                        })
+                        .map(Some)
+                        .map_err(|e| failed(DriverError::ResourceExhausted(e.to_string()))),
+                }
+            },
+        ))
     }
 }
 
@@ -466,10 +596,14 @@ pub fn detach_all_under(dir: &Path) -> std::io::Result<usize> {
     let mut n = 0;
     for entry in std::fs::read_dir("/sys/block")? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let Some(num) = name.strip_prefix("loop").and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(num) = name
+            .strip_prefix("loop")
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
-        let backing_file = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).unwrap_or_default();
+        let backing_file = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+            .unwrap_or_default();
         if Path::new(backing_file.trim()).starts_with(dir) {
             LoopDevice(num).detach()?;
             n += 1;

@@ -38,7 +38,8 @@ impl TargetHandle {
         let kind = nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT;
         let shape = match kind {
             libc::S_IFDIR => TargetShape::Directory,
-            libc::S_IFREG => TargetShape::File,
+            // A block target with a device node already bound onto it.
+            libc::S_IFREG | libc::S_IFBLK => TargetShape::File,
             _ => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -203,23 +204,27 @@ impl HostTarget for CallContext {
         }))
     }
 
-    fn statvfs(&mut self, t: Resource<TargetHandle>) -> wasmtime::Result<Result<FsStats, DriverError>> {
+    fn statvfs(
+        &mut self,
+        t: Resource<TargetHandle>,
+    ) -> wasmtime::Result<Result<FsStats, DriverError>> {
         let path = self.table.get(&t)?.path.clone();
         let stats = nix::sys::statvfs::statvfs(&path).map_err(std::io::Error::from);
-        Ok(stats.map(|s| {
-            let frag = s.fragment_size();
-            FsStats {
-                total_bytes: s.blocks() * frag,
-                free_bytes: s.blocks_free() * frag,
-                available_bytes: s.blocks_available() * frag,
-                total_inodes: s.files(),
-                free_inodes: s.files_free(),
-            }
-        })
-        .map_err(|e| match io_error("statvfs", e) {
-            CapError::Denied(m) => DriverError::PermissionDenied(m),
-            CapError::Failed(e) => e,
-        }))
+        Ok(stats
+            .map(|s| {
+                let frag = s.fragment_size();
+                FsStats {
+                    total_bytes: s.blocks() * frag,
+                    free_bytes: s.blocks_free() * frag,
+                    available_bytes: s.blocks_available() * frag,
+                    total_inodes: s.files(),
+                    free_inodes: s.files_free(),
+                }
+            })
+            .map_err(|e| match io_error("statvfs", e) {
+                CapError::Denied(m) => DriverError::PermissionDenied(m),
+                CapError::Failed(e) => e,
+            }))
     }
 
     fn drop(&mut self, rep: Resource<TargetHandle>) -> wasmtime::Result<()> {

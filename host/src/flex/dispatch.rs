@@ -187,7 +187,7 @@ impl FlexDriver {
                         volume_id,
                         device: device.clone(),
                     }),
-                Persist::Durable,
+                    Persist::Durable,
                 )?;
                 Ok(Reply {
                     device: Some(device),
@@ -249,9 +249,13 @@ impl FlexDriver {
                     &options,
                     vec![(DEVICE_KEY.to_owned(), device)],
                 )?;
-                self.records.put(&key("device", &dir), Some(&volume_id), Persist::Durable)?;
                 self.records
-                    .put(&format!("device-of/{volume_id}"), Some(&dir), Persist::Durable)?;
+                    .put(&key("device", &dir), Some(&volume_id), Persist::Durable)?;
+                self.records.put(
+                    &format!("device-of/{volume_id}"),
+                    Some(&dir),
+                    Persist::Durable,
+                )?;
                 Ok(Reply::success())
             }
             CallOut::UnmountDevice { dir } => {
@@ -261,9 +265,13 @@ impl FlexDriver {
                 let record: Option<String> = self.records.get(&key("device", &dir))?;
                 if let Some(volume_id) = record {
                     self.unstage(&volume_id, &dir)?;
-                    self.records.put::<String>(&key("device", &dir), None, Persist::Durable)?;
                     self.records
-                        .put::<PathBuf>(&format!("device-of/{volume_id}"), None, Persist::Durable)?;
+                        .put::<String>(&key("device", &dir), None, Persist::Durable)?;
+                    self.records.put::<PathBuf>(
+                        &format!("device-of/{volume_id}"),
+                        None,
+                        Persist::Durable,
+                    )?;
                 }
                 Ok(Reply::success())
             }
@@ -287,7 +295,8 @@ impl FlexDriver {
                     self.unstage(&volume_id, &staging)?;
                     let _ = std::fs::remove_dir(&staging);
                 }
-                self.records.put::<Mounted>(&key("mount", &dir), None, Persist::Relaxed)?;
+                self.records
+                    .put::<Mounted>(&key("mount", &dir), None, Persist::Relaxed)?;
                 Ok(Reply::success())
             }
             CallOut::ExpandVolume {
@@ -450,7 +459,7 @@ impl FlexDriver {
                 volume_id,
                 host_staging,
             }),
-        Persist::Relaxed,
+            Persist::Relaxed,
         )?;
         Ok(Reply::success())
     }

@@ -52,9 +52,11 @@ impl FlexOptions {
                     o.read_only = match v.as_str() {
                         "ro" => true,
                         "rw" => false,
-                        other => return Err(format!(
+                        other => {
+                            return Err(format!(
                             "option `kubernetes.io/readwrite` must be `ro` or `rw`, not `{other}`"
-                        )),
+                        ))
+                        }
                     }
                 }
                 "kubernetes.io/pvOrVolumeName" => o.pv_or_volume_name = v,

@@ -86,7 +86,10 @@ fn run(name: &str, args: &[&std::ffi::OsStr]) -> io::Result<Output> {
         if started.elapsed() > TOOL_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{name} timed out")));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{name} timed out"),
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -128,7 +131,14 @@ pub fn mkfs(device: &Path, fs: Fs, label: Option<&Label>) -> io::Result<()> {
 pub fn probe(device: &Path) -> io::Result<Option<String>> {
     let out = run(
         "blkid",
-        &[os("-p"), os("-o"), os("value"), os("-s"), os("TYPE"), device.as_os_str()],
+        &[
+            os("-p"),
+            os("-o"),
+            os("value"),
+            os("-s"),
+            os("TYPE"),
+            device.as_os_str(),
+        ],
     )?;
     match out.status.code() {
         Some(0) => Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())),
@@ -174,7 +184,14 @@ mod tests {
     #[test]
     fn labels_cannot_smuggle_arguments() {
         assert!(Label::parse("data-1").is_ok());
-        for bad in ["", "-O ^has_journal", "a b", "x;rm", "toolonglabel13", "--force"] {
+        for bad in [
+            "",
+            "-O ^has_journal",
+            "a b",
+            "x;rm",
+            "toolonglabel13",
+            "--force",
+        ] {
             assert!(Label::parse(bad).is_err(), "{bad}");
         }
     }

@@ -79,7 +79,10 @@ impl LoopDevice {
 
     /// Attaches a free loop device to the open backing file.
     pub fn attach(backing: &File) -> io::Result<LoopDevice> {
-        let control = OpenOptions::new().read(true).write(true).open("/dev/loop-control")?;
+        let control = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/loop-control")?;
         for _ in 0..16 {
             let n = ioctl(&control, LOOP_CTL_GET_FREE, 0)? as u32;
             let dev = LoopDevice(n);
@@ -90,7 +93,11 @@ impl LoopDevice {
                 info: zeroed_info(),
                 reserved: [0; 8],
             };
-            match ioctl(&file, LOOP_CONFIGURE, &config as *const LoopConfig as libc::c_ulong) {
+            match ioctl(
+                &file,
+                LOOP_CONFIGURE,
+                &config as *const LoopConfig as libc::c_ulong,
+            ) {
                 Ok(_) => return Ok(dev),
                 // Taken between GET_FREE and CONFIGURE by someone else: next one.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
@@ -98,13 +105,20 @@ impl LoopDevice {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     ioctl(&file, LOOP_SET_FD, backing.as_raw_fd() as libc::c_ulong)?;
                     let info = zeroed_info();
-                    ioctl(&file, LOOP_SET_STATUS64, &info as *const LoopInfo64 as libc::c_ulong)?;
+                    ioctl(
+                        &file,
+                        LOOP_SET_STATUS64,
+                        &info as *const LoopInfo64 as libc::c_ulong,
+                    )?;
                     return Ok(dev);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(io::ErrorKind::ResourceBusy, "no free loop device"))
+        Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            "no free loop device",
+        ))
     }
 
     /// What the device is backed by; `None` when it is not attached.
@@ -115,7 +129,11 @@ impl LoopDevice {
             Err(e) => return Err(e),
         };
         let mut info = zeroed_info();
-        match ioctl(&file, LOOP_GET_STATUS64, &mut info as *mut LoopInfo64 as libc::c_ulong) {
+        match ioctl(
+            &file,
+            LOOP_GET_STATUS64,
+            &mut info as *mut LoopInfo64 as libc::c_ulong,
+        ) {
             Ok(_) => Ok(Some(Backing {
                 dev: info.lo_device,
                 ino: info.lo_inode,
@@ -143,7 +161,11 @@ impl LoopDevice {
     /// Size in bytes.
     pub fn size(&self) -> io::Result<u64> {
         let mut size: u64 = 0;
-        ioctl(&self.open()?, BLKGETSIZE64, &mut size as *mut u64 as libc::c_ulong)?;
+        ioctl(
+            &self.open()?,
+            BLKGETSIZE64,
+            &mut size as *mut u64 as libc::c_ulong,
+        )?;
         Ok(size)
     }
 }

@@ -6,12 +6,13 @@
 //! volume it made before. Publish bind-mounts the volume directory onto the
 //! request's target handle; the driver never sees a host path.
 
-mod paging;
 mod records;
 
 use wasmvol_driver_sdk::*;
 
 use records::{SnapshotRecord, VolumeRecord};
+use wasmvol_driver_sdk::paging;
+use wasmvol_driver_sdk::records::{id_for, Record};
 
 /// Capacity of a volume created without a size.
 const DEFAULT_CAPACITY: u64 = 1 << 30;
@@ -115,7 +116,7 @@ impl Driver for HostPath {
             ));
         }
         check_mount_access(&r.volume_capabilities)?;
-        let id = records::id_for("hp", &r.name);
+        let id = id_for("hp", &r.name);
         if let Some(existing) = VolumeRecord::load(&id)? {
             if !fits(&r.capacity_range, existing.capacity) || existing.source != r.content_source {
                 return Err(DriverError::AlreadyExists(format!(
@@ -210,7 +211,7 @@ impl Driver for HostPath {
                 "snapshot name and source volume id are required".into(),
             ));
         }
-        let id = records::id_for("snap", &r.name);
+        let id = id_for("snap", &r.name);
         if let Some(existing) = SnapshotRecord::load(&id)? {
             if existing.source != r.source_volume_id {
                 return Err(DriverError::AlreadyExists(format!(

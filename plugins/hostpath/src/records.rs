@@ -1,41 +1,8 @@
 //! hostpath's durable records, kept as JSON in the host's state store.
 
 use serde::{Deserialize, Serialize};
-use wasmvol_driver_sdk::{state, ContentSource, DriverError, Result, Snapshot, Timestamp, Volume};
-
-/// A stable id for a CSI name: the same name always maps to the same id.
-pub fn id_for(prefix: &str, name: &str) -> String {
-    // FNV-1a, 64 bit, twice with different seeds: 128 bits, stable across builds.
-    let hash = |seed: u64| {
-        name.bytes().fold(seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })
-    };
-    format!(
-        "{prefix}-{:016x}{:016x}",
-        hash(0xcbf2_9ce4_8422_2325),
-        hash(0x6c62_272e_07bb_0142)
-    )
-}
-
-fn decode<T: for<'a> Deserialize<'a>>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| DriverError::Internal(format!("record {key}: {e}")))
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("records serialize")
-}
-
-fn load<T: for<'a> Deserialize<'a>>(key: &str) -> Result<Option<T>> {
-    state::get(key)?.map(|b| decode(key, &b)).transpose()
-}
-
-fn all<T: for<'a> Deserialize<'a>>(prefix: &str) -> Result<Vec<T>> {
-    state::list_prefix(prefix)?
-        .into_iter()
-        .map(|(k, v)| decode(&k, &v))
-        .collect()
-}
+use wasmvol_driver_sdk::records::Record;
+use wasmvol_driver_sdk::{ContentSource, Snapshot, Timestamp, Volume};
 
 /// Content source as stored (the WIT type has no serde).
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
@@ -76,27 +43,15 @@ mod source {
     }
 }
 
+impl Record for VolumeRecord {
+    const PREFIX: &'static str = "vol/";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl VolumeRecord {
-    fn key(id: &str) -> String {
-        format!("vol/{id}")
-    }
-
-    pub fn load(id: &str) -> Result<Option<Self>> {
-        load(&Self::key(id))
-    }
-
-    pub fn all() -> Result<Vec<Self>> {
-        all("vol/")
-    }
-
-    pub fn save(&self) -> Result<()> {
-        state::put(&Self::key(&self.id), &encode(self))
-    }
-
-    pub fn delete(id: &str) -> Result<()> {
-        state::delete(&Self::key(id))
-    }
-
     pub fn to_volume(&self) -> Volume {
         Volume {
             volume_id: self.id.clone(),
@@ -118,27 +73,15 @@ pub struct SnapshotRecord {
     pub created: (i64, u32),
 }
 
+impl Record for SnapshotRecord {
+    const PREFIX: &'static str = "snap/";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl SnapshotRecord {
-    fn key(id: &str) -> String {
-        format!("snap/{id}")
-    }
-
-    pub fn load(id: &str) -> Result<Option<Self>> {
-        load(&Self::key(id))
-    }
-
-    pub fn all() -> Result<Vec<Self>> {
-        all("snap/")
-    }
-
-    pub fn save(&self) -> Result<()> {
-        state::put(&Self::key(&self.id), &encode(self))
-    }
-
-    pub fn delete(id: &str) -> Result<()> {
-        state::delete(&Self::key(id))
-    }
-
     pub fn to_snapshot(&self) -> Snapshot {
         Snapshot {
             snapshot_id: self.id.clone(),

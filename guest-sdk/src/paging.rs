@@ -1,8 +1,8 @@
-//! CSI list paging: the token is the index of the next entry.
+//! CSI list paging for drivers: the token is the index of the next entry.
 
-use wasmvol_driver_sdk::{DriverError, Result};
+use crate::{DriverError, Result};
 
-/// One page of `items` from `token` ("" = start), at most `max` (0 = all),
+/// One page of `items` (keep them in a stable order) from `token` ("" = start), at most `max` (0 = all),
 /// and the token of the next page ("" when none).
 pub fn page<'a, T>(items: &'a [T], max: u32, token: &str) -> Result<(&'a [T], String)> {
     let start = if token.is_empty() {

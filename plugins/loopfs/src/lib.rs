@@ -1,0 +1,404 @@
+//! loopfs: block volumes on loop devices over sparse backing files in the
+//! driver's storage root, with no tool and no root access of its own.
+//!
+//! Controller publish (FlexVolume attach) attaches the loop device; stage
+//! attaches too when the CO has not (CSI with no attach step), makes a
+//! filesystem only on a blank device (never reformats) and mounts it at the
+//! staging handle; publish binds the staging mount (mount access) or the
+//! device node (raw block) onto the target. Expansion grows the backing
+//! file, refreshes the loop capacity and grows the filesystem, online when
+//! staged. Snapshots are copies of the backing file.
+
+mod records;
+
+use records::{snapshot_file, volume_file, SnapshotRecord, VolumeRecord};
+use wasmvol_driver_sdk::records::{id_for, Record};
+use wasmvol_driver_sdk::*;
+
+/// Size of a volume created without one.
+const DEFAULT_CAPACITY: u64 = 1 << 30;
+/// Publish-context key naming the attached device (FlexVolume's `device`).
+const DEVICE_KEY: &str = "devicePath";
+
+struct LoopFs;
+
+fn root() -> Result<Root> {
+    volumes::open_root()
+}
+
+fn not_found(what: &str, id: &str) -> DriverError {
+    DriverError::NotFound(format!("{what} `{id}` not found"))
+}
+
+fn volume(id: &str) -> Result<VolumeRecord> {
+    VolumeRecord::load(id)?.ok_or_else(|| not_found("volume", id))
+}
+
+fn fs_name(cap: &VolumeCapability) -> Result<String> {
+    match &cap.access_type {
+        AccessType::Block => Ok(String::new()),
+        AccessType::Mount(m) => match m.fs_type.as_str() {
+            "" | "ext4" => Ok("ext4".into()),
+            "xfs" => Ok("xfs".into()),
+            other => Err(DriverError::InvalidArgument(format!(
+                "fs type `{other}` is not supported (ext4, xfs)"
+            ))),
+        },
+    }
+}
+
+fn fs_type(name: &str) -> FsType {
+    if name == "xfs" {
+        FsType::Xfs
+    } else {
+        FsType::Ext4
+    }
+}
+
+fn wanted(range: &Option<CapacityRange>) -> u64 {
+    match range {
+        Some(r) if r.required_bytes > 0 => r.required_bytes,
+        Some(r) if r.limit_bytes > 0 => r.limit_bytes.min(DEFAULT_CAPACITY),
+        _ => DEFAULT_CAPACITY,
+    }
+}
+
+/// The volume's device: the one the host already attached, or a new attach.
+fn attached(root: &Root, v: &VolumeRecord) -> Result<BlockDevice> {
+    match device::find_attached(root, &v.file())? {
+        Some(d) => Ok(d),
+        None => device::attach(root, &v.file()),
+    }
+}
+
+fn now() -> (i64, u32) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos())
+}
+
+impl Driver for LoopFs {
+    fn info() -> DriverInfo {
+        DriverInfo::named(
+            "loopfs.wasmvol.io",
+            env!("CARGO_PKG_VERSION"),
+            &[
+                Feature::CreateDeleteVolume,
+                Feature::PublishUnpublishVolume,
+                Feature::StageUnstageVolume,
+                Feature::ExpandVolume,
+                Feature::OnlineExpansion,
+                Feature::Snapshots,
+                Feature::RawBlock,
+                Feature::ListVolumes,
+                Feature::GetCapacity,
+                Feature::VolumeStats,
+            ],
+        )
+    }
+
+    fn create_volume(r: CreateVolumeRequest) -> Result<Volume> {
+        if r.name.is_empty() {
+            return Err(DriverError::InvalidArgument(
+                "volume name is required".into(),
+            ));
+        }
+        let fs = match r.volume_capabilities.first() {
+            Some(c) => fs_name(c)?,
+            None => "ext4".into(),
+        };
+        let fs = if fs.is_empty() { "ext4".to_owned() } else { fs };
+        let id = id_for("lo", &r.name);
+        let capacity = wanted(&r.capacity_range);
+        if let Some(v) = VolumeRecord::load(&id)? {
+            let fits = r.capacity_range.as_ref().is_none_or(|c| {
+                c.required_bytes <= v.capacity
+                    && (c.limit_bytes == 0 || v.capacity <= c.limit_bytes)
+            });
+            if !fits {
+                return Err(DriverError::AlreadyExists(format!(
+                    "volume `{}` exists with another size",
+                    r.name
+                )));
+            }
+            return Ok(v.to_volume());
+        }
+        let root = root()?;
+        root.create_dir("volumes")?;
+        let file = volume_file(&id);
+        let (source, capacity) = match &r.content_source {
+            None => {
+                if !root.exists(&file)? {
+                    device::create_backing_file(&root, &file, capacity)?;
+                }
+                (None, capacity)
+            }
+            Some(ContentSource::Snapshot(sid)) => {
+                let s = SnapshotRecord::load(sid)?.ok_or_else(|| not_found("snapshot", sid))?;
+                if !root.exists(&file)? {
+                    root.copy(&snapshot_file(sid), &file)?;
+                }
+                device::grow_backing_file(&root, &file, capacity.max(s.size))?;
+                (Some(format!("snapshot:{sid}")), capacity.max(s.size))
+            }
+            Some(ContentSource::Volume(src)) => {
+                let s = volume(src)?;
+                if !root.exists(&file)? {
+                    root.copy(&s.file(), &file)?;
+                }
+                device::grow_backing_file(&root, &file, capacity.max(s.capacity))?;
+                (Some(format!("volume:{src}")), capacity.max(s.capacity))
+            }
+        };
+        let v = VolumeRecord {
+            id,
+            name: r.name,
+            capacity,
+            fs,
+            source,
+        };
+        v.save()?;
+        let mut out = v.to_volume();
+        out.content_source = r.content_source;
+        Ok(out)
+    }
+
+    fn delete_volume(r: DeleteVolumeRequest) -> Result<()> {
+        let root = root()?;
+        let file = volume_file(&r.volume_id);
+        if let Some(d) = device::find_attached(&root, &file)? {
+            d.detach()?;
+        }
+        root.remove_file(&file)?;
+        VolumeRecord::delete(&r.volume_id)
+    }
+
+    fn controller_publish(r: ControllerPublishRequest) -> Result<KeyValues> {
+        let v = volume(&r.volume_id)?;
+        let d = attached(&root()?, &v)?;
+        Ok(vec![(DEVICE_KEY.to_owned(), d.node())])
+    }
+
+    fn controller_unpublish(r: ControllerUnpublishRequest) -> Result<()> {
+        let root = root()?;
+        if let Some(d) = device::find_attached(&root, &volume_file(&r.volume_id))? {
+            d.detach()?;
+        }
+        Ok(())
+    }
+
+    fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
+        volume(&r.volume_id)?;
+        for c in &r.volume_capabilities {
+            fs_name(c)?;
+        }
+        Ok(ValidateResponse {
+            confirmed: Some(r.volume_capabilities),
+            message: String::new(),
+        })
+    }
+
+    fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
+        let all = VolumeRecord::all()?;
+        let (page, next_token) = paging::page(&all, r.max_entries, &r.starting_token)?;
+        Ok(ListVolumesResponse {
+            entries: page
+                .iter()
+                .map(|v| ListedVolume {
+                    volume: v.to_volume(),
+                    published_node_ids: Vec::new(),
+                })
+                .collect(),
+            next_token,
+        })
+    }
+
+    fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
+        let s = root()?.statvfs("")?;
+        Ok(GetCapacityResponse {
+            available_capacity: s.available_bytes,
+            maximum_volume_size: None,
+            minimum_volume_size: Some(16 << 20),
+        })
+    }
+
+    fn create_snapshot(r: CreateSnapshotRequest) -> Result<Snapshot> {
+        let id = id_for("losnap", &r.name);
+        if let Some(s) = SnapshotRecord::load(&id)? {
+            if s.source != r.source_volume_id {
+                return Err(DriverError::AlreadyExists(format!(
+                    "snapshot `{}` exists for another volume",
+                    r.name
+                )));
+            }
+            return Ok(s.to_snapshot());
+        }
+        let v = volume(&r.source_volume_id)?;
+        let root = root()?;
+        root.create_dir("snapshots")?;
+        let file = snapshot_file(&id);
+        if !root.exists(&file)? {
+            root.copy(&v.file(), &file)?;
+        }
+        let s = SnapshotRecord {
+            id,
+            name: r.name,
+            source: v.id.clone(),
+            size: v.capacity,
+            fs: v.fs.clone(),
+            created: now(),
+        };
+        s.save()?;
+        Ok(s.to_snapshot())
+    }
+
+    fn delete_snapshot(r: DeleteSnapshotRequest) -> Result<()> {
+        root()?.remove_file(&snapshot_file(&r.snapshot_id))?;
+        SnapshotRecord::delete(&r.snapshot_id)
+    }
+
+    fn list_snapshots(r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
+        let all: Vec<SnapshotRecord> = SnapshotRecord::all()?
+            .into_iter()
+            .filter(|s| r.snapshot_id.is_empty() || s.id == r.snapshot_id)
+            .filter(|s| r.source_volume_id.is_empty() || s.source == r.source_volume_id)
+            .collect();
+        let (page, next_token) = paging::page(&all, r.max_entries, &r.starting_token)?;
+        Ok(ListSnapshotsResponse {
+            entries: page.iter().map(SnapshotRecord::to_snapshot).collect(),
+            next_token,
+        })
+    }
+
+    fn controller_expand(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
+        let mut v = volume(&r.volume_id)?;
+        let size = wanted(&r.capacity_range);
+        if size > v.capacity {
+            let root = root()?;
+            device::grow_backing_file(&root, &v.file(), size)?;
+            if let Some(d) = device::find_attached(&root, &v.file())? {
+                d.refresh_size()?;
+            }
+            v.capacity = size;
+            v.save()?;
+        }
+        Ok(ControllerExpandResponse {
+            capacity_bytes: v.capacity,
+            node_expansion_required: true,
+        })
+    }
+
+    fn stage(staging: Target, r: StageRequest) -> Result<()> {
+        let v = volume(&r.volume_id)?;
+        let d = attached(&root()?, &v)?;
+        let AccessType::Mount(m) = &r.volume_capability.access_type else {
+            // Raw block: attached is staged; publish binds the node.
+            return Ok(());
+        };
+        if staging.is_mounted()? {
+            return Ok(());
+        }
+        let fs = fs_type(&v.fs);
+        if d.probe_filesystem()?.is_none() {
+            d.make_filesystem(fs, &MkfsOptions { label: None })?;
+        }
+        d.mount_onto(&staging, fs, &m.mount_flags, false)
+    }
+
+    fn unstage(staging: Target, r: UnstageRequest) -> Result<()> {
+        staging.unmount()?;
+        if let Some(d) = device::find_attached(&root()?, &volume_file(&r.volume_id))? {
+            d.detach()?;
+        }
+        Ok(())
+    }
+
+    fn publish(target: Target, staging: Option<Target>, r: PublishRequest) -> Result<()> {
+        if target.is_mounted()? {
+            return Ok(());
+        }
+        let v = volume(&r.volume_id)?;
+        match &r.volume_capability.access_type {
+            AccessType::Block => {
+                let d = device::find_attached(&root()?, &v.file())?.ok_or_else(|| {
+                    DriverError::FailedPrecondition(format!("volume `{}` is not attached", v.id))
+                })?;
+                d.bind_node_onto(&target)
+            }
+            AccessType::Mount(_) => {
+                let staging = staging.ok_or_else(|| {
+                    DriverError::FailedPrecondition(
+                        "loopfs publishes from the staging mount".into(),
+                    )
+                })?;
+                if !staging.is_mounted()? {
+                    return Err(DriverError::FailedPrecondition(format!(
+                        "volume `{}` is not staged",
+                        v.id
+                    )));
+                }
+                target.bind_from_target(&staging, r.readonly)
+            }
+        }
+    }
+
+    fn unpublish(target: Target, _r: UnpublishRequest) -> Result<()> {
+        target.unmount()
+    }
+
+    fn volume_stats(volume_at: Target, r: VolumeStatsRequest) -> Result<VolumeStats> {
+        let v = volume(&r.volume_id)?;
+        let s = volume_at.statvfs()?;
+        Ok(VolumeStats {
+            usage: vec![
+                UsageEntry {
+                    unit: UsageUnit::Bytes,
+                    total: s.total_bytes,
+                    used: s.total_bytes - s.free_bytes,
+                    available: s.available_bytes,
+                },
+                UsageEntry {
+                    unit: UsageUnit::Inodes,
+                    total: s.total_inodes,
+                    used: s.total_inodes - s.free_inodes,
+                    available: s.free_inodes,
+                },
+            ],
+            abnormal_message: (s.total_bytes == 0)
+                .then(|| format!("volume `{}` reports no space", v.id)),
+        })
+    }
+
+    fn node_expand(volume_at: Target, r: NodeExpandRequest) -> Result<u64> {
+        let v = volume(&r.volume_id)?;
+        let d = device::find_attached(&root()?, &v.file())?.ok_or_else(|| {
+            DriverError::FailedPrecondition(format!("volume `{}` is not attached", v.id))
+        })?;
+        let size = d.refresh_size()?;
+        if let AccessType::Block = r
+            .volume_capability
+            .as_ref()
+            .map(|c| c.access_type.clone())
+            .unwrap_or(AccessType::Mount(MountAccess {
+                fs_type: String::new(),
+                mount_flags: Vec::new(),
+                volume_mount_group: String::new(),
+            }))
+        {
+            return Ok(size);
+        }
+        d.grow_filesystem(Some(&volume_at))?;
+        Ok(size)
+    }
+
+    fn node_info() -> Result<NodeInfo> {
+        Ok(NodeInfo {
+            node_id: String::new(),
+            max_volumes_per_node: 0,
+            accessible_topology: None,
+        })
+    }
+}
+
+export_driver!(LoopFs);

@@ -1,0 +1,84 @@
+//! loopfs's durable records.
+
+use serde::{Deserialize, Serialize};
+use wasmvol_driver_sdk::records::Record;
+use wasmvol_driver_sdk::{Snapshot, Timestamp, Volume};
+
+/// A provisioned block volume: a sparse backing file `volumes/<id>.img`.
+#[derive(Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub id: String,
+    pub name: String,
+    pub capacity: u64,
+    /// "ext4" or "xfs": the filesystem made at first stage (mount access).
+    pub fs: String,
+    /// `snapshot:<id>` or `volume:<id>` when created from one.
+    pub source: Option<String>,
+}
+
+impl Record for VolumeRecord {
+    const PREFIX: &'static str = "vol/";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl VolumeRecord {
+    pub fn file(&self) -> String {
+        volume_file(&self.id)
+    }
+    pub fn to_volume(&self) -> Volume {
+        Volume {
+            volume_id: self.id.clone(),
+            capacity_bytes: self.capacity,
+            volume_context: Vec::new(),
+            content_source: None,
+            accessible_topology: Vec::new(),
+        }
+    }
+}
+
+/// The backing file of a volume.
+pub fn volume_file(id: &str) -> String {
+    format!("volumes/{id}.img")
+}
+
+/// The backing file copy of a snapshot.
+pub fn snapshot_file(id: &str) -> String {
+    format!("snapshots/{id}.img")
+}
+
+/// A snapshot: a copy of the backing file.
+#[derive(Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub name: String,
+    pub source: String,
+    pub size: u64,
+    pub fs: String,
+    pub created: (i64, u32),
+}
+
+impl Record for SnapshotRecord {
+    const PREFIX: &'static str = "snap/";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl SnapshotRecord {
+    pub fn to_snapshot(&self) -> Snapshot {
+        Snapshot {
+            snapshot_id: self.id.clone(),
+            source_volume_id: self.source.clone(),
+            size_bytes: self.size,
+            creation_time: Timestamp {
+                seconds: self.created.0,
+                nanos: self.created.1,
+            },
+            ready_to_use: true,
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! Block volumes end to end: loopfs through CSI (a `wasmvol serve` process)
+//! and through the FlexVolume shim, with real loop devices, mkfs and mounts;
+//! host restarts mid-flow; and a hostile driver probing the device capability.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use tonic::Code;
+use wasmvol::csi::proto::controller_client::ControllerClient;
+use wasmvol::csi::proto::node_client::NodeClient;
+use wasmvol::csi::proto::*;
+use wasmvol_tests::{csi_channel, loops_under, mounts_under, Fixture, FixtureGrants, ServeProcess};
+
+const MIB: i64 = 1 << 20;
+
+fn grants() -> FixtureGrants {
+    FixtureGrants {
+        csi: true,
+        flex: true,
+        device: true,
+        deadline_ms: 60_000,
+        ..FixtureGrants::default()
+    }
+}
+
+struct Host {
+    controller: ControllerClient<tonic::transport::Channel>,
+    node: NodeClient<tonic::transport::Channel>,
+    serve: ServeProcess,
+}
+
+async fn start(f: &Fixture) -> Host {
+    let serve = ServeProcess::start(f);
+    let ch = csi_channel(&serve.socket).await;
+    Host {
+        controller: ControllerClient::new(ch.clone()),
+        node: NodeClient::new(ch),
+        serve,
+    }
+}
+
+fn cap(block: bool) -> VolumeCapability {
+    cap_fs(block, "ext4")
+}
+
+fn cap_fs(block: bool, fs: &str) -> VolumeCapability {
+    use volume_capability::AccessType;
+    VolumeCapability {
+        access_type: Some(if block {
+            AccessType::Block(Default::default())
+        } else {
+            AccessType::Mount(volume_capability::MountVolume {
+                fs_type: fs.into(),
+                mount_flags: vec!["noatime".into()],
+                volume_mount_group: String::new(),
+            })
+        }),
+        access_mode: Some(volume_capability::AccessMode {
+            mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+impl Host {
+    async fn create(
+        &mut self,
+        name: &str,
+        bytes: i64,
+        source: Option<VolumeContentSource>,
+    ) -> String {
+        self.controller
+            .create_volume(CreateVolumeRequest {
+                name: name.into(),
+                capacity_range: Some(CapacityRange {
+                    required_bytes: bytes,
+                    limit_bytes: 0,
+                }),
+                volume_capabilities: vec![cap(false)],
+                volume_content_source: source,
+                ..Default::default()
+            })
+            .await
+            .expect("create")
+            .into_inner()
+            .volume
+            .unwrap()
+            .volume_id
+    }
+
+    async fn stage(&mut self, id: &str, staging: &Path, block: bool) {
+        self.node
+            .node_stage_volume(NodeStageVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: path_str(staging),
+                volume_capability: Some(cap(block)),
+                ..Default::default()
+            })
+            .await
+            .expect("stage");
+    }
+
+    async fn unstage(&mut self, id: &str, staging: &Path) {
+        self.node
+            .node_unstage_volume(NodeUnstageVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: path_str(staging),
+            })
+            .await
+            .expect("unstage");
+    }
+
+    async fn publish(&mut self, id: &str, staging: &Path, target: &Path, block: bool) {
+        self.node
+            .node_publish_volume(NodePublishVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: path_str(staging),
+                target_path: path_str(target),
+                volume_capability: Some(cap(block)),
+                ..Default::default()
+            })
+            .await
+            .expect("publish");
+    }
+
+    async fn unpublish(&mut self, id: &str, target: &Path) {
+        self.node
+            .node_unpublish_volume(NodeUnpublishVolumeRequest {
+                volume_id: id.into(),
+                target_path: path_str(target),
+            })
+            .await
+            .expect("unpublish");
+    }
+}
+
+fn dirs(f: &Fixture, name: &str) -> (PathBuf, PathBuf) {
+    let base = f.dir.path().join("kubelet").join(name);
+    std::fs::create_dir_all(&base).unwrap();
+    (base.join("staging"), base.join("target"))
+}
+
+fn assert_clean(f: &Fixture) {
+    assert!(
+        mounts_under(f.dir.path()).is_empty(),
+        "{:?}",
+        mounts_under(f.dir.path())
+    );
+    assert!(
+        loops_under(f.dir.path()).is_empty(),
+        "{:?}",
+        loops_under(f.dir.path())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_keeps_data_and_never_reformats() {
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    let id = h.create("pvc-block", 64 * MIB, None).await;
+    let (staging, target) = dirs(&f, "a");
+    for _ in 0..2 {
+        h.stage(&id, &staging, false).await;
+    }
+    assert_eq!(loops_under(f.dir.path()).len(), 1, "attached once");
+    h.publish(&id, &staging, &target, false).await;
+    std::fs::write(target.join("data"), b"on a real filesystem").unwrap();
+    h.unpublish(&id, &target).await;
+    h.unstage(&id, &staging).await;
+    assert_clean(&f);
+    // Stage again: the filesystem is found, not remade.
+    h.stage(&id, &staging, false).await;
+    h.publish(&id, &staging, &target, false).await;
+    assert_eq!(
+        std::fs::read(target.join("data")).unwrap(),
+        b"on a real filesystem"
+    );
+    let stats = h
+        .node
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: id.clone(),
+            volume_path: path_str(&target),
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stats.usage[0].total > 50 * MIB && stats.usage[0].total <= 64 * MIB);
+    h.unpublish(&id, &target).await;
+    h.unstage(&id, &staging).await;
+    h.controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_clean(&f);
+    assert!(h.serve.alive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_block_publish_reads_back_what_was_written() {
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    let id = h.create("pvc-raw", 16 * MIB, None).await;
+    let (staging, target) = dirs(&f, "raw");
+    h.stage(&id, &staging, true).await;
+    h.publish(&id, &staging, &target, true).await;
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&target)
+        .unwrap()
+        .file_type()
+        .is_block_device());
+    let pattern: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    {
+        let mut dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&target)
+            .unwrap();
+        dev.seek(SeekFrom::Start(MIB as u64)).unwrap();
+        dev.write_all(&pattern).unwrap();
+        dev.sync_all().unwrap();
+    }
+    let mut back = vec![0u8; 4096];
+    let mut dev = std::fs::File::open(&target).unwrap();
+    dev.seek(SeekFrom::Start(MIB as u64)).unwrap();
+    dev.read_exact(&mut back).unwrap();
+    drop(dev);
+    assert_eq!(back, pattern);
+    h.unpublish(&id, &target).await;
+    h.unstage(&id, &staging).await;
+    assert_clean(&f);
+    // The bytes went to the backing file.
+    let mut img = std::fs::File::open(f.root().join("volumes").join(format!("{id}.img"))).unwrap();
+    img.seek(SeekFrom::Start(MIB as u64)).unwrap();
+    img.read_exact(&mut back).unwrap();
+    assert_eq!(back, pattern);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_expansion_grows_the_mounted_filesystem() {
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    // xfs: growing ext4 online needs CAP_SYS_RESOURCE, which this sandbox's
+    // root lacks; xfs grows online with CAP_SYS_ADMIN.
+    let id = h
+        .controller
+        .create_volume(CreateVolumeRequest {
+            name: "pvc-grow".into(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 320 * MIB,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: vec![cap_fs(false, "xfs")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_id;
+    let (staging, target) = dirs(&f, "grow");
+    for (call, result) in [
+        (
+            "stage",
+            h.node
+                .node_stage_volume(NodeStageVolumeRequest {
+                    volume_id: id.clone(),
+                    staging_target_path: path_str(&staging),
+                    volume_capability: Some(cap_fs(false, "xfs")),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "publish",
+            h.node
+                .node_publish_volume(NodePublishVolumeRequest {
+                    volume_id: id.clone(),
+                    staging_target_path: path_str(&staging),
+                    target_path: path_str(&target),
+                    volume_capability: Some(cap_fs(false, "xfs")),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        result.unwrap_or_else(|e| panic!("{call}: {e}"));
+    }
+    let before = nix::sys::statvfs::statvfs(&target).unwrap();
+    let e = h
+        .controller
+        .controller_expand_volume(ControllerExpandVolumeRequest {
+            volume_id: id.clone(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 640 * MIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(e.node_expansion_required);
+    let n = h
+        .node
+        .node_expand_volume(NodeExpandVolumeRequest {
+            volume_id: id.clone(),
+            volume_path: path_str(&target),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 640 * MIB,
+                limit_bytes: 0,
+            }),
+            volume_capability: Some(cap_fs(false, "xfs")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(n.capacity_bytes, 640 * MIB);
+    let after = nix::sys::statvfs::statvfs(&target).unwrap();
+    let size = |s: &nix::sys::statvfs::Statvfs| s.blocks() * s.fragment_size();
+    assert!(
+        size(&after) > size(&before) + 250 * MIB as u64,
+        "{} -> {}",
+        size(&before),
+        size(&after)
+    );
+    h.unpublish(&id, &target).await;
+    h.unstage(&id, &staging).await;
+    assert_clean(&f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_restored_from_a_snapshot_holds_the_data() {
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    let id = h.create("pvc-snap", 32 * MIB, None).await;
+    let (staging, target) = dirs(&f, "s1");
+    h.stage(&id, &staging, false).await;
+    h.publish(&id, &staging, &target, false).await;
+    std::fs::write(target.join("before-snapshot"), b"kept").unwrap();
+    h.unpublish(&id, &target).await;
+    h.unstage(&id, &staging).await;
+    let snap = h
+        .controller
+        .create_snapshot(CreateSnapshotRequest {
+            source_volume_id: id.clone(),
+            name: "snap-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    let restored = h
+        .create(
+            "pvc-restored",
+            32 * MIB,
+            Some(VolumeContentSource {
+                r#type: Some(volume_content_source::Type::Snapshot(
+                    volume_content_source::SnapshotSource {
+                        snapshot_id: snap.snapshot_id,
+                    },
+                )),
+            }),
+        )
+        .await;
+    let (staging2, target2) = dirs(&f, "s2");
+    h.stage(&restored, &staging2, false).await;
+    h.publish(&restored, &staging2, &target2, false).await;
+    assert_eq!(
+        std::fs::read(target2.join("before-snapshot")).unwrap(),
+        b"kept"
+    );
+    h.unpublish(&restored, &target2).await;
+    h.unstage(&restored, &staging2).await;
+    assert_clean(&f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_restart_mid_flow_finds_the_device_again() {
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    let id = h.create("pvc-restart", 32 * MIB, None).await;
+    let (staging, target) = dirs(&f, "r");
+    h.stage(&id, &staging, false).await;
+    // Killed between stage and publish.
+    drop(h);
+    let mut h = start(&f).await;
+    h.publish(&id, &staging, &target, false).await;
+    assert_eq!(loops_under(f.dir.path()).len(), 1, "nothing attached twice");
+    std::fs::write(target.join("x"), b"1").unwrap();
+    // Killed between publish and unpublish.
+    drop(h);
+    let mut h = start(&f).await;
+    h.stage(&id, &staging, false).await;
+    assert_eq!(loops_under(f.dir.path()).len(), 1);
+    h.unpublish(&id, &target).await;
+    h.unstage(&id, &staging).await;
+    assert_clean(&f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csi_errors_for_block_volumes() {
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    let id = h.create("pvc-err", 16 * MIB, None).await;
+    let (staging, target) = dirs(&f, "e");
+    // Publish before stage: the host says the volume is not staged there.
+    let r = h
+        .node
+        .node_publish_volume(NodePublishVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: path_str(&staging),
+            target_path: path_str(&target),
+            volume_capability: Some(cap(false)),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.unwrap_err().code(), Code::FailedPrecondition);
+    h.stage(&id, &staging, false).await;
+    // Staged with a different capability elsewhere: already exists.
+    let other = f.dir.path().join("kubelet/e/other");
+    let r = h
+        .node
+        .node_stage_volume(NodeStageVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: path_str(&other),
+            volume_capability: Some(cap(false)),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.unwrap_err().code(), Code::AlreadyExists);
+    h.unstage(&id, &staging).await;
+    assert_clean(&f);
+}
+
+fn run_shim(shim: &Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(shim)
+        .args(args)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{:?}: {e}", out))
+}
+
+#[test]
+fn flex_attach_mountdevice_mount_and_back() {
+    let f = Fixture::new("loopfs", grants());
+    let plugins = f.dir.path().join("plugins");
+    let shim = wasmvol::flex::install::install(
+        &wasmvol_tests::wasmvol_bin().with_file_name("wasmvol-flex"),
+        &plugins,
+        &wasmvol::policy::FlexName::parse("wasmvol/loopfs").unwrap(),
+        &f.flex_socket(),
+    )
+    .unwrap();
+    let _serve = ServeProcess::start_on(&f, &f.flex_socket());
+    let opts = r#"{"kubernetes.io/fsType":"ext4","kubernetes.io/readwrite":"rw","kubernetes.io/pvOrVolumeName":"pv-loop"}"#;
+    let init = run_shim(&shim, &["init"]);
+    assert_eq!(init["capabilities"]["attach"], true);
+    let a = run_shim(&shim, &["attach", opts, "node-1"]);
+    assert_eq!(a["status"], "Success", "{a}");
+    let device = a["device"].as_str().unwrap().to_owned();
+    assert!(device.starts_with("/dev/loop"), "{device}");
+    assert_eq!(
+        run_shim(&shim, &["waitforattach", &device, opts])["device"],
+        device.as_str()
+    );
+    assert_eq!(
+        run_shim(&shim, &["isattached", opts, "node-1"])["attached"],
+        true
+    );
+    let devdir = f
+        .dir
+        .path()
+        .join("kubelet/plugins/kubernetes.io/flexvolume/wasmvol/loopfs/mounts/pv-loop");
+    let poddir = f
+        .dir
+        .path()
+        .join("kubelet/pods/uid/volumes/wasmvol~loopfs/pv-loop");
+    std::fs::create_dir_all(&devdir).unwrap();
+    std::fs::create_dir_all(&poddir).unwrap();
+    let r = run_shim(
+        &shim,
+        &["mountdevice", devdir.to_str().unwrap(), &device, opts],
+    );
+    assert_eq!(r["status"], "Success", "{r}");
+    let r = run_shim(&shim, &["mount", poddir.to_str().unwrap(), opts]);
+    assert_eq!(r["status"], "Success", "{r}");
+    std::fs::write(poddir.join("via-flex"), b"1").unwrap();
+    assert!(devdir.join("via-flex").exists());
+    for (args, what) in [
+        (vec!["unmount", poddir.to_str().unwrap()], "unmount"),
+        (
+            vec!["unmountdevice", devdir.to_str().unwrap()],
+            "unmountdevice",
+        ),
+        (vec!["detach", "pv-loop", "node-1"], "detach"),
+    ] {
+        let r = run_shim(&shim, &args);
+        assert_eq!(r["status"], "Success", "{what}: {r}");
+    }
+    assert_eq!(
+        run_shim(&shim, &["isattached", opts, "node-1"])["attached"],
+        false
+    );
+    assert_clean(&f);
+}
