@@ -150,7 +150,10 @@ impl Fixture {
             grants += &format!("state_quota_bytes = {q}\n");
         }
         if g.device {
-            grants += "device = { max_file_bytes = 1073741824 }\nfs_types = [\"ext4\", \"xfs\"]\nmount_options = [\"noatime\", \"nodiratime\"]\n";
+            grants += &format!(
+                "device = {{ max_file_bytes = 1073741824 }}\nfs_types = [{}]\nmount_options = [\"noatime\", \"nodiratime\"]\n",
+                if self.driver == "adversary" { "\"ext4\"" } else { "\"ext4\", \"xfs\"" }
+            );
         }
         if let Some(access) = g.storage {
             grants += &format!(

@@ -12,7 +12,14 @@ use wasmvol::runtime::Runtime;
 use wasmvol_tests::{Fixture, FixtureGrants};
 
 fn fixture(grants: FixtureGrants) -> (Fixture, Runtime) {
-    let f = Fixture::new("adversary", grants);
+    // The adversary imports the device interface too, so it needs that grant.
+    let f = Fixture::new(
+        "adversary",
+        FixtureGrants {
+            device: true,
+            ..grants
+        },
+    );
     std::fs::write(f.outside().join("passwd"), b"root:x:0:0").unwrap();
     let rt = f.runtime();
     (f, rt)
@@ -335,4 +342,90 @@ fn a_capability_outside_the_grants_is_refused_at_call_time_too() {
         attack_create(&rt, "legit"),
     );
     assert!(!f.root().join("volumes/legit").exists());
+}
+
+#[test]
+fn attaching_a_backing_file_outside_the_root_is_denied() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    std::fs::write(f.outside().join("disk.img"), vec![0u8; 1 << 20]).unwrap();
+    std::os::unix::fs::symlink(f.outside(), f.root().join("link")).unwrap();
+    assert_denied(
+        &f,
+        "device-attach-outside",
+        "device.attach",
+        attack_create(&rt, "device-attach-outside"),
+    );
+    assert_denied(
+        &f,
+        "device-attach-symlink",
+        "device.attach",
+        attack_create(&rt, "device-attach-symlink"),
+    );
+    assert!(wasmvol_tests::loops_under(f.dir.path()).is_empty());
+    std::fs::remove_file(f.outside().join("disk.img")).unwrap();
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn a_device_the_driver_did_not_attach_is_out_of_reach() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    // Someone else (not the host for this driver) attaches a file in its root.
+    let img = f.root().join("foreign.img");
+    std::fs::write(&img, vec![0u8; 8 << 20]).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let foreign = wasmvol::sys::loopdev::LoopDevice::attach(&file).unwrap();
+    match attack_create(&rt, "device-foreign") {
+        Err(CallError::Driver(DriverError::NotFound(_))) => {}
+        other => panic!("the foreign device was handed out: {other:?}"),
+    }
+    // Untouched: still attached to that file, and still blank.
+    assert!(foreign.backing().unwrap().is_some());
+    assert_eq!(wasmvol::sys::fstools::probe(&foreign.node()).unwrap(), None);
+    // A forged handle never reaches the device capability.
+    let result = attack_create(&rt, "device-forged");
+    assert_contained(&f, "device-forged", &result, "trapped");
+    assert!(!audit_of(&f, "device-forged")
+        .iter()
+        .any(|r| r["operation"] == "device.make-filesystem"));
+    assert_eq!(wasmvol::sys::fstools::probe(&foreign.node()).unwrap(), None);
+    foreign.detach().unwrap();
+    std::fs::remove_file(&img).unwrap();
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn tool_arguments_cannot_be_injected() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    assert_denied(
+        &f,
+        "device-mkfs-label-inject",
+        "device.make-filesystem",
+        attack_create(&rt, "device-mkfs-label-inject"),
+    );
+    assert_denied(
+        &f,
+        "device-fs-not-granted",
+        "device.make-filesystem",
+        attack_create(&rt, "device-fs-not-granted"),
+    );
+    let t = f.target("t");
+    assert_denied(
+        &f,
+        "device-mount-option-inject",
+        "device.mount-onto",
+        attack_publish(&rt, &t, "device-mount-option-inject"),
+    );
+    assert_denied(
+        &f,
+        "device-too-big",
+        "device.create-backing-file",
+        attack_create(&rt, "device-too-big"),
+    );
+    assert!(!f.root().join("huge.img").exists());
+    assert!(wasmvol_tests::loops_under(f.dir.path()).is_empty());
+    assert_host_unchanged_and_serving(&f, &rt);
 }

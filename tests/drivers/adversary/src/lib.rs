@@ -80,6 +80,62 @@ impl Driver for Adversary {
                 forged.bind_from_root(&root()?, "volumes/loot", false)?;
             }
             "legit" => root()?.create_dir("volumes/legit")?,
+            "device-attach-outside" => {
+                device::attach(&root()?, "../outside/disk.img")?;
+            }
+            "device-attach-symlink" => {
+                device::attach(&root()?, "link/disk.img")?;
+            }
+            "device-foreign" => {
+                // A loop device someone else attached to a file in our root:
+                // the host must not hand it to us.
+                return match device::find_attached(&root()?, "foreign.img")? {
+                    Some(d) => {
+                        d.make_filesystem(FsType::Ext4, &MkfsOptions { label: None })?;
+                        Ok(Volume {
+                            volume_id: format!("formatted {}", d.node()),
+                            capacity_bytes: 0,
+                            volume_context: Vec::new(),
+                            content_source: None,
+                            accessible_topology: Vec::new(),
+                        })
+                    }
+                    None => Err(DriverError::NotFound(
+                        "no handle to the foreign device".into(),
+                    )),
+                };
+            }
+            "device-forged" => {
+                // SAFETY (for the guest): a made-up handle; the host must contain it.
+                let forged = unsafe { BlockDevice::from_handle(1) };
+                forged.make_filesystem(FsType::Ext4, &MkfsOptions { label: None })?;
+            }
+            "device-mkfs-label-inject" => {
+                let root = root()?;
+                if !root.exists("own.img")? {
+                    device::create_backing_file(&root, "own.img", 16 << 20)?;
+                }
+                let d = device::attach(&root, "own.img")?;
+                let r = d.make_filesystem(
+                    FsType::Ext4,
+                    &MkfsOptions {
+                        label: Some("x -O ^has_journal".into()),
+                    },
+                );
+                d.detach()?;
+                r?;
+            }
+            "device-fs-not-granted" => {
+                let root = root()?;
+                if !root.exists("own.img")? {
+                    device::create_backing_file(&root, "own.img", 16 << 20)?;
+                }
+                let d = device::attach(&root, "own.img")?;
+                let r = d.make_filesystem(FsType::Xfs, &MkfsOptions { label: None });
+                d.detach()?;
+                r?;
+            }
+            "device-too-big" => device::create_backing_file(&root()?, "huge.img", 1 << 40)?,
             other => {
                 return Err(DriverError::InvalidArgument(format!(
                     "unknown attack {other}"
@@ -119,6 +175,23 @@ impl Driver for Adversary {
                 Ok(())
             }
             "legit" => target.bind_from_root(&root, "volumes/legit", false),
+            "device-mount-option-inject" => {
+                if !root.exists("own.img")? {
+                    device::create_backing_file(&root, "own.img", 16 << 20)?;
+                }
+                let d = device::attach(&root, "own.img")?;
+                if d.probe_filesystem()?.is_none() {
+                    d.make_filesystem(FsType::Ext4, &MkfsOptions { label: None })?;
+                }
+                let r = d.mount_onto(
+                    &target,
+                    FsType::Ext4,
+                    &["noatime,exec,suid".to_string(), "dev".to_string()],
+                    false,
+                );
+                d.detach()?;
+                r
+            }
             other => Err(DriverError::InvalidArgument(format!(
                 "unknown attack {other}"
             ))),
