@@ -248,7 +248,7 @@ impl HostBlockDevice for CallContext {
                 let fs = fs_of(fs);
                 ctx.check_fs(fs)?;
                 let label = match &options.label {
-                    Some(l) => Some(Label::parse(l).map_err(|m| CapError::Denied(m))?),
+                    Some(l) => Some(Label::parse(l).map_err(CapError::Denied)?),
                     None => None,
                 };
                 let dev = ctx.device_of(&h)?;
