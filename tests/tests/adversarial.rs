@@ -377,7 +377,7 @@ fn a_device_the_driver_did_not_attach_is_out_of_reach() {
         .write(true)
         .open(&img)
         .unwrap();
-    let foreign = wasmvol::sys::loopdev::LoopDevice::attach(&file).unwrap();
+    let foreign = wasmvol::sys::loopdev::LoopDevice::attach(&file, "someone-else").unwrap();
     match attack_create(&rt, "device-foreign") {
         Err(CallError::Driver(DriverError::NotFound(_))) => {}
         other => panic!("the foreign device was handed out: {other:?}"),

@@ -1,17 +1,18 @@
 //! `wasmvol:driver/device`: loop devices over backing files in the storage
 //! root, and the filesystem tools, run by the host.
 //!
-//! Ownership is the host's: every loop device it attaches for a driver is
-//! recorded durably (device number and the backing file's identity), and a
-//! [`BlockDeviceHandle`] is only ever made from such a record after the
-//! kernel confirms the device is still backed by that very file. A driver
-//! cannot name a device node, a program or a raw tool argument.
+//! Ownership is the host's and lives in the kernel: every loop device the
+//! host attaches for a driver carries the driver's tag as its kernel file
+//! name, and a [`BlockDeviceHandle`] is only ever made for a device whose
+//! kernel status shows both that tag and the very backing file (device and
+//! inode) the host opened beneath the driver's root. Nothing to persist, so
+//! a host restart (or crash) finds exactly what is attached. A driver cannot
+//! name a device node, a program or a raw tool argument.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wasmtime::component::Resource;
 
@@ -22,7 +23,6 @@ use crate::bindings::DriverError;
 use crate::capability::mount::TargetHandle;
 use crate::capability::volumes::BeneathRoot;
 use crate::context::{io_error, CallContext, CapError, Need};
-use crate::host_records::{HostRecords, Persist};
 use crate::sys::fstools::{self, Fs, Label};
 use crate::sys::loopdev::{backing_of, Backing, LoopDevice};
 use crate::sys::mount as sys_mount;
@@ -35,12 +35,10 @@ pub struct BlockDeviceHandle {
     detached: bool,
 }
 
-/// The durable record of an attachment.
-#[derive(Debug, Serialize, Deserialize)]
-struct Owned {
-    dev: u64,
-    ino: u64,
-    path: String,
+/// The kernel-side tag of loop devices attached for `driver`.
+fn owner_tag(driver: &str) -> String {
+    let digest = crate::digest::Sha256Digest::of(driver.as_bytes()).to_hex();
+    format!("wasmvol:{}", &digest[..32])
 }
 
 fn fs_of(t: FsType) -> Fs {
@@ -70,10 +68,6 @@ fn mount_flag(option: &str) -> Option<libc::c_ulong> {
 }
 
 impl CallContext {
-    fn device_records(&self) -> HostRecords {
-        HostRecords::new(self.env.state.clone(), "device", self.driver())
-    }
-
     fn storage_root(&self) -> Result<&cap_std::fs::Dir, CapError> {
         self.env
             .root
@@ -98,24 +92,13 @@ impl CallContext {
         Ok(f.into_std())
     }
 
-    /// The owned device backed by `backing`, if the kernel still agrees.
+    /// The device the host attached for this driver to `backing`, if any.
     fn owned_device(&self, backing: Backing) -> Result<Option<LoopDevice>, CapError> {
-        let records = self.device_records();
-        let owned: Vec<(String, Owned)> = records
-            .list("loop/")
-            .map_err(|e| failed(DriverError::Unavailable(e.to_string())))?;
-        for (key, o) in owned {
-            if (o.dev, o.ino) != (backing.dev, backing.ino) {
-                continue;
-            }
-            let n: u32 = key["loop/".len()..].parse().unwrap_or(u32::MAX);
-            let dev = LoopDevice(n);
-            match dev.backing().map_err(|e| io_error("loop status", e))? {
-                Some(b) if b == backing => return Ok(Some(dev)),
-                // Detached behind our back (reboot, admin): forget it.
-                _ => records
-                    .put::<Owned>(&key, None, Persist::Durable)
-                    .map_err(|e| failed(DriverError::Unavailable(e.to_string())))?,
+        let tag = owner_tag(self.driver());
+        for dev in LoopDevice::all().map_err(|e| io_error("listing loop devices", e))? {
+            match dev.status() {
+                Ok(Some((b, t))) if b == backing && t == tag => return Ok(Some(dev)),
+                _ => continue,
             }
         }
         Ok(None)
@@ -223,9 +206,6 @@ impl HostBlockDevice for CallContext {
         Ok(self.gate("device.detach", Need::Device, args, |ctx| {
             let dev = ctx.device_of(&h)?;
             dev.detach().map_err(|e| io_error("detach", e))?;
-            ctx.device_records()
-                .put::<Owned>(&format!("loop/{}", dev.0), None, Persist::Durable)
-                .map_err(|e| failed(DriverError::Unavailable(e.to_string())))?;
             if let Ok(handle) = ctx.table.get_mut(&h) {
                 handle.detached = true;
             }
@@ -529,21 +509,8 @@ impl Host for CallContext {
                 let backing = backing_of(&file).map_err(|e| io_error(&path, e))?;
                 let dev = match ctx.owned_device(backing)? {
                     Some(dev) => dev,
-                    None => {
-                        let dev = LoopDevice::attach(&file).map_err(|e| io_error("attach", e))?;
-                        ctx.device_records()
-                            .put(
-                                &format!("loop/{}", dev.0),
-                                Some(&Owned {
-                                    dev: backing.dev,
-                                    ino: backing.ino,
-                                    path: path.clone(),
-                                }),
-                                Persist::Durable,
-                            )
-                            .map_err(|e| failed(DriverError::Unavailable(e.to_string())))?;
-                        dev
-                    }
+                    None => LoopDevice::attach(&file, &owner_tag(ctx.driver()))
+                        .map_err(|e| io_error("attach", e))?,
                 };
                 ctx.table
                     .push(BlockDeviceHandle {

@@ -127,8 +127,36 @@ pub fn mkfs(device: &Path, fs: Fs, label: Option<&Label>) -> io::Result<()> {
     checked(tool, run(tool, &args)?).map(|_| ())
 }
 
-/// The filesystem on `device`, if blkid recognises one of ours (or another: `Err`).
+/// The filesystem on `device`, if any (by name). Our own two are read
+/// straight from the superblock; anything else is left to blkid, which
+/// knows every signature, so a device holding data is never taken as blank.
 pub fn probe(device: &Path) -> io::Result<Option<String>> {
+    if let Some(fs) = superblock_fs(device)? {
+        return Ok(Some(fs.name().to_owned()));
+    }
+    probe_with_blkid(device)
+}
+
+/// ext4 or xfs from the superblock's magic, without running anything.
+fn superblock_fs(device: &Path) -> io::Result<Option<Fs>> {
+    use std::io::Read;
+    let mut head = [0u8; 2048];
+    let mut f = std::fs::File::open(device)?;
+    if f.read_exact(&mut head).is_err() {
+        return Ok(None);
+    }
+    if &head[0..4] == b"XFSB" {
+        return Ok(Some(Fs::Xfs));
+    }
+    // ext2/3/4: magic 0xEF53 at 1024 + 0x38; ext4 has extents (incompat 0x40) at 1024 + 0x60.
+    let incompat = u32::from_le_bytes([head[1120], head[1121], head[1122], head[1123]]);
+    if head[1080..1082] == [0x53, 0xEF] && incompat & 0x40 != 0 {
+        return Ok(Some(Fs::Ext4));
+    }
+    Ok(None)
+}
+
+fn probe_with_blkid(device: &Path) -> io::Result<Option<String>> {
     let out = run(
         "blkid",
         &[

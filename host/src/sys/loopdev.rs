@@ -77,8 +77,29 @@ impl LoopDevice {
         OpenOptions::new().read(true).write(true).open(self.node())
     }
 
-    /// Attaches a free loop device to the open backing file.
-    pub fn attach(backing: &File) -> io::Result<LoopDevice> {
+    /// Every loop device the kernel has.
+    pub fn all() -> io::Result<Vec<LoopDevice>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/sys/block")? {
+            let name = entry?.file_name();
+            if let Some(n) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("loop"))
+                .and_then(|n| n.parse().ok())
+            {
+                out.push(LoopDevice(n));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Attaches a free loop device to the open backing file, labelling it
+    /// with `tag` (the kernel keeps it as the device's file name, at most 63 bytes).
+    pub fn attach(backing: &File, tag: &str) -> io::Result<LoopDevice> {
+        let mut info = zeroed_info();
+        let tag = tag.as_bytes();
+        let len = tag.len().min(63);
+        info.lo_file_name[..len].copy_from_slice(&tag[..len]);
         let control = OpenOptions::new()
             .read(true)
             .write(true)
@@ -90,7 +111,7 @@ impl LoopDevice {
             let config = LoopConfig {
                 fd: backing.as_raw_fd() as u32,
                 block_size: 0,
-                info: zeroed_info(),
+                info,
                 reserved: [0; 8],
             };
             match ioctl(
@@ -123,6 +144,11 @@ impl LoopDevice {
 
     /// What the device is backed by; `None` when it is not attached.
     pub fn backing(&self) -> io::Result<Option<Backing>> {
+        Ok(self.status()?.map(|(b, _)| b))
+    }
+
+    /// What the device is backed by and the tag it was attached with.
+    pub fn status(&self) -> io::Result<Option<(Backing, String)>> {
         let file = match self.open() {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -134,10 +160,17 @@ impl LoopDevice {
             LOOP_GET_STATUS64,
             &mut info as *mut LoopInfo64 as libc::c_ulong,
         ) {
-            Ok(_) => Ok(Some(Backing {
-                dev: info.lo_device,
-                ino: info.lo_inode,
-            })),
+            Ok(_) => {
+                let end = info.lo_file_name.iter().position(|&b| b == 0).unwrap_or(64);
+                let tag = String::from_utf8_lossy(&info.lo_file_name[..end]).into_owned();
+                Ok(Some((
+                    Backing {
+                        dev: info.lo_device,
+                        ino: info.lo_inode,
+                    },
+                    tag,
+                )))
+            }
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
             Err(e) => Err(e),
         }
