@@ -10,6 +10,15 @@ if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh: the test suite mounts for real and must run as root" >&2
   exit 1
 fi
+# Filesystem tools the host runs for block volumes (loopfs tests).
+need=()
+for tool in mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs blkid:util-linux unshare:util-linux; do
+  command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 scripts/build-plugins.sh
 cargo build --bins
 log=$(mktemp)
@@ -21,6 +30,13 @@ set -e
 if grep -Eq '^test result: .* [1-9][0-9]* ignored' "$log"; then
   echo "scripts/test.sh: some tests were ignored; every test must run" >&2
   exit 1
+fi
+# Nothing may outlive the suite: no loop device backed by a test's files.
+leftover=$(losetup -a 2>/dev/null | grep -c 'wasmvol-test-' || true)
+if [ "$leftover" != 0 ]; then
+  echo "scripts/test.sh: $leftover loop device(s) left behind by the tests:" >&2
+  losetup -a | grep 'wasmvol-test-' >&2
+  status=1
 fi
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
