@@ -10,9 +10,10 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wasmvol_tests::{wasmvol_bin, Fixture, FixtureGrants, ServeProcess};
+use wasmvol_bench::{measure, report};
+use wasmvol_tests::{install_flex_shim, Fixture, FixtureGrants, ServeProcess};
 
 /// A FlexVolume driver as the docs show them: bash, jq, mount.
 const BASH_DRIVER: &str = r#"#!/bin/bash
@@ -37,30 +38,6 @@ fn exec(program: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn measure(n: usize, mut f: impl FnMut()) -> (Duration, Duration) {
-    for _ in 0..n / 10 {
-        f();
-    }
-    let mut t: Vec<Duration> = (0..n)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed()
-        })
-        .collect();
-    t.sort();
-    (t[n / 2], t[n * 9 / 10])
-}
-
-fn report(name: &str, (median, p90): (Duration, Duration), budget: Option<Duration>) {
-    let verdict = match budget {
-        Some(b) if median <= b => format!("ok (budget {b:?})"),
-        Some(b) => format!("OVER BUDGET {b:?}"),
-        None => String::new(),
-    };
-    println!("{name:<52} median {median:>10.1?}  p90 {p90:>10.1?}  {verdict}");
-}
-
 fn main() {
     let f = Fixture::new(
         "hostpath",
@@ -69,22 +46,7 @@ fn main() {
             ..FixtureGrants::default()
         },
     );
-    let plugins = f.dir.path().join("plugins");
-    let ok = Command::new(wasmvol_bin())
-        .args([
-            "flex",
-            "install",
-            "--driver",
-            "wasmvol/hostpath",
-            "--plugin-dir",
-        ])
-        .arg(&plugins)
-        .arg("--socket")
-        .arg(f.flex_socket())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let shim = plugins.join("wasmvol~hostpath/hostpath");
+    let shim = install_flex_shim(&f);
     let _serve = ServeProcess::start_on(&f, &f.flex_socket());
 
     let bare = measure(300, || {

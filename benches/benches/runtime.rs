@@ -15,23 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wasmvol::call::Operation;
+use wasmvol_bench::{measure, report};
 use wasmvol_tests::{component, sha256_file, wasmvol_bin, Fixture, FixtureGrants};
-
-/// Median and 90th percentile of `n` timed runs of `f` (after `n / 10` warm-ups).
-fn measure(n: usize, mut f: impl FnMut()) -> (Duration, Duration) {
-    for _ in 0..n / 10 {
-        f();
-    }
-    let mut times: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    (times[n / 2], times[n * 9 / 10])
-}
 
 /// Like [`measure`] for two functions run alternately.
 fn measure_interleaved(
@@ -55,15 +40,6 @@ fn measure_interleaved(
     ta.sort();
     tb.sort();
     ((ta[n / 2], ta[n * 9 / 10]), (tb[n / 2], tb[n * 9 / 10]))
-}
-
-fn report(name: &str, (median, p90): (Duration, Duration), budget: Option<Duration>) {
-    let verdict = match budget {
-        Some(b) if median <= b => format!("ok (budget {b:?})"),
-        Some(b) => format!("OVER BUDGET {b:?}"),
-        None => String::new(),
-    };
-    println!("{name:<52} median {median:>10.1?}  p90 {p90:>10.1?}  {verdict}");
 }
 
 fn main() {

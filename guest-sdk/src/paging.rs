@@ -25,3 +25,39 @@ pub fn page<'a, T>(items: &'a [T], max: u32, token: &str) -> Result<(&'a [T], St
     };
     Ok((&items[start..end], next))
 }
+
+/// A ListVolumes answer: one page of `volumes` (in a stable order).
+pub fn list_volumes(
+    volumes: Vec<crate::Volume>,
+    r: &crate::ListVolumesRequest,
+) -> Result<crate::ListVolumesResponse> {
+    let (items, next_token) = page(&volumes, r.max_entries, &r.starting_token)?;
+    Ok(crate::ListVolumesResponse {
+        entries: items
+            .iter()
+            .map(|v| crate::ListedVolume {
+                volume: v.clone(),
+                published_node_ids: Vec::new(),
+            })
+            .collect(),
+        next_token,
+    })
+}
+
+/// A ListSnapshots answer: `snapshots` filtered by the request's snapshot
+/// and source volume ids (when set), then one page of them.
+pub fn list_snapshots(
+    snapshots: Vec<crate::Snapshot>,
+    r: &crate::ListSnapshotsRequest,
+) -> Result<crate::ListSnapshotsResponse> {
+    let matching: Vec<crate::Snapshot> = snapshots
+        .into_iter()
+        .filter(|s| r.snapshot_id.is_empty() || s.snapshot_id == r.snapshot_id)
+        .filter(|s| r.source_volume_id.is_empty() || s.source_volume_id == r.source_volume_id)
+        .collect();
+    let (items, next_token) = page(&matching, r.max_entries, &r.starting_token)?;
+    Ok(crate::ListSnapshotsResponse {
+        entries: items.to_vec(),
+        next_token,
+    })
+}

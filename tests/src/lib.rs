@@ -343,3 +343,24 @@ pub fn loops_under(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Installs the Flex shim for `wasmvol/<driver>` with `wasmvol flex install`
+/// under `<fixture>/plugins`, calling the fixture's Flex socket; returns its path.
+pub fn install_flex_shim(f: &Fixture) -> PathBuf {
+    let plugins = f.dir.path().join("plugins");
+    let out = std::process::Command::new(wasmvol_bin())
+        .args(["flex", "install", "--driver"])
+        .arg(format!("wasmvol/{}", f.driver))
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .arg("--socket")
+        .arg(f.flex_socket())
+        .output()
+        .expect("run wasmvol flex install");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    plugins.join(format!("wasmvol~{0}/{0}", f.driver))
+}

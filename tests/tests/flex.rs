@@ -30,26 +30,7 @@ fn setup() -> Flex {
             ..FixtureGrants::default()
         },
     );
-    let plugins = f.dir.path().join("plugins");
-    let out = Command::new(wasmvol_bin())
-        .args([
-            "flex",
-            "install",
-            "--driver",
-            "wasmvol/hostpath",
-            "--plugin-dir",
-        ])
-        .arg(&plugins)
-        .arg("--socket")
-        .arg(f.flex_socket())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shim = plugins.join("wasmvol~hostpath/hostpath");
+    let shim = wasmvol_tests::install_flex_shim(&f);
     let serve = Some(ServeProcess::start_on(&f, &f.flex_socket()));
     Flex { shim, serve, f }
 }

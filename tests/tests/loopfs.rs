@@ -456,14 +456,7 @@ fn run_shim(shim: &Path, args: &[&str]) -> serde_json::Value {
 #[test]
 fn flex_attach_mountdevice_mount_and_back() {
     let f = Fixture::new("loopfs", grants());
-    let plugins = f.dir.path().join("plugins");
-    let shim = wasmvol::flex::install::install(
-        &wasmvol_tests::wasmvol_bin().with_file_name("wasmvol-flex"),
-        &plugins,
-        &wasmvol::policy::FlexName::parse("wasmvol/loopfs").unwrap(),
-        &f.flex_socket(),
-    )
-    .unwrap();
+    let shim = wasmvol_tests::install_flex_shim(&f);
     let _serve = ServeProcess::start_on(&f, &f.flex_socket());
     let opts = r#"{"kubernetes.io/fsType":"ext4","kubernetes.io/readwrite":"rw","kubernetes.io/pvOrVolumeName":"pv-loop"}"#;
     let init = run_shim(&shim, &["init"]);

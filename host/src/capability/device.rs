@@ -128,6 +128,24 @@ impl CallContext {
         }
     }
 
+    /// The granted filesystem on a device (refusing none, foreign or ungranted ones).
+    fn filesystem_on(&self, dev: LoopDevice) -> Result<Fs, CapError> {
+        let name = fstools::probe(&dev.node())
+            .map_err(|e| io_error("probe", e))?
+            .ok_or_else(|| {
+                failed(DriverError::FailedPrecondition(
+                    "the device holds no filesystem".into(),
+                ))
+            })?;
+        let fs = Fs::from_name(&name).ok_or_else(|| {
+            failed(DriverError::FailedPrecondition(format!(
+                "the device holds {name}, which the host does not manage"
+            )))
+        })?;
+        self.check_fs(fs)?;
+        Ok(fs)
+    }
+
     fn check_fs(&self, fs: Fs) -> Result<(), CapError> {
         if self.env.policy.grants.fs_types.contains(fs.name()) {
             Ok(())
@@ -278,19 +296,7 @@ impl HostBlockDevice for CallContext {
         Ok(
             self.gate("device.check-filesystem", Need::Device, args, |ctx| {
                 let dev = ctx.device_of(&h)?;
-                let name = fstools::probe(&dev.node())
-                    .map_err(|e| io_error("probe", e))?
-                    .ok_or_else(|| {
-                        failed(DriverError::FailedPrecondition(
-                            "no filesystem to check".into(),
-                        ))
-                    })?;
-                let fs = Fs::from_name(&name).ok_or_else(|| {
-                    failed(DriverError::FailedPrecondition(format!(
-                        "cannot check {name}"
-                    )))
-                })?;
-                ctx.check_fs(fs)?;
+                let fs = ctx.filesystem_on(dev)?;
                 let (clean, report) =
                     fstools::check(&dev.node(), fs).map_err(|e| io_error("fsck", e))?;
                 Ok(FsCheck { clean, report })
@@ -308,19 +314,7 @@ impl HostBlockDevice for CallContext {
         Ok(
             self.gate("device.grow-filesystem", Need::Device, args, |ctx| {
                 let dev = ctx.device_of(&h)?;
-                let name = fstools::probe(&dev.node())
-                    .map_err(|e| io_error("probe", e))?
-                    .ok_or_else(|| {
-                        failed(DriverError::FailedPrecondition(
-                            "no filesystem to grow".into(),
-                        ))
-                    })?;
-                let fs = Fs::from_name(&name).ok_or_else(|| {
-                    failed(DriverError::FailedPrecondition(format!(
-                        "cannot grow {name}"
-                    )))
-                })?;
-                ctx.check_fs(fs)?;
+                let fs = ctx.filesystem_on(dev)?;
                 let at = match &mounted_at {
                     Some(t) => Some(ctx.target_of(t)?.path().to_owned()),
                     None => None,

@@ -200,18 +200,11 @@ impl Driver for LoopFs {
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
-        let all = VolumeRecord::all()?;
-        let (page, next_token) = paging::page(&all, r.max_entries, &r.starting_token)?;
-        Ok(ListVolumesResponse {
-            entries: page
-                .iter()
-                .map(|v| ListedVolume {
-                    volume: v.to_volume(),
-                    published_node_ids: Vec::new(),
-                })
-                .collect(),
-            next_token,
-        })
+        let all = VolumeRecord::all()?
+            .iter()
+            .map(VolumeRecord::to_volume)
+            .collect();
+        paging::list_volumes(all, &r)
     }
 
     fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
@@ -259,16 +252,11 @@ impl Driver for LoopFs {
     }
 
     fn list_snapshots(r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
-        let all: Vec<SnapshotRecord> = SnapshotRecord::all()?
-            .into_iter()
-            .filter(|s| r.snapshot_id.is_empty() || s.id == r.snapshot_id)
-            .filter(|s| r.source_volume_id.is_empty() || s.source == r.source_volume_id)
+        let all = SnapshotRecord::all()?
+            .iter()
+            .map(SnapshotRecord::to_snapshot)
             .collect();
-        let (page, next_token) = paging::page(&all, r.max_entries, &r.starting_token)?;
-        Ok(ListSnapshotsResponse {
-            entries: page.iter().map(SnapshotRecord::to_snapshot).collect(),
-            next_token,
-        })
+        paging::list_snapshots(all, &r)
     }
 
     fn controller_expand(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
