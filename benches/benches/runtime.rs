@@ -142,11 +142,11 @@ fn serve_start(f: &Fixture) {
     for (name, comp) in [
         ("hostpath", "hostpath"),
         ("hostpath-b", "hostpath"),
-        ("adversary", "adversary"),
+        ("loopfs", "loopfs"),
     ] {
         let path = component(comp);
         text += &format!(
-            "\n[[driver]]\nname = \"{name}\"\ncomponent = \"{}\"\nsha256 = \"{}\"\n[driver.grants]\nmount = true\nstate_quota_bytes = 65536\nstorage = {{ root = \"{}\", access = \"read-write\" }}\n",
+            "\n[[driver]]\nname = \"{name}\"\ncomponent = \"{}\"\nsha256 = \"{}\"\n[driver.grants]\nmount = true\nstate_quota_bytes = 65536\nstorage = {{ root = \"{}\", access = \"read-write\" }}\ndevice = {{ max_file_bytes = 1073741824 }}\nfs_types = [\"ext4\"]\n",
             path.display(),
             sha256_file(&path),
             f.root().display()
