@@ -6,13 +6,15 @@
 # hostpath as CSI driver hostpath.csi.wasmvol.io on $WASMVOL_CSI_SOCKET
 # (default /var/lib/kubelet/plugins/hostpath.csi.wasmvol.io/csi.sock), loopfs
 # as loopfs.csi.wasmvol.io, and both to FlexVolume shims on
-# /run/wasmvol/flex.sock (install a shim with `wasmvol flex install`).
+# /run/wasmvol/flex.sock (install a shim with `wasmvol flex install --shim
+# target/flex-shim/wasmvol-flex --driver wasmvol/hostpath`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 home=${WASMVOL_HOME:-/var/lib/wasmvol-dev}
 socket=${WASMVOL_CSI_SOCKET:-/var/lib/kubelet/plugins/hostpath.csi.wasmvol.io/csi.sock}
 loopfs_socket=${WASMVOL_LOOPFS_CSI_SOCKET:-/var/lib/kubelet/plugins/loopfs.csi.wasmvol.io/csi.sock}
 scripts/build-plugins.sh
+scripts/build-shim.sh
 cargo build --release --bins
 mkdir -p "$home/hostpath" "$home/loopfs"
 command -v mkfs.xfs >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs e2fsprogs >/dev/null; }

@@ -20,6 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 scripts/build-plugins.sh
+scripts/build-shim.sh
 cargo build --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

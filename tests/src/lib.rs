@@ -348,8 +348,20 @@ pub fn loops_under(dir: &Path) -> Vec<String> {
 /// under `<fixture>/plugins`, calling the fixture's Flex socket; returns its path.
 pub fn install_flex_shim(f: &Fixture) -> PathBuf {
     let plugins = f.dir.path().join("plugins");
-    let out = std::process::Command::new(wasmvol_bin())
-        .args(["flex", "install", "--driver"])
+    let mut cmd = std::process::Command::new(wasmvol_bin());
+    // The statically linked shim scripts/build-shim.sh makes, as deployed; else the default.
+    let static_shim =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/flex-shim/wasmvol-flex");
+    if static_shim.exists() {
+        cmd.arg("flex")
+            .arg("install")
+            .arg("--shim")
+            .arg(&static_shim);
+    } else {
+        cmd.args(["flex", "install"]);
+    }
+    let out = cmd
+        .arg("--driver")
         .arg(format!("wasmvol/{}", f.driver))
         .arg("--plugin-dir")
         .arg(&plugins)
