@@ -39,6 +39,8 @@ pub enum Need {
     Mount,
     State,
     Device,
+    /// Mounting a device: needs both the device and the mount grant.
+    DeviceMount,
 }
 
 /// Why a capability use failed.
@@ -188,6 +190,8 @@ impl CallContext {
             Need::State => Err("no state grant".into()),
             Need::Device if g.device.is_some() => Ok(()),
             Need::Device => Err("no device grant".into()),
+            Need::DeviceMount if g.device.is_some() && g.mount => Ok(()),
+            Need::DeviceMount => Err("mounting a device needs the device and mount grants".into()),
         }
     }
 

@@ -339,63 +339,62 @@ impl HostBlockDevice for CallContext {
         args["fs"] = json!(fs_of(fs).name());
         args["options"] = json!(options);
         args["read_only"] = json!(read_only);
-        Ok(self.gate("device.mount-onto", Need::Device, args, |ctx| {
-            if !ctx.env.policy.grants.mount {
-                return Err(CapError::Denied("no mount grant".into()));
-            }
-            let fs = fs_of(fs);
-            ctx.check_fs(fs)?;
-            let mut flags: libc::c_ulong = if read_only { libc::MS_RDONLY } else { 0 };
-            let mut data: Vec<&str> = Vec::new();
-            for o in &options {
-                if !ctx.env.policy.grants.mount_options.contains(o) {
-                    return Err(CapError::Denied(format!(
-                        "mount option `{o}` is not in grants.mount_options"
+        Ok(
+            self.gate("device.mount-onto", Need::DeviceMount, args, |ctx| {
+                let fs = fs_of(fs);
+                ctx.check_fs(fs)?;
+                let mut flags: libc::c_ulong = if read_only { libc::MS_RDONLY } else { 0 };
+                let mut data: Vec<&str> = Vec::new();
+                for o in &options {
+                    if !ctx.env.policy.grants.mount_options.contains(o) {
+                        return Err(CapError::Denied(format!(
+                            "mount option `{o}` is not in grants.mount_options"
+                        )));
+                    }
+                    match mount_flag(o) {
+                        Some(f) => flags |= f,
+                        None => data.push(o),
+                    }
+                }
+                let dev = ctx.device_of(&h)?;
+                let target = ctx.target_of(&at)?;
+                if target.shape() != TargetShape::Directory {
+                    return Err(failed(DriverError::InvalidArgument(
+                        "a filesystem mounts onto a directory target".into(),
                     )));
                 }
-                match mount_flag(o) {
-                    Some(f) => flags |= f,
-                    None => data.push(o),
+                let fd = target.fd().ok_or_else(|| {
+                    failed(DriverError::FailedPrecondition("target is gone".into()))
+                })?;
+                // The target is the descriptor opened for this request, named through /proc.
+                let target_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let c = |s: &str| {
+                    CString::new(s).map_err(|_| {
+                        failed(DriverError::InvalidArgument("NUL in mount argument".into()))
+                    })
+                };
+                let (src, tgt, fstype, data) = (
+                    c(&dev.node().display().to_string())?,
+                    c(&target_path)?,
+                    c(fs.name())?,
+                    c(&data.join(","))?,
+                );
+                // SAFETY: all pointers are NUL-terminated strings that outlive the call.
+                let ret = unsafe {
+                    libc::mount(
+                        src.as_ptr(),
+                        tgt.as_ptr(),
+                        fstype.as_ptr(),
+                        flags,
+                        data.as_ptr().cast(),
+                    )
+                };
+                if ret != 0 {
+                    return Err(io_error("mount", std::io::Error::last_os_error()));
                 }
-            }
-            let dev = ctx.device_of(&h)?;
-            let target = ctx.target_of(&at)?;
-            if target.shape() != TargetShape::Directory {
-                return Err(failed(DriverError::InvalidArgument(
-                    "a filesystem mounts onto a directory target".into(),
-                )));
-            }
-            let fd = target
-                .fd()
-                .ok_or_else(|| failed(DriverError::FailedPrecondition("target is gone".into())))?;
-            // The target is the descriptor opened for this request, named through /proc.
-            let target_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            let c = |s: &str| {
-                CString::new(s).map_err(|_| {
-                    failed(DriverError::InvalidArgument("NUL in mount argument".into()))
-                })
-            };
-            let (src, tgt, fstype, data) = (
-                c(&dev.node().display().to_string())?,
-                c(&target_path)?,
-                c(fs.name())?,
-                c(&data.join(","))?,
-            );
-            // SAFETY: all pointers are NUL-terminated strings that outlive the call.
-            let ret = unsafe {
-                libc::mount(
-                    src.as_ptr(),
-                    tgt.as_ptr(),
-                    fstype.as_ptr(),
-                    flags,
-                    data.as_ptr().cast(),
-                )
-            };
-            if ret != 0 {
-                return Err(io_error("mount", std::io::Error::last_os_error()));
-            }
-            Ok(())
-        }))
+                Ok(())
+            }),
+        )
     }
 
     fn bind_node_onto(
@@ -408,10 +407,7 @@ impl HostBlockDevice for CallContext {
         let mut args = self.device_args(&h);
         args["target"] = json!(self.table.get(&at)?.path());
         Ok(
-            self.gate("device.bind-node-onto", Need::Device, args, |ctx| {
-                if !ctx.env.policy.grants.mount {
-                    return Err(CapError::Denied("no mount grant".into()));
-                }
+            self.gate("device.bind-node-onto", Need::DeviceMount, args, |ctx| {
                 let dev = ctx.device_of(&h)?;
                 let target = ctx.target_of(&at)?;
                 if target.shape() != TargetShape::File {
