@@ -39,7 +39,13 @@ if [ "$leftover" != 0 ]; then
   losetup -a | grep 'wasmvol-test-' >&2
   status=1
 fi
-passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}' || true)
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}' || true)
+# A target that failed to build or run (a doctest, say) has no "N failed" line of its own.
+broken=$(grep -Eo '^error: [0-9]+ targets? failed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}' || true)
+broken=${broken:-0}
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
+  failed=$(( broken > 0 ? broken : 1 ))
+fi
 echo "all suites: $passed passed, $failed failed"
 exit "$status"
