@@ -18,11 +18,14 @@ pub struct ArtifactCache {
 /// Whether a component came from the cache or was compiled now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provenance {
+    /// Loaded from a previous compilation.
     Cached,
+    /// Compiled now (and stored for next time).
     Compiled,
 }
 
 impl ArtifactCache {
+    /// A cache in `dir` (created, mode 0700, on first store).
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_owned(),

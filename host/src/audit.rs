@@ -17,19 +17,26 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
+    /// Policy let it through.
     Allow,
+    /// Refused, or a contained fault.
     Deny,
 }
 
 /// One audit line.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord<'a> {
+    /// RFC 3339 UTC, milliseconds.
     pub time: String,
+    /// The driver, by policy name.
     pub driver: &'a str,
+    /// The request the use belongs to.
     pub request_id: &'a str,
     /// `call:<export>` for a driver call, `<interface>.<function>` for a capability use.
     pub operation: &'a str,
+    /// The arguments, secrets redacted.
     pub args: Value,
+    /// Allowed or denied.
     pub decision: Decision,
     /// `ok`, or what went wrong.
     pub outcome: String,

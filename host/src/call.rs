@@ -15,24 +15,43 @@ use crate::bindings::{controller, node, types, DriverError};
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "operation", content = "request", rename_all = "kebab-case")]
 pub enum Operation {
+    /// identity.info: name, version, features.
     Info,
+    /// controller.create-volume.
     CreateVolume(controller::CreateVolumeRequest),
+    /// controller.delete-volume.
     DeleteVolume(controller::DeleteVolumeRequest),
+    /// controller.controller-publish (attach).
     ControllerPublish(controller::ControllerPublishRequest),
+    /// controller.controller-unpublish (detach).
     ControllerUnpublish(controller::ControllerUnpublishRequest),
+    /// controller.validate-volume-capabilities.
     ValidateVolumeCapabilities(controller::ValidateRequest),
+    /// controller.list-volumes.
     ListVolumes(controller::ListVolumesRequest),
+    /// controller.get-capacity.
     GetCapacity(controller::GetCapacityRequest),
+    /// controller.create-snapshot.
     CreateSnapshot(controller::CreateSnapshotRequest),
+    /// controller.delete-snapshot.
     DeleteSnapshot(controller::DeleteSnapshotRequest),
+    /// controller.list-snapshots.
     ListSnapshots(controller::ListSnapshotsRequest),
+    /// controller.expand-volume.
     ControllerExpand(controller::ControllerExpandRequest),
+    /// node.stage, at the staging path.
     NodeStage(WithPaths<node::StageRequest>),
+    /// node.unstage, at the staging path.
     NodeUnstage(WithPaths<node::UnstageRequest>),
+    /// node.publish, at the target (and staging) path.
     NodePublish(WithPaths<node::PublishRequest>),
+    /// node.unpublish, at the target path.
     NodeUnpublish(WithPaths<node::UnpublishRequest>),
+    /// node.get-volume-stats, at the volume path.
     NodeGetVolumeStats(WithPaths<node::VolumeStatsRequest>),
+    /// node.expand-volume, at the volume path.
     NodeExpand(WithPaths<node::NodeExpandRequest>),
+    /// node.get-info.
     NodeGetInfo,
 }
 
@@ -43,9 +62,12 @@ pub enum Operation {
 /// the driver stages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WithPaths<R> {
+    /// The publish target, staging path or volume path of this call.
     pub target_path: PathBuf,
+    /// The staging path, for publish of a staged volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_path: Option<PathBuf>,
+    /// The driver-world request.
     #[serde(flatten)]
     pub request: R,
 }
@@ -162,18 +184,31 @@ impl Operation {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Outcome {
+    /// Answer of `info`.
     Info(types::DriverInfo),
+    /// A created volume.
     Volume(types::Volume),
+    /// A call with no answer but success.
     Done,
+    /// Controller publish's publish context.
     PublishContext(types::KeyValues),
+    /// Validate's answer.
     Validated(controller::ValidateResponse),
+    /// A page of volumes.
     Volumes(controller::ListVolumesResponse),
+    /// Get-capacity's answer.
     Capacity(controller::GetCapacityResponse),
+    /// A created snapshot.
     Snapshot(types::Snapshot),
+    /// A page of snapshots.
     Snapshots(controller::ListSnapshotsResponse),
+    /// Controller expansion's answer.
     Expanded(controller::ControllerExpandResponse),
+    /// Node volume stats.
     VolumeStats(node::VolumeStats),
+    /// Node expansion's new size.
     CapacityBytes(u64),
+    /// Node info.
     NodeInfo(node::NodeInfo),
 }
 

@@ -19,6 +19,7 @@ pub struct CallSlots {
 pub struct Slot<'a>(&'a CallSlots);
 
 impl CallSlots {
+    /// `limit` calls at once.
     pub fn new(limit: u32) -> Self {
         Self {
             limit,

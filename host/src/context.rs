@@ -24,20 +24,28 @@ const STDIO_CAPTURE_BYTES: usize = 64 * 1024;
 /// and the host's store and audit log.
 #[derive(Debug)]
 pub struct DriverEnv {
+    /// The driver's policy entry.
     pub policy: DriverPolicy,
     /// The storage root opened once at load; `None` without a storage grant.
     pub root: Option<Dir>,
+    /// The host's durable store.
     pub state: Arc<StateStore>,
+    /// The audit log.
     pub audit: Arc<AuditLog>,
 }
 
 /// The capability an operation needs; checked against the driver's grants in [`CallContext::gate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
+    /// Read the storage root.
     StorageRead,
+    /// Write the storage root.
     StorageWrite,
+    /// Mount onto request targets.
     Mount,
+    /// Use durable state.
     State,
+    /// Backing files and loop devices.
     Device,
     /// Mounting a device: needs both the device and the mount grant.
     DeviceMount,
@@ -77,8 +85,11 @@ pub fn io_error(what: &str, e: std::io::Error) -> CapError {
 
 /// Store data of one call.
 pub struct CallContext {
+    /// What the driver shares across calls.
     pub env: Arc<DriverEnv>,
+    /// This call's id (logs, audit).
     pub request_id: String,
+    /// This call's resources (targets, root, devices, WASI).
     pub table: ResourceTable,
     wasi: WasiCtx,
     stdout: MemoryOutputPipe,

@@ -25,41 +25,74 @@ use crate::interfaces::Surface;
 /// Why a driver could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The component file could not be read.
     #[error("driver `{driver}`: cannot read component {path}: {source}")]
     Read {
+        /// The driver, by policy name.
         driver: String,
+        /// The component or storage-root path.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The file is not the one the policy pins.
     #[error("driver `{driver}`: component {path} has sha256 {actual}, but policy pins {expected}")]
     DigestMismatch {
+        /// The driver, by policy name.
         driver: String,
+        /// The component or storage-root path.
         path: String,
+        /// The digest the policy pins.
         expected: String,
+        /// The digest the file has.
         actual: String,
     },
+    /// The file is not a WebAssembly component (or does not compile).
     #[error("driver `{driver}`: {path} is not a WebAssembly component: {reason}")]
     NotAComponent {
+        /// The driver, by policy name.
         driver: String,
+        /// The component or storage-root path.
         path: String,
+        /// What is wrong.
         reason: String,
     },
+    /// The component imports a capability its policy does not grant.
     #[error("driver `{driver}`: imports `{interface}`, which needs `{grant}` in its policy")]
     Ungranted {
+        /// The driver, by policy name.
         driver: String,
+        /// The imported interface, with its version.
         interface: String,
+        /// The policy grant it needs.
         grant: &'static str,
     },
+    /// The granted storage root cannot be opened.
     #[error("driver `{driver}`: cannot open storage root {path}: {source}")]
     StorageRoot {
+        /// The driver, by policy name.
         driver: String,
+        /// The component or storage-root path.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The component does not implement the volume-driver world.
     #[error("driver `{driver}`: does not implement the volume-driver world: {reason}")]
-    World { driver: String, reason: String },
+    World {
+        /// The driver, by policy name.
+        driver: String,
+        /// What is missing or mistyped.
+        reason: String,
+    },
+    /// The component did not answer its identity call at load.
     #[error("driver `{driver}`: identity check failed: {reason}")]
-    Identity { driver: String, reason: String },
+    Identity {
+        /// The driver, by policy name.
+        driver: String,
+        /// What the call answered.
+        reason: String,
+    },
 }
 
 /// A driver ready to serve calls.

@@ -72,6 +72,7 @@ impl DriverEngine {
         })
     }
 
+    /// The engine drivers compile and run on.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

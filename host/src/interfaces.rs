@@ -84,12 +84,15 @@ impl ImportKind {
 /// One import of a component.
 #[derive(Debug, Clone, Serialize)]
 pub struct Import {
+    /// The interface name with its version.
     pub name: String,
+    /// How the host treats it.
     pub kind: ImportKind,
     /// Functions of the interface the component calls. An import with none
     /// only borrows the interface's types (e.g. `mount.target` in node
     /// signatures) and needs no grant.
     pub functions: Vec<String>,
+    /// The policy grant its functions need.
     pub grant: &'static str,
 }
 
@@ -106,7 +109,9 @@ impl Import {
 /// The interfaces a component imports and exports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Surface {
+    /// What it imports.
     pub imports: Vec<Import>,
+    /// The interfaces it exports.
     pub exports: Vec<String>,
 }
 

@@ -16,23 +16,36 @@ use crate::digest::Sha256Digest;
 /// A policy file that could not be used, naming the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The policy file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// Not TOML, or a field that does not belong.
     #[error("{path}:{line}:{column}: {message}")]
     Syntax {
+        /// The policy file.
         path: PathBuf,
+        /// 1-based line of the fault.
         line: usize,
+        /// 1-based column of the fault.
         column: usize,
+        /// The parser's message.
         message: String,
     },
+    /// Well-formed, but a value is not acceptable.
     #[error("{path}: driver `{driver}`: {field}: {message}")]
     Invalid {
+        /// The policy file.
         path: PathBuf,
+        /// The driver entry at fault.
         driver: String,
+        /// The field at fault, e.g. `grants.fs_types`.
         field: &'static str,
+        /// What is wrong with it.
         message: String,
     },
 }
@@ -42,7 +55,9 @@ pub enum PolicyError {
 pub struct Policy {
     /// File the policy came from (relative paths inside resolve against its folder).
     pub source: PathBuf,
+    /// The host's own files and sockets.
     pub host: HostSettings,
+    /// The drivers it may run, in policy order.
     pub drivers: Vec<DriverPolicy>,
 }
 
@@ -64,9 +79,13 @@ pub struct HostSettings {
 pub struct DriverPolicy {
     /// Name the operator calls the driver by (policy key, audit tag).
     pub name: DriverName,
+    /// The component file.
     pub component: PathBuf,
+    /// The digest the component must have; anything else is refused.
     pub sha256: Sha256Digest,
+    /// What the driver may do.
     pub grants: Grants,
+    /// Bounds on each call.
     pub limits: Limits,
     /// Serve the driver over CSI (absent: no CSI socket).
     pub csi: Option<CsiSettings>,
@@ -78,7 +97,9 @@ pub struct DriverPolicy {
 /// shim is installed at `<plugin dir>/vendor~name/name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlexName {
+    /// The part before the slash.
     pub vendor: String,
+    /// The part after the slash (also the shim's file name).
     pub name: String,
 }
 
@@ -152,6 +173,7 @@ impl CsiName {
         Ok(Self(name.to_owned()))
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -179,6 +201,7 @@ impl DriverName {
         Ok(Self(name.to_owned()))
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -194,14 +217,18 @@ impl fmt::Display for DriverName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StorageAccess {
+    /// Listing, reading and statistics only.
     ReadOnly,
+    /// Creating, writing, renaming and removing too.
     ReadWrite,
 }
 
 /// The storage root granted to a driver.
 #[derive(Debug, Clone)]
 pub struct StorageGrant {
+    /// The directory; the driver reaches nothing outside it.
     pub root: PathBuf,
+    /// Whether it may write there.
     pub access: StorageAccess,
     /// Also expose the root to WASI as the preopen `/storage`.
     pub wasi_preopen: bool,
@@ -210,6 +237,7 @@ pub struct StorageGrant {
 /// What a driver may do. Absent means denied.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
+    /// The storage root, if any.
     pub storage: Option<StorageGrant>,
     /// May mount onto the request's target handles.
     pub mount: bool,
@@ -235,8 +263,11 @@ pub struct DeviceGrant {
 /// Resource limits for each call into a driver.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Linear memory one instance may grow to.
     pub memory_bytes: u64,
+    /// Wall-clock budget of one call; past it the call traps.
     pub deadline_ms: u64,
+    /// Calls in flight at once; more wait (up to the deadline), then get `Busy`.
     pub concurrency: u32,
 }
 

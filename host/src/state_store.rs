@@ -18,11 +18,19 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The write would take the driver past its quota.
     #[error("state quota of {quota} bytes exceeded (would hold {would_hold})")]
-    Quota { quota: u64, would_hold: u64 },
+    Quota {
+        /// The quota.
+        quota: u64,
+        /// What the driver would hold after the write.
+        would_hold: u64,
+    },
     #[error("key is empty or longer than {MAX_KEY_BYTES} bytes")]
+    /// The key is empty or too long.
     BadKey,
     #[error("state store: {0}")]
+    /// The store itself failed.
     Store(String),
 }
 

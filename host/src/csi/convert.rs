@@ -182,18 +182,21 @@ fn content_source_out(s: Option<ContentSource>) -> Option<pb::VolumeContentSourc
     })
 }
 
+/// A CSI topology.
 pub fn topology(t: pb::Topology) -> Topology {
     Topology {
         segments: key_values(t.segments),
     }
 }
 
+/// A topology back to CSI.
 pub fn topology_out(t: Topology) -> pb::Topology {
     pb::Topology {
         segments: map(t.segments),
     }
 }
 
+/// A CSI topology requirement.
 pub fn topology_requirement(t: Option<pb::TopologyRequirement>) -> Option<TopologyRequirement> {
     t.map(|t| TopologyRequirement {
         requisite: t.requisite.into_iter().map(topology).collect(),
@@ -206,6 +209,7 @@ pub fn bytes_out(b: u64) -> i64 {
     i64::try_from(b).unwrap_or(i64::MAX)
 }
 
+/// A volume back to CSI.
 pub fn volume_out(v: Volume) -> pb::Volume {
     pb::Volume {
         capacity_bytes: bytes_out(v.capacity_bytes),
@@ -220,6 +224,7 @@ pub fn volume_out(v: Volume) -> pb::Volume {
     }
 }
 
+/// A snapshot back to CSI.
 pub fn snapshot_out(s: Snapshot) -> pb::Snapshot {
     pb::Snapshot {
         size_bytes: bytes_out(s.size_bytes),

@@ -8,6 +8,7 @@ use crate::host_records::{HostRecords, Persist, RecordError};
 /// What a publish or stage was asked for; a repeat must ask for the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
+    /// The volume placed.
     pub volume_id: String,
     /// The request's capability and flags, as canonical JSON.
     pub fingerprint: String,
@@ -27,6 +28,7 @@ impl Records {
         self.0.get(&format!("pub/{target}")).map_err(unavailable)
     }
 
+    /// Records (or with `None` forgets) the publish at a target path.
     pub fn set_published(&self, target: &str, p: Option<&Placement>) -> Result<(), Status> {
         self.0
             .put(&format!("pub/{target}"), p, Persist::Relaxed)
@@ -40,6 +42,7 @@ impl Records {
             .map_err(unavailable)
     }
 
+    /// Records (or with `None` forgets) where a volume is staged.
     pub fn set_staged(
         &self,
         volume_id: &str,

@@ -7,50 +7,86 @@ use super::options::FlexOptions;
 /// One call-out with its arguments, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallOut {
+    /// `init`: report capabilities.
     Init,
+    /// `getvolumename <json>`.
     GetVolumeName(FlexOptions),
+    /// `attach <json> <node>`.
     Attach {
+        /// Kubelet's options.
         options: FlexOptions,
+        /// The node to attach to.
         node: String,
     },
+    /// `waitforattach <device> <json>`.
     WaitForAttach {
+        /// The device attach reported.
         device: String,
+        /// Kubelet's options.
         options: FlexOptions,
     },
+    /// `isattached <json> <node>`.
     IsAttached {
+        /// Kubelet's options.
         options: FlexOptions,
+        /// The node asked about.
         node: String,
     },
+    /// `detach <volume name> <node>`.
     Detach {
+        /// The volume name (getvolumename's, or the PV name).
         volume: String,
+        /// The node to detach from.
         node: String,
     },
+    /// `mountdevice <dir> <device> <json>`.
     MountDevice {
+        /// The device mount (staging) dir.
         dir: PathBuf,
+        /// The attached device.
         device: String,
+        /// Kubelet's options.
         options: FlexOptions,
     },
+    /// `unmountdevice <dir>`.
     UnmountDevice {
+        /// The device mount (staging) dir.
         dir: PathBuf,
     },
+    /// `mount <dir> <json>`.
     Mount {
+        /// The pod's volume dir.
         dir: PathBuf,
+        /// Kubelet's options.
         options: FlexOptions,
     },
+    /// `unmount <dir>`.
     Unmount {
+        /// The pod's volume dir.
         dir: PathBuf,
     },
+    /// `expandvolume <json> <device mount dir> <new> <old>`.
     ExpandVolume {
+        /// Kubelet's options.
         options: FlexOptions,
+        /// The device mount dir.
         device_mount_dir: PathBuf,
+        /// Requested size in bytes.
         new_size: u64,
+        /// Current size in bytes.
         old_size: u64,
     },
+    /// `expandfs <json> <device> <device mount dir> <new> <old>`.
     ExpandFs {
+        /// Kubelet's options.
         options: FlexOptions,
+        /// The device.
         device: String,
+        /// The device mount dir.
         device_mount_dir: PathBuf,
+        /// Requested size in bytes.
         new_size: u64,
+        /// Current size in bytes.
         old_size: u64,
     },
 }

@@ -89,6 +89,7 @@ fn key(prefix: &str, path: &Path) -> String {
 }
 
 impl FlexDriver {
+    /// Offers `driver` as Flex driver `name`, keeping its records in `records`.
     pub fn new(
         driver: Arc<LoadedDriver>,
         name: FlexName,

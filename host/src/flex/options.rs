@@ -10,21 +10,28 @@ use crate::bindings::types::{AccessMode, AccessType, KeyValues, MountAccess, Vol
 /// The pod a `mount` call is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodInfo {
+    /// `kubernetes.io/pod.name`.
     pub name: String,
+    /// `kubernetes.io/pod.namespace`.
     pub namespace: String,
+    /// `kubernetes.io/pod.uid`.
     pub uid: String,
+    /// `kubernetes.io/serviceAccount.name`.
     pub service_account: String,
 }
 
 /// Kubelet's options, typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlexOptions {
+    /// `kubernetes.io/fsType` ("" when unset).
     pub fs_type: String,
     /// `kubernetes.io/readwrite` was `ro`.
     pub read_only: bool,
     /// `kubernetes.io/pvOrVolumeName`.
     pub pv_or_volume_name: String,
+    /// `kubernetes.io/mounterArgs.FsGroup`.
     pub fs_group: Option<u32>,
+    /// The pod, for `mount`.
     pub pod: Option<PodInfo>,
     /// `kubernetes.io/secret/<key>`, base64-decoded.
     pub secrets: KeyValues,

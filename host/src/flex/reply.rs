@@ -5,8 +5,11 @@ use serde::Serialize;
 /// `Success`, `Failure` or `Not supported`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Status {
+    /// The call did what was asked.
     Success,
+    /// It did not; `message` says why.
     Failure,
+    /// Kubelet falls back to its own default (and caches this answer).
     #[serde(rename = "Not supported")]
     NotSupported,
 }
@@ -15,10 +18,15 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Capabilities {
+    /// The driver attaches (kubelet then drives attach/mountdevice).
     pub attach: bool,
+    /// Kubelet may relabel the volume for SELinux.
     pub selinux_relabel: bool,
+    /// Kubelet may statfs the volume for metrics.
     pub supports_metrics: bool,
+    /// Kubelet may chown the volume to the pod's fsGroup.
     pub fs_group: bool,
+    /// Expansion needs a filesystem resize on the node.
     #[serde(rename = "requiresFSResize")]
     pub requires_fs_resize: bool,
 }
@@ -27,22 +35,30 @@ pub struct Capabilities {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Reply {
+    /// Success, Failure or Not supported.
     pub status: Status,
+    /// Why (for Failure and Not supported).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// attach/waitforattach: the device.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// getvolumename: the name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_name: Option<String>,
+    /// isattached: the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attached: Option<bool>,
+    /// expandvolume: the new size in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_new_size: Option<u64>,
+    /// init: what the driver supports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Capabilities>,
 }
 
 impl Reply {
+    /// A bare Success.
     pub fn success() -> Self {
         Self {
             status: Status::Success,
@@ -55,6 +71,7 @@ impl Reply {
         }
     }
 
+    /// A Failure with its reason.
     pub fn failure(message: impl Into<String>) -> Self {
         Self {
             status: Status::Failure,
@@ -63,6 +80,7 @@ impl Reply {
         }
     }
 
+    /// A Not supported, with its reason.
     pub fn not_supported(message: impl Into<String>) -> Self {
         Self {
             status: Status::NotSupported,

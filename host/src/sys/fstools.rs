@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 /// Filesystems the host knows how to make, check and grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fs {
+    /// ext4.
     Ext4,
+    /// XFS.
     Xfs,
 }
 
@@ -23,6 +25,7 @@ impl Fs {
         }
     }
 
+    /// The filesystem of a kernel name, if it is one of ours.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "ext4" => Some(Fs::Ext4),
@@ -37,6 +40,7 @@ impl Fs {
 pub struct Label(String);
 
 impl Label {
+    /// Validates a label.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty()
             || s.len() > 12

@@ -53,7 +53,9 @@ pub struct LoopDevice(pub u32);
 /// What a loop device is backed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backing {
+    /// Device of the filesystem holding the backing file.
     pub dev: u64,
+    /// Inode of the backing file.
     pub ino: u64,
 }
 

@@ -13,10 +13,15 @@ use cap_std::fs::{Dir, MetadataExt};
 /// Filesystem statistics of the filesystem holding a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsStats {
+    /// Size of the filesystem.
     pub total_bytes: u64,
+    /// Free bytes.
     pub free_bytes: u64,
+    /// Free bytes an unprivileged user may use.
     pub available_bytes: u64,
+    /// Inodes in all.
     pub total_inodes: u64,
+    /// Free inodes.
     pub free_inodes: u64,
 }
 
