@@ -97,57 +97,75 @@ pub trait Driver {
     /// Name, version and features.
     fn info() -> DriverInfo;
 
+    /// Provision a volume (idempotent by name). Feature `create-delete-volume`.
     fn create_volume(_r: CreateVolumeRequest) -> Result<Volume> {
         Err(unimplemented("create-volume"))
     }
+    /// Delete a volume; an unknown id is success.
     fn delete_volume(_r: DeleteVolumeRequest) -> Result<()> {
         Err(unimplemented("delete-volume"))
     }
+    /// Attach a volume to a node; returns the publish context. Feature `publish-unpublish-volume`.
     fn controller_publish(_r: ControllerPublishRequest) -> Result<KeyValues> {
         Err(unimplemented("controller-publish"))
     }
+    /// Detach a volume from a node.
     fn controller_unpublish(_r: ControllerUnpublishRequest) -> Result<()> {
         Err(unimplemented("controller-unpublish"))
     }
+    /// Say whether a volume supports these capabilities.
     fn validate_volume_capabilities(_r: ValidateRequest) -> Result<ValidateResponse> {
         Err(unimplemented("validate-volume-capabilities"))
     }
+    /// A page of volumes (see [`paging`]). Feature `list-volumes`.
     fn list_volumes(_r: ListVolumesRequest) -> Result<ListVolumesResponse> {
         Err(unimplemented("list-volumes"))
     }
+    /// Space available for new volumes. Feature `get-capacity`.
     fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
         Err(unimplemented("get-capacity"))
     }
+    /// Snapshot a volume (idempotent by name). Feature `snapshots`.
     fn create_snapshot(_r: CreateSnapshotRequest) -> Result<Snapshot> {
         Err(unimplemented("create-snapshot"))
     }
+    /// Delete a snapshot; an unknown id is success.
     fn delete_snapshot(_r: DeleteSnapshotRequest) -> Result<()> {
         Err(unimplemented("delete-snapshot"))
     }
+    /// A page of snapshots (see [`paging`]).
     fn list_snapshots(_r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
         Err(unimplemented("list-snapshots"))
     }
+    /// Grow a volume. Feature `expand-volume`.
     fn controller_expand(_r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
         Err(unimplemented("controller-expand"))
     }
+    /// Make a volume ready on this node at the staging handle. Feature `stage-unstage-volume`.
     fn stage(_staging: Target, _r: StageRequest) -> Result<()> {
         Err(unimplemented("node-stage"))
     }
+    /// Undo `stage`.
     fn unstage(_staging: Target, _r: UnstageRequest) -> Result<()> {
         Err(unimplemented("node-unstage"))
     }
+    /// Make a volume available at the target handle (from the staging handle when staged).
     fn publish(_target: Target, _staging: Option<Target>, _r: PublishRequest) -> Result<()> {
         Err(unimplemented("node-publish"))
     }
+    /// Undo `publish`; nothing mounted is success.
     fn unpublish(_target: Target, _r: UnpublishRequest) -> Result<()> {
         Err(unimplemented("node-unpublish"))
     }
+    /// Usage of a published volume. Feature `volume-stats`.
     fn volume_stats(_volume: Target, _r: VolumeStatsRequest) -> Result<VolumeStats> {
         Err(unimplemented("node-get-volume-stats"))
     }
+    /// Grow the volume on this node (filesystem); returns the new size.
     fn node_expand(_volume: Target, _r: NodeExpandRequest) -> Result<u64> {
         Err(unimplemented("node-expand"))
     }
+    /// This node's id (empty: the host's name), volume limit and topology.
     fn node_info() -> Result<NodeInfo> {
         Err(unimplemented("node-get-info"))
     }
