@@ -93,6 +93,11 @@ enum FlexCommand {
 }
 
 fn main() {
+    // Like any Unix filter: a closed pipe (`wasmvol inspect x | head`) ends us quietly.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Serve { .. } => "info",
