@@ -93,12 +93,15 @@ enum FlexCommand {
 }
 
 fn main() {
-    // Like any Unix filter: a closed pipe (`wasmvol inspect x | head`) ends us quietly.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Like any Unix filter: a closed pipe (`wasmvol inspect x | head`) ends
+        // us quietly. Never for `serve`: a client hanging up must not kill the host.
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let default_filter = match cli.command {
         Command::Serve { .. } => "info",
         _ => "warn",
