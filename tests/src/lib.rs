@@ -189,6 +189,13 @@ impl Fixture {
         std::fs::write(&self.policy_path, text).unwrap();
     }
 
+    /// Rewrites the policy for this fixture's own component with other grants.
+    pub fn regrant(&self, grants: &FixtureGrants) {
+        let c = component(&self.driver);
+        self.write_policy(&c, &sha256_file(&c), grants);
+    }
+
+    /// The policy as the host parses it.
     pub fn policy(&self) -> Policy {
         Policy::load(&self.policy_path).expect("policy")
     }

@@ -82,11 +82,7 @@ fn audit_shows_granted_unused_and_missing() {
         mount: false,
         ..FixtureGrants::default()
     };
-    f.write_policy(
-        &component("hostpath"),
-        &sha256_file(&component("hostpath")),
-        &no_mount,
-    );
+    f.regrant(&no_mount);
     let v = json_of(&["audit", "--json", "--config"], &f.policy_path);
     assert_eq!(
         v[0]["imported_but_not_granted"],

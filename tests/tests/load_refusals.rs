@@ -35,11 +35,7 @@ fn an_ungranted_import_is_refused() {
         mount: false,
         ..FixtureGrants::default()
     };
-    f.write_policy(
-        &component("hostpath"),
-        &sha256_file(&component("hostpath")),
-        &no_mount,
-    );
+    f.regrant(&no_mount);
     let err = start_error(&f);
     assert_eq!(
         err,
@@ -49,11 +45,7 @@ fn an_ungranted_import_is_refused() {
         state_quota: None,
         ..FixtureGrants::default()
     };
-    f.write_policy(
-        &component("hostpath"),
-        &sha256_file(&component("hostpath")),
-        &no_state,
-    );
+    f.regrant(&no_state);
     assert!(
         start_error(&f).contains("needs `grants.state_quota_bytes`"),
         "{}",
