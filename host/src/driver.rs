@@ -6,20 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::{InstancePre, Linker, Resource};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::artifact_cache::{ArtifactCache, Provenance};
 use crate::audit::Decision;
 use crate::bindings::mount::TargetRole;
 use crate::bindings::types::DriverInfo;
-use crate::bindings::{VolumeDriver, VolumeDriverPre};
 use crate::call::{CallError, Operation, Outcome};
 use crate::capability::mount::TargetHandle;
 use crate::concurrency::CallSlots;
 use crate::context::{CallContext, DriverEnv};
 use crate::digest::Sha256Digest;
 use crate::engine::DriverEngine;
+use crate::exports::Exports;
 use crate::interfaces::Surface;
 
 /// Why a driver could not be loaded.
@@ -99,7 +99,8 @@ pub enum LoadError {
 pub struct LoadedDriver {
     env: Arc<DriverEnv>,
     engine: Engine,
-    pre: VolumeDriverPre<CallContext>,
+    pre: InstancePre<CallContext>,
+    exports: Exports,
     surface: Surface,
     info: DriverInfo,
     slots: CallSlots,
@@ -179,12 +180,16 @@ impl LoadedDriver {
             reason: format!("{e:#}"),
         };
         let pre = linker.instantiate_pre(&component).map_err(world)?;
-        let pre = VolumeDriverPre::new(pre).map_err(world)?;
+        let exports = Exports::find(&component).map_err(|reason| LoadError::World {
+            driver: driver.clone(),
+            reason,
+        })?;
         let slots = CallSlots::new(policy.limits.concurrency);
         let mut loaded = Self {
             env: Arc::new(env),
             engine: engine.clone(),
             pre,
+            exports,
             surface,
             info: DriverInfo {
                 name: String::new(),
@@ -195,6 +200,8 @@ impl LoadedDriver {
             slots,
             provenance,
         };
+        // Every export must have the type calls use, before any call relies on it.
+        loaded.typecheck_exports().map_err(world)?;
         // The first call doubles as a readiness probe: the driver must answer identity.
         match loaded.call("load", Operation::Info) {
             Ok(Outcome::Info(info)) => loaded.info = info,
@@ -258,12 +265,9 @@ impl LoadedDriver {
             op.strip_secrets();
         }
         let args = serde_json::to_value(&op).unwrap_or(json!(null));
-        let ctx = CallContext::new(self.env.clone(), request_id.to_owned())
+        let mut store = self
+            .store(request_id)
             .map_err(|e| CallError::Trapped(format!("cannot set up the call: {e:#}")))?;
-        let mut store = Store::new(&self.engine, ctx);
-        store.limiter(|c| c);
-        store.set_epoch_deadline(DriverEngine::ticks_for(deadline));
-        store.epoch_deadline_trap();
 
         let result = self.dispatch(&mut store, op);
         let result =
@@ -281,6 +285,24 @@ impl LoadedDriver {
         ctx.audit(&operation, args["request"].clone(), decision, outcome);
         ctx.finish();
         result
+    }
+
+    /// A store for one call: its context, memory limit and deadline.
+    fn store(&self, request_id: &str) -> wasmtime::Result<Store<CallContext>> {
+        let ctx = CallContext::new(self.env.clone(), request_id.to_owned())?;
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|c| c);
+        let deadline = Duration::from_millis(self.env.policy.limits.deadline_ms);
+        store.set_epoch_deadline(DriverEngine::ticks_for(deadline));
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+
+    /// Proves, on one instance, that every export has the type calls use.
+    fn typecheck_exports(&self) -> wasmtime::Result<()> {
+        let mut store = self.store("load")?;
+        let instance = self.pre.instantiate(&mut store)?;
+        self.exports.typecheck(&mut store, &instance)
     }
 
     /// Makes a target handle for this call from a request path.
@@ -347,50 +369,102 @@ impl LoadedDriver {
             }
             other => Prepared::Plain(other),
         };
-        let d: VolumeDriver = self.pre.instantiate(&mut *store)?;
-        let (id, c, n) = (
-            d.wasmvol_driver_identity(),
-            d.wasmvol_driver_controller(),
-            d.wasmvol_driver_node(),
-        );
+        let instance = self.pre.instantiate(&mut *store)?;
+        let x = &self.exports;
         let s = &mut *store;
         Ok(match prepared {
-            Prepared::Stage(t, r) => n.call_stage(s, t, &r)?.map(|_| Outcome::Done),
-            Prepared::Unstage(t, r) => n.call_unstage(s, t, &r)?.map(|_| Outcome::Done),
-            Prepared::Publish(t, st, r) => n.call_publish(s, t, st, &r)?.map(|_| Outcome::Done),
-            Prepared::Unpublish(t, r) => n.call_unpublish(s, t, &r)?.map(|_| Outcome::Done),
-            Prepared::Stats(t, r) => n.call_get_volume_stats(s, t, &r)?.map(Outcome::VolumeStats),
-            Prepared::NodeExpand(t, r) => {
-                n.call_expand_volume(s, t, &r)?.map(Outcome::CapacityBytes)
-            }
+            Prepared::Stage(t, r) => x
+                .stage(&mut *s, &instance)
+                .call(s, (t, &r))?
+                .0
+                .map(|_| Outcome::Done),
+            Prepared::Unstage(t, r) => x
+                .unstage(&mut *s, &instance)
+                .call(s, (t, &r))?
+                .0
+                .map(|_| Outcome::Done),
+            Prepared::Publish(t, st, r) => x
+                .publish(&mut *s, &instance)
+                .call(s, (t, st, &r))?
+                .0
+                .map(|_| Outcome::Done),
+            Prepared::Unpublish(t, r) => x
+                .unpublish(&mut *s, &instance)
+                .call(s, (t, &r))?
+                .0
+                .map(|_| Outcome::Done),
+            Prepared::Stats(t, r) => x
+                .volume_stats(&mut *s, &instance)
+                .call(s, (t, &r))?
+                .0
+                .map(Outcome::VolumeStats),
+            Prepared::NodeExpand(t, r) => x
+                .node_expand(&mut *s, &instance)
+                .call(s, (t, &r))?
+                .0
+                .map(Outcome::CapacityBytes),
             Prepared::Plain(op) => match op {
-                Operation::Info => Ok(Outcome::Info(id.call_info(s)?)),
-                Operation::CreateVolume(r) => c.call_create_volume(s, &r)?.map(Outcome::Volume),
-                Operation::DeleteVolume(r) => c.call_delete_volume(s, &r)?.map(|_| Outcome::Done),
-                Operation::ControllerPublish(r) => c
-                    .call_controller_publish(s, &r)?
+                Operation::Info => Ok(Outcome::Info(x.info(&mut *s, &instance).call(s, ())?.0)),
+                Operation::CreateVolume(r) => x
+                    .create_volume(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(Outcome::Volume),
+                Operation::DeleteVolume(r) => x
+                    .delete_volume(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(|_| Outcome::Done),
+                Operation::ControllerPublish(r) => x
+                    .controller_publish(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
                     .map(Outcome::PublishContext),
-                Operation::ControllerUnpublish(r) => {
-                    c.call_controller_unpublish(s, &r)?.map(|_| Outcome::Done)
-                }
-                Operation::ValidateVolumeCapabilities(r) => c
-                    .call_validate_volume_capabilities(s, &r)?
+                Operation::ControllerUnpublish(r) => x
+                    .controller_unpublish(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(|_| Outcome::Done),
+                Operation::ValidateVolumeCapabilities(r) => x
+                    .validate_volume_capabilities(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
                     .map(Outcome::Validated),
-                Operation::ListVolumes(r) => c.call_list_volumes(s, &r)?.map(Outcome::Volumes),
-                Operation::GetCapacity(r) => c.call_get_capacity(s, &r)?.map(Outcome::Capacity),
-                Operation::CreateSnapshot(r) => {
-                    c.call_create_snapshot(s, &r)?.map(Outcome::Snapshot)
-                }
-                Operation::DeleteSnapshot(r) => {
-                    c.call_delete_snapshot(s, &r)?.map(|_| Outcome::Done)
-                }
-                Operation::ListSnapshots(r) => {
-                    c.call_list_snapshots(s, &r)?.map(Outcome::Snapshots)
-                }
-                Operation::ControllerExpand(r) => {
-                    c.call_expand_volume(s, &r)?.map(Outcome::Expanded)
-                }
-                Operation::NodeGetInfo => n.call_get_info(s)?.map(Outcome::NodeInfo),
+                Operation::ListVolumes(r) => x
+                    .list_volumes(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(Outcome::Volumes),
+                Operation::GetCapacity(r) => x
+                    .get_capacity(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(Outcome::Capacity),
+                Operation::CreateSnapshot(r) => x
+                    .create_snapshot(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(Outcome::Snapshot),
+                Operation::DeleteSnapshot(r) => x
+                    .delete_snapshot(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(|_| Outcome::Done),
+                Operation::ListSnapshots(r) => x
+                    .list_snapshots(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(Outcome::Snapshots),
+                Operation::ControllerExpand(r) => x
+                    .controller_expand(&mut *s, &instance)
+                    .call(s, (&r,))?
+                    .0
+                    .map(Outcome::Expanded),
+                Operation::NodeGetInfo => x
+                    .node_info(&mut *s, &instance)
+                    .call(s, ())?
+                    .0
+                    .map(Outcome::NodeInfo),
                 Operation::NodeStage(_)
                 | Operation::NodeUnstage(_)
                 | Operation::NodePublish(_)

@@ -18,6 +18,7 @@ pub mod csi;
 pub mod digest;
 pub mod driver;
 pub mod engine;
+pub mod exports;
 pub mod flex;
 pub mod host_records;
 pub mod interfaces;
