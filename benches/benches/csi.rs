@@ -5,6 +5,7 @@
 //! - socket ready after `wasmvol serve` starts with cached artifacts.
 //!
 //! Runs as root; mounts happen in a private mount namespace of its own.
+//! `WASMVOL_BENCH_PROFILE=pair` loops publish + unpublish only, for profiling the host.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -95,6 +96,14 @@ fn main() {
         let mut node = NodeClient::new(channel.clone());
         let v = controller.create_volume(create("bench")).await.unwrap().into_inner().volume.unwrap();
         let target = f.dir.path().join("targets/bench");
+        if std::env::var("WASMVOL_BENCH_PROFILE").as_deref() == Ok("pair") {
+            // Only the publish/unpublish loop, long enough to profile the host.
+            for _ in 0..20_000 {
+                node.node_publish_volume(publish(&v.volume_id, &target)).await.unwrap();
+                node.node_unpublish_volume(unpublish(&v.volume_id, &target)).await.unwrap();
+            }
+            return;
+        }
         let n = 1000;
         let mut caps = Vec::with_capacity(n);
         for _ in 0..n {

@@ -25,5 +25,6 @@ pub mod interfaces;
 pub mod policy;
 pub mod runtime;
 pub mod state_store;
+pub mod sync_calls;
 pub mod sys;
 pub mod unix_socket;

@@ -160,7 +160,16 @@ fn serve(config: &Path) -> anyhow::Result<()> {
         wasmvol::unix_socket::ensure_not_served(&policy.host.flex_socket)?;
     }
     let runtime = Runtime::start(&policy, None)?;
-    let rt = tokio::runtime::Runtime::new()?;
+    // Driver calls run in place on a worker while one stays free (see SyncCalls):
+    // a few more workers than cores keep several calls in place at once.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(4);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    let sync_calls = Arc::new(wasmvol::sync_calls::SyncCalls::for_workers(workers));
     rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
@@ -170,7 +179,7 @@ fn serve(config: &Path) -> anyhow::Result<()> {
             let loaded = runtime.driver(d.name.as_str()).expect("loaded").clone();
             let listener = wasmvol::unix_socket::bind(&settings.socket, settings.socket_mode)
                 .with_context(|| format!("driver `{}`: CSI socket", d.name))?;
-            let csi = Arc::new(CsiDriver::new(loaded, settings.clone(), runtime.state().clone()));
+            let csi = Arc::new(CsiDriver::new(loaded, settings.clone(), runtime.state().clone(), sync_calls.clone()));
             println!("csi: driver `{}` as {} on {}", d.name, settings.name.as_str(), settings.socket.display());
             tracing::info!(driver = %d.name, csi_name = settings.name.as_str(), socket = %settings.socket.display(), "CSI socket ready");
             sockets.push(settings.socket.clone());

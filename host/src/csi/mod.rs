@@ -26,6 +26,7 @@ use crate::call::{Operation, Outcome};
 use crate::driver::LoadedDriver;
 use crate::policy::CsiSettings;
 use crate::state_store::StateStore;
+use crate::sync_calls::SyncCalls;
 
 /// The generated CSI v1 messages, servers and clients.
 #[allow(clippy::all, missing_docs)]
@@ -40,7 +41,9 @@ pub struct CsiDriver {
     node_id: String,
     records: records::Records,
     in_flight: locks::InFlight,
+    sync_calls: Arc<SyncCalls>,
     next_request: AtomicU64,
+    pid: u32,
 }
 
 /// Features that make a driver offer the Controller service.
@@ -55,8 +58,13 @@ const CONTROLLER_FEATURES: &[Feature] = &[
 ];
 
 impl CsiDriver {
-    /// Wraps a loaded driver with its CSI settings.
-    pub fn new(driver: Arc<LoadedDriver>, settings: CsiSettings, store: Arc<StateStore>) -> Self {
+    /// Wraps a loaded driver with its CSI settings; its calls run through `sync_calls`.
+    pub fn new(
+        driver: Arc<LoadedDriver>,
+        settings: CsiSettings,
+        store: Arc<StateStore>,
+        sync_calls: Arc<SyncCalls>,
+    ) -> Self {
         let node_id = settings.node_id.clone().unwrap_or_else(host_name);
         let records = records::Records(crate::host_records::HostRecords::new(
             store,
@@ -69,7 +77,9 @@ impl CsiDriver {
             node_id,
             records,
             in_flight: locks::InFlight::default(),
+            sync_calls,
             next_request: AtomicU64::new(1),
+            pid: std::process::id(),
         }
     }
 
@@ -95,13 +105,15 @@ impl CsiDriver {
         CONTROLLER_FEATURES.iter().any(|f| self.has(*f))
     }
 
-    /// Runs one driver call. The call is synchronous (wasm plus syscalls,
-    /// bounded by the driver's deadline), so it runs in place on this worker,
-    /// which tokio first hands its other tasks away from; no thread hop.
+    /// Runs one driver call (synchronous: see [`SyncCalls`] for where it runs).
     async fn call(&self, op: Operation) -> Result<Outcome, Status> {
         let n = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let request_id = format!("csi-{}-{n}", std::process::id());
-        tokio::task::block_in_place(|| self.driver.call(&request_id, op)).map_err(status::from_call)
+        let request_id = format!("csi-{}-{n}", self.pid);
+        let driver = self.driver.clone();
+        self.sync_calls
+            .run(move || driver.call(&request_id, op))
+            .await
+            .map_err(status::from_call)
     }
 
     /// The socket path and CSI name.

