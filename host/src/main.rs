@@ -240,6 +240,10 @@ fn serve(config: &Path) -> anyhow::Result<()> {
         for s in &sockets {
             let _ = std::fs::remove_file(s);
         }
+        // Relaxed host records still in memory reach the store before we exit.
+        if let Err(e) = runtime.state().flush() {
+            tracing::error!(error = %e, "committing host records at shutdown failed");
+        }
         match failed {
             Some(Ok(Err(e))) => Err(anyhow!("CSI server failed: {e}")),
             Some(Err(e)) => Err(anyhow!("CSI server panicked: {e}")),

@@ -1,19 +1,31 @@
 //! Durable per-driver key-value state, kept in one embedded ACID store (redb).
 //!
-//! Each write is its own committed transaction, so an acknowledged write
-//! survives a crash. Each driver sees only its own keys; the bytes it holds
-//! (keys plus values) are counted in the same transaction as the write, so
-//! the quota cannot be raced past.
+//! A durable write is its own committed transaction, so an acknowledged
+//! write survives a crash. Each driver sees only its own keys; the bytes it
+//! holds (keys plus values) are counted in the same transaction as the
+//! write, so the quota cannot be raced past.
+//!
+//! Relaxed writes (host records that kubelet's retries rebuild) are held in
+//! memory, visible to every read at once, and committed together by a
+//! background thread within [`FLUSH_DELAY`]: a busy node pays for one
+//! transaction every few milliseconds instead of one per record.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("entries");
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
 
 /// Longest key a driver may use.
 pub const MAX_KEY_BYTES: usize = 1024;
+
+/// How long relaxed writes may wait in memory before they are committed.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +65,43 @@ store_err!(
 /// How hard a write must reach the disk before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persist {
-    /// fsync'd before the call returns: a crash loses nothing acknowledged.
+    /// Committed and fsync'd before the call returns: a crash loses nothing acknowledged.
     Durable,
-    /// Persisted with the next durable write (or clean shutdown); for host
-    /// records that kubelet's own retries rebuild after a crash.
+    /// Visible at once, committed (and fsync'd) in the background within
+    /// [`FLUSH_DELAY`], or at a clean shutdown; a crash may lose the last
+    /// few milliseconds. Only for unconditional writes of records that
+    /// kubelet's own retries rebuild (host records): each must fit the
+    /// quota on its own, and is counted in the usage once committed.
     Relaxed,
+}
+
+/// A relaxed write: its sequence number and its value (`None` deletes).
+type PendingWrite = (u64, Option<Vec<u8>>);
+
+/// Relaxed writes not yet committed, by (driver, key).
+#[derive(Default)]
+struct Pending {
+    entries: BTreeMap<(String, String), PendingWrite>,
+    next_seq: u64,
+    stop: bool,
+}
+
+struct Shared {
+    db: Database,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The host's state database, shared by every driver.
 pub struct StateStore {
-    db: Database,
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -82,31 +121,67 @@ impl StateStore {
         tx.open_table(ENTRIES)?;
         tx.open_table(USAGE)?;
         tx.commit()?;
-        Ok(Self { db })
+        let shared = Arc::new(Shared {
+            db,
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+        });
+        let flusher = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("wasmvol-state-flush".into())
+                .spawn(move || flush_loop(&shared))
+                .map_err(|e| StateError::Store(format!("starting the flush thread: {e}")))?
+        };
+        Ok(Self {
+            shared,
+            flusher: Some(flusher),
+        })
     }
 
     /// One value.
     pub fn get(&self, driver: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         check_key(key)?;
-        let tx = self.db.begin_read()?;
+        if let Some((_, v)) = self
+            .shared
+            .pending()
+            .entries
+            .get(&(driver.to_owned(), key.to_owned()))
+        {
+            return Ok(v.clone());
+        }
+        let tx = self.shared.db.begin_read()?;
         let table = tx.open_table(ENTRIES)?;
         Ok(table.get((driver, key))?.map(|v| v.value().to_vec()))
     }
 
     /// Keys and values under a prefix, in key order.
     pub fn list(&self, driver: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(ENTRIES)?;
-        let mut out = Vec::new();
-        for item in table.range((driver, prefix)..)? {
-            let (k, v) = item?;
-            let (d, key) = k.value();
+        let mut out = BTreeMap::new();
+        {
+            let tx = self.shared.db.begin_read()?;
+            let table = tx.open_table(ENTRIES)?;
+            for item in table.range((driver, prefix)..)? {
+                let (k, v) = item?;
+                let (d, key) = k.value();
+                if d != driver || !key.starts_with(prefix) {
+                    break;
+                }
+                out.insert(key.to_owned(), v.value().to_vec());
+            }
+        }
+        let pending = self.shared.pending();
+        let from = (driver.to_owned(), prefix.to_owned());
+        for ((d, key), (_, v)) in pending.entries.range(from..) {
             if d != driver || !key.starts_with(prefix) {
                 break;
             }
-            out.push((key.to_owned(), v.value().to_vec()));
+            match v {
+                Some(v) => out.insert(key.clone(), v.clone()),
+                None => out.remove(key),
+            };
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// Sets or deletes (`None`) a key durably, within `quota` bytes.
@@ -145,46 +220,158 @@ impl StateStore {
         persist: Persist,
     ) -> Result<bool, StateError> {
         check_key(key)?;
-        let mut tx = self.db.begin_write()?;
         if persist == Persist::Relaxed {
-            tx.set_durability(redb::Durability::None)
-                .map_err(|e| StateError::Store(e.to_string()))?;
+            if expected.is_some() {
+                return Err(StateError::Store(
+                    "a conditional write must be durable".into(),
+                ));
+            }
+            let size = new.map_or(0, |v| (key.len() + v.len()) as u64);
+            if size > quota {
+                return Err(StateError::Quota {
+                    quota,
+                    would_hold: size,
+                });
+            }
+            let mut pending = self.shared.pending();
+            let seq = pending.next_seq;
+            pending.next_seq += 1;
+            pending.entries.insert(
+                (driver.to_owned(), key.to_owned()),
+                (seq, new.map(<[u8]>::to_vec)),
+            );
+            drop(pending);
+            self.shared.wake.notify_one();
+            return Ok(true);
         }
-        {
-            let mut table = tx.open_table(ENTRIES)?;
-            let mut usage = tx.open_table(USAGE)?;
-            let current = table.get((driver, key))?.map(|v| v.value().to_vec());
-            if let Some(expected) = expected {
-                if current.as_deref() != expected {
-                    return Ok(false);
+        let tx = self.shared.db.begin_write()?;
+        // Write transactions are exclusive, so the flusher cannot commit this
+        // key's relaxed value after us: once we commit, ours supersedes it.
+        let id = (driver.to_owned(), key.to_owned());
+        let relaxed = self.shared.pending().entries.get(&id).cloned();
+        let wrote = apply(&tx, driver, key, expected, relaxed.as_ref(), new, quota)?;
+        if wrote {
+            tx.commit()?;
+            if let Some((seq, _)) = relaxed {
+                let mut pending = self.shared.pending();
+                // A relaxed write that came in meanwhile is newer: it stays.
+                if pending.entries.get(&id).is_some_and(|(s, _)| *s == seq) {
+                    pending.entries.remove(&id);
                 }
             }
-            let entry_size = |v: &[u8]| (key.len() + v.len()) as u64;
-            let used = usage.get(driver)?.map_or(0, |v| v.value());
-            let would_hold =
-                used - current.as_deref().map_or(0, entry_size) + new.map_or(0, entry_size);
-            if would_hold > quota && would_hold > used {
-                return Err(StateError::Quota { quota, would_hold });
-            }
-            match new {
-                Some(v) => {
-                    table.insert((driver, key), v)?;
-                }
-                None => {
-                    table.remove((driver, key))?;
-                }
-            }
-            usage.insert(driver, would_hold)?;
         }
-        tx.commit()?;
-        Ok(true)
+        Ok(wrote)
     }
 
-    /// Bytes a driver holds.
+    /// Bytes a driver holds (relaxed writes count once committed).
     pub fn usage(&self, driver: &str) -> Result<u64, StateError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.shared.db.begin_read()?;
         let usage = tx.open_table(USAGE)?;
         Ok(usage.get(driver)?.map_or(0, |v| v.value()))
+    }
+
+    /// Commits every relaxed write now (the flusher does this on its own).
+    pub fn flush(&self) -> Result<(), StateError> {
+        flush(&self.shared)
+    }
+}
+
+impl Drop for StateStore {
+    fn drop(&mut self) {
+        self.shared.pending().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One write inside `tx`: checks `expected` against the current value (a
+/// relaxed value not yet committed counts as current), then writes within
+/// `quota`. Returns whether it wrote; the caller commits.
+fn apply(
+    tx: &WriteTransaction,
+    driver: &str,
+    key: &str,
+    expected: Option<Option<&[u8]>>,
+    relaxed: Option<&PendingWrite>,
+    new: Option<&[u8]>,
+    quota: u64,
+) -> Result<bool, StateError> {
+    let mut table = tx.open_table(ENTRIES)?;
+    let mut usage = tx.open_table(USAGE)?;
+    let stored = table.get((driver, key))?.map(|v| v.value().to_vec());
+    let current = match relaxed {
+        Some((_, v)) => v.as_deref(),
+        None => stored.as_deref(),
+    };
+    if let Some(expected) = expected {
+        if current != expected {
+            return Ok(false);
+        }
+    }
+    let entry_size = |v: &[u8]| (key.len() + v.len()) as u64;
+    let used = usage.get(driver)?.map_or(0, |v| v.value());
+    let would_hold = used - stored.as_deref().map_or(0, entry_size) + new.map_or(0, entry_size);
+    if would_hold > quota && would_hold > used {
+        return Err(StateError::Quota { quota, would_hold });
+    }
+    match new {
+        Some(v) => {
+            table.insert((driver, key), v)?;
+        }
+        None => {
+            table.remove((driver, key))?;
+        }
+    }
+    usage.insert(driver, would_hold)?;
+    Ok(true)
+}
+
+/// Commits the relaxed writes pending now in one transaction, then forgets
+/// those not overwritten meanwhile (reads see them in memory until then).
+fn flush(shared: &Shared) -> Result<(), StateError> {
+    if shared.pending().entries.is_empty() {
+        return Ok(());
+    }
+    let tx = shared.db.begin_write()?;
+    let batch = shared.pending().entries.clone();
+    for ((driver, key), (_, value)) in &batch {
+        apply(&tx, driver, key, None, None, value.as_deref(), u64::MAX)?;
+    }
+    tx.commit()?;
+    let mut pending = shared.pending();
+    for (k, (seq, _)) in batch {
+        if pending.entries.get(&k).is_some_and(|(s, _)| *s == seq) {
+            pending.entries.remove(&k);
+        }
+    }
+    Ok(())
+}
+
+/// The flusher: waits for relaxed writes, lets a batch gather for
+/// [`FLUSH_DELAY`], commits it; at stop, commits what is left.
+fn flush_loop(shared: &Shared) {
+    loop {
+        let stop = {
+            let mut pending = shared.pending();
+            while pending.entries.is_empty() && !pending.stop {
+                pending = shared.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+            }
+            pending.stop
+        };
+        if !stop {
+            std::thread::sleep(FLUSH_DELAY);
+        }
+        if let Err(e) = flush(shared) {
+            tracing::error!(error = %e, "committing relaxed host records failed; retrying");
+            if !stop {
+                std::thread::sleep(FLUSH_DELAY * 10);
+            }
+        }
+        if stop {
+            return;
+        }
     }
 }
 
@@ -256,5 +443,69 @@ mod tests {
         let s = StateStore::open(&path).unwrap();
         assert_eq!(s.get("a", "k").unwrap().as_deref(), Some(&b"v"[..]));
         assert_eq!(s.usage("a").unwrap(), 2);
+    }
+
+    #[test]
+    fn relaxed_writes_are_read_at_once_and_committed_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let s = StateStore::open(&path).unwrap();
+        s.put("a", "r/gone", Some(b"old"), 100).unwrap();
+        s.write("a", "r/1", None, Some(b"x"), 100, Persist::Relaxed)
+            .unwrap();
+        s.write("a", "r/gone", None, None, 100, Persist::Relaxed)
+            .unwrap();
+        assert_eq!(s.get("a", "r/1").unwrap().as_deref(), Some(&b"x"[..]));
+        assert_eq!(s.get("a", "r/gone").unwrap(), None);
+        let keys: Vec<_> = s
+            .list("a", "r/")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(keys, ["r/1"]);
+        // Committed by the flusher within its delay, without being asked.
+        std::thread::sleep(FLUSH_DELAY * 20);
+        assert!(s.shared.pending().entries.is_empty());
+        assert_eq!(s.usage("a").unwrap(), 4);
+        drop(s);
+        let s = StateStore::open(&path).unwrap();
+        assert_eq!(s.get("a", "r/1").unwrap().as_deref(), Some(&b"x"[..]));
+        assert_eq!(s.get("a", "r/gone").unwrap(), None);
+    }
+
+    #[test]
+    fn a_clean_shutdown_commits_what_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let s = StateStore::open(&path).unwrap();
+        for i in 0..100 {
+            let key = format!("k{i}");
+            s.write("a", &key, None, Some(b"v"), 1000, Persist::Relaxed)
+                .unwrap();
+        }
+        drop(s);
+        let s = StateStore::open(&path).unwrap();
+        assert_eq!(s.list("a", "k").unwrap().len(), 100);
+    }
+
+    #[test]
+    fn durable_writes_see_and_supersede_relaxed_ones() {
+        let (_d, s) = store();
+        s.write("a", "k", None, Some(b"1"), 100, Persist::Relaxed)
+            .unwrap();
+        // The uncommitted relaxed value is what a compare-and-swap compares with.
+        assert!(!s.swap("a", "k", Some(None), Some(b"2"), 100).unwrap());
+        assert_eq!(s.get("a", "k").unwrap().as_deref(), Some(&b"1"[..]));
+        assert!(s.swap("a", "k", Some(Some(b"1")), Some(b"2"), 100).unwrap());
+        s.flush().unwrap();
+        assert_eq!(s.get("a", "k").unwrap().as_deref(), Some(&b"2"[..]));
+        assert!(
+            matches!(
+                s.write("a", "k", Some(None), Some(b"3"), 100, Persist::Relaxed),
+                Err(StateError::Store(_))
+            ),
+            "conditional writes are durable only"
+        );
     }
 }
