@@ -172,9 +172,9 @@ impl CallContext {
         Ok(())
     }
 
-    fn target_of(&self, t: &Resource<TargetHandle>) -> Result<&TargetHandle, CapError> {
+    fn target_of(&mut self, t: &Resource<TargetHandle>) -> Result<&mut TargetHandle, CapError> {
         self.table
-            .get(t)
+            .get_mut(t)
             .map_err(|e| CapError::Denied(format!("invalid target handle: {e}")))
     }
 
@@ -363,9 +363,7 @@ impl HostBlockDevice for CallContext {
                         "a filesystem mounts onto a directory target".into(),
                     )));
                 }
-                let fd = target.fd().ok_or_else(|| {
-                    failed(DriverError::FailedPrecondition("target is gone".into()))
-                })?;
+                let fd = target.fd().map_err(|e| io_error("target", e))?;
                 // The target is the descriptor opened for this request, named through /proc.
                 let target_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
                 let c = |s: &str| {
@@ -417,10 +415,8 @@ impl HostBlockDevice for CallContext {
                 }
                 let node =
                     sys_mount::open_path(&dev.node()).map_err(|e| io_error("device node", e))?;
-                let fd = target.fd().ok_or_else(|| {
-                    failed(DriverError::FailedPrecondition("target is gone".into()))
-                })?;
-                sys_mount::bind(node.as_fd(), fd.as_fd(), false).map_err(|e| io_error("bind", e))
+                let fd = target.fd().map_err(|e| io_error("target", e))?;
+                sys_mount::bind(node.as_fd(), fd, false).map_err(|e| io_error("bind", e))
             }),
         )
     }

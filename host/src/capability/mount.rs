@@ -6,7 +6,7 @@
 //! root (or are another handle of the same request) and mounted by file
 //! descriptor.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -25,36 +25,22 @@ pub struct TargetHandle {
     role: TargetRole,
     shape: TargetShape,
     path: PathBuf,
-    /// `O_PATH` handle opened when the request arrived; mounts attach to it.
-    /// Released (and reopened) around an unmount, which it would keep busy.
+    /// `O_PATH` handle mounts attach to, opened on first use; released for
+    /// an unmount, which it would keep busy.
     fd: Option<OwnedFd>,
 }
 
 impl TargetHandle {
-    /// Opens a request path as a target: a directory (mount access) or a
-    /// regular file (block access), never a symlink.
+    /// Makes a target of a request path: a directory (mount access) or a
+    /// regular file (block access), never a symlink. The path is opened
+    /// when a mount first needs it, and must then still be what it was.
     pub fn open(path: &Path, role: TargetRole) -> std::io::Result<Self> {
-        let fd = sys::open_path(path)?;
-        let kind = nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT;
-        let shape = match kind {
-            libc::S_IFDIR => TargetShape::Directory,
-            // A block target with a device node already bound onto it.
-            libc::S_IFREG | libc::S_IFBLK => TargetShape::File,
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!(
-                        "{} is neither a directory nor a regular file",
-                        path.display()
-                    ),
-                ))
-            }
-        };
+        let shape = shape_of(&std::fs::symlink_metadata(path)?.file_type(), path)?;
         Ok(Self {
             role,
             shape,
             path: path.to_owned(),
-            fd: Some(fd),
+            fd: None,
         })
     }
 
@@ -68,16 +54,48 @@ impl TargetHandle {
         self.shape
     }
 
-    /// The `O_PATH` handle mounts attach to (`None` only mid-unmount).
-    pub fn fd(&self) -> Option<&OwnedFd> {
-        self.fd.as_ref()
+    /// The `O_PATH` handle mounts attach to, opened on first use (and again
+    /// after an unmount released it); the path must still be what it was.
+    pub fn fd(&mut self) -> std::io::Result<BorrowedFd<'_>> {
+        if self.fd.is_none() {
+            let fd = match self.shape {
+                // The kernel checks the type: ENOTDIR for anything else, a symlink included.
+                TargetShape::Directory => sys::open_dir_path(&self.path)?,
+                TargetShape::File => {
+                    let fd = sys::open_path(&self.path)?;
+                    let kind = nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT;
+                    if kind != libc::S_IFREG && kind != libc::S_IFBLK {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!("{} changed type during the call", self.path.display()),
+                        ));
+                    }
+                    fd
+                }
+            };
+            self.fd = Some(fd);
+        }
+        Ok(self.fd.as_ref().expect("opened above").as_fd())
     }
 }
 
-fn gone() -> CapError {
-    CapError::Failed(DriverError::FailedPrecondition(
-        "the target path disappeared during the call".into(),
-    ))
+/// A target's shape from its type: a directory, or a regular file (or a
+/// block device bound onto a file target); anything else is refused.
+fn shape_of(kind: &std::fs::FileType, path: &Path) -> std::io::Result<TargetShape> {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        Ok(TargetShape::Directory)
+    } else if kind.is_file() || kind.is_block_device() {
+        Ok(TargetShape::File)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is neither a directory nor a regular file",
+                path.display()
+            ),
+        ))
+    }
 }
 
 fn table_err(e: wasmtime::component::ResourceTableError) -> CapError {
@@ -131,17 +149,18 @@ impl HostTarget for CallContext {
                 CapError::Denied("no storage root is granted to mount from".into())
             })?;
             let p = BeneathRoot::parse(&path)?;
-            let target = ctx.table.get(&t).map_err(table_err)?;
-            let target_fd = target.fd.as_ref().ok_or_else(gone)?;
+            let target = ctx.table.get_mut(&t).map_err(table_err)?;
+            let shape = target.shape;
+            let target_fd = target.fd().map_err(|e| io_error("target", e))?;
             // Resolved beneath the root now; the fd is what gets mounted.
-            let source: OwnedFd = match target.shape {
+            let source: OwnedFd = match shape {
                 TargetShape::Directory => {
                     root.open_dir(p.as_path()).map(|d| d.into_std_file().into())
                 }
                 TargetShape::File => root.open(p.as_path()).map(|f| f.into_std().into()),
             }
             .map_err(|e| io_error(&path, e))?;
-            sys::bind(source.as_fd(), target_fd.as_fd(), read_only).map_err(|e| io_error("bind", e))
+            sys::bind(source.as_fd(), target_fd, read_only).map_err(|e| io_error("bind", e))
         }))
     }
 
@@ -158,18 +177,17 @@ impl HostTarget for CallContext {
         args["read_only"] = json!(read_only);
         Ok(
             self.gate("mount.bind-from-target", Need::Mount, args, |ctx| {
-                let src = ctx.table.get(&source).map_err(table_err)?;
-                let dst = ctx.table.get(&t).map_err(table_err)?;
-                if src.path == dst.path {
+                let src_path = ctx.table.get(&source).map_err(table_err)?.path.clone();
+                // Reopen the source so the bind takes what is mounted there now.
+                let src_fd = sys::open_path(&src_path).map_err(|e| io_error("source", e))?;
+                let dst = ctx.table.get_mut(&t).map_err(table_err)?;
+                if src_path == dst.path {
                     return Err(CapError::Failed(DriverError::InvalidArgument(
                         "cannot bind a target onto itself".into(),
                     )));
                 }
-                // Reopen the source so the bind takes what is mounted there now.
-                let src_fd = sys::open_path(&src.path).map_err(|e| io_error("source", e))?;
-                let dst_fd = dst.fd.as_ref().ok_or_else(gone)?;
-                sys::bind(src_fd.as_fd(), dst_fd.as_fd(), read_only)
-                    .map_err(|e| io_error("bind", e))
+                let dst_fd = dst.fd().map_err(|e| io_error("target", e))?;
+                sys::bind(src_fd.as_fd(), dst_fd, read_only).map_err(|e| io_error("bind", e))
             }),
         )
     }
@@ -193,12 +211,13 @@ impl HostTarget for CallContext {
         let args = self.target_args(&t);
         Ok(self.gate("mount.unmount", Need::Mount, args, |ctx| {
             let target = ctx.table.get_mut(&t).map_err(table_err)?;
-            // Our own handle into the mount would keep it busy: let go, unmount, reopen.
-            // Nothing mounted there is success (umount's EINVAL), without a check first.
+            // Our own handle into the mount would keep it busy: let go (it is
+            // reopened if the call mounts here again), then unmount. Nothing
+            // mounted there is success (umount's EINVAL), without a check first.
             target.fd = None;
-            let unmounted = sys::unmount(&target.path).map(|_| ());
-            target.fd = sys::open_path(&target.path).ok();
-            unmounted.map_err(|e| io_error("unmount", e))
+            sys::unmount(&target.path)
+                .map(|_| ())
+                .map_err(|e| io_error("unmount", e))
         }))
     }
 

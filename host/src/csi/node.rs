@@ -4,6 +4,7 @@
 //! spec asks of a plugin, keeps durable records of what is staged and
 //! published where, and answers repeats and conflicts from them.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -30,44 +31,50 @@ fn io_status(what: &str, path: &Path, e: std::io::Error) -> Status {
 }
 
 /// Makes the publish target as the capability needs it: a directory for
-/// mount access, a file for block access. Returns whether it was created.
+/// mount access, a file for block access. Returns whether it was created
+/// (not when something is already there).
 fn create_target(path: &Path, cap: &VolumeCapability) -> Result<bool, Status> {
-    if std::fs::symlink_metadata(path).is_ok() {
-        return Ok(false);
+    let make = |path: &Path| match cap.access_type {
+        AccessType::Mount(_) => std::fs::create_dir(path),
+        AccessType::Block => std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(path)
+            .map(drop),
+    };
+    let made = match make(path) {
+        // Kubelet makes the parent; make it if it did not.
+        Err(e) if e.kind() == ErrorKind::NotFound => match path.parent() {
+            Some(parent) => std::fs::create_dir_all(parent)
+                .map_err(|e| io_status("creating", parent, e))
+                .and_then(|_| make(path).map_err(|e| io_status("creating", path, e))),
+            None => Err(io_status("creating", path, e)),
+        },
+        other => other.map_err(|e| io_status("creating", path, e)),
+    };
+    match made {
+        Ok(()) => Ok(true),
+        Err(_) if exists(path) => Ok(false),
+        Err(e) => Err(e),
     }
-    match cap.access_type {
-        AccessType::Mount(_) => {
-            std::fs::create_dir_all(path).map_err(|e| io_status("creating", path, e))?
-        }
-        AccessType::Block => {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io_status("creating", parent, e))?;
-            }
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path)
-                .map_err(|e| io_status("creating", path, e))?;
-        }
-    }
-    Ok(true)
 }
 
-/// Removes a target path the host created, unless something is still mounted there.
+/// Removes a target path the host created, unless something is still
+/// mounted there (the kernel refuses to remove a mount point: EBUSY).
 fn remove_target(path: &Path) -> Result<(), Status> {
-    if is_mount_point(path).unwrap_or(false) {
-        return Err(Status::internal(format!(
+    let removed = match std::fs::remove_dir(path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => std::fs::remove_file(path),
+        other => other,
+    };
+    match removed {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(Status::internal(format!(
             "{} is still mounted after the driver unpublished it",
             path.display()
-        )));
+        ))),
+        Err(e) => Err(io_status("removing", path, e)),
     }
-    let result = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(_) => Ok(()),
-    };
-    result.map_err(|e| io_status("removing", path, e))
 }
 
 fn exists(path: &Path) -> bool {

@@ -125,12 +125,21 @@ pub fn unmount(path: &Path) -> io::Result<bool> {
 
 /// Opens `path` as an `O_PATH` handle without following a final symlink.
 pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    open_o_path(path, 0)
+}
+
+/// Like [`open_path`], for a directory only (anything else is `ENOTDIR`).
+pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    open_o_path(path, libc::O_DIRECTORY)
+}
+
+fn open_o_path(path: &Path, extra: libc::c_int) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
     // SAFETY: NUL-terminated path; the returned fd is owned below.
     let fd = unsafe {
         libc::open(
             c.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra,
         )
     };
     if fd < 0 {
@@ -140,8 +149,8 @@ pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Mount id of the object at `path` (final symlink not followed).
-fn mount_id(path: &Path) -> io::Result<u64> {
+/// `statx` of `path` (final symlink not followed), asking for `mask`.
+fn statx(path: &Path, mask: libc::c_uint) -> io::Result<libc::statx> {
     let c = cstr(path)?;
     // SAFETY: statx fills the zeroed buffer; the path is NUL-terminated.
     unsafe {
@@ -150,21 +159,48 @@ fn mount_id(path: &Path) -> io::Result<u64> {
             libc::AT_FDCWD,
             c.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_MNT_ID,
+            mask,
             &mut buf,
         );
         if ret != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(buf.stx_mnt_id)
+        Ok(buf)
     }
 }
 
 /// Whether `path` is the root of a mount (something is mounted on it).
+///
+/// One `statx`: the kernel reports the mount-root attribute (Linux 5.8+);
+/// on older kernels, the mount ids of the path and its parent are compared.
 pub fn is_mount_point(path: &Path) -> io::Result<bool> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
+    let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    let st = statx(path, libc::STATX_MNT_ID)?;
+    if st.stx_attributes_mask & root != 0 {
+        return Ok(st.stx_attributes & root != 0);
+    }
     if path == Path::new("/") {
         return Ok(true);
     }
-    Ok(mount_id(path)? != mount_id(parent)?)
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    Ok(st.stx_mnt_id != statx(parent, libc::STATX_MNT_ID)?.stx_mnt_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_told_from_plain_directories() {
+        assert!(is_mount_point(Path::new("/")).unwrap());
+        assert!(is_mount_point(Path::new("/proc")).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()).unwrap());
+        assert_eq!(
+            is_mount_point(&dir.path().join("absent"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
+    }
 }
