@@ -151,20 +151,31 @@ fn redacted_secrets(v: &Value) -> Value {
 }
 
 /// Current UTC time as RFC 3339 with milliseconds.
+///
+/// Written digit by digit: every capability use stamps a record, and
+/// `format!` of seven numbers cost more than the rest of the record.
 pub fn now_rfc3339() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
     let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u32);
+    put(5, 2, m);
+    put(8, 2, day);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem / 60 % 60);
+    put(17, 2, rem % 60);
+    put(20, 3, d.subsec_millis());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -196,6 +207,27 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("password"), "{text}");
         assert!(text.contains("\"parameters\":[[\"a\",\"b\"]]"), "{text}");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 24, "{t}");
+        let bytes = t.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            match i {
+                4 | 7 => assert_eq!(*b, b'-', "{t}"),
+                10 => assert_eq!(*b, b'T', "{t}"),
+                13 | 16 => assert_eq!(*b, b':', "{t}"),
+                19 => assert_eq!(*b, b'.', "{t}"),
+                23 => assert_eq!(*b, b'Z', "{t}"),
+                _ => assert!(b.is_ascii_digit(), "{t}"),
+            }
+        }
+        assert!(
+            t.as_str() > "2024-01-01" && t.as_str() < "2200-01-01",
+            "{t}"
+        );
     }
 
     #[test]

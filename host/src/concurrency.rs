@@ -10,8 +10,16 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct CallSlots {
     limit: u32,
-    in_use: Mutex<u32>,
+    counts: Mutex<Counts>,
     freed: Condvar,
+}
+
+/// Slots taken, and callers waiting for one (woken only when there are any:
+/// a notify is a syscall on every call otherwise).
+#[derive(Debug, Default)]
+struct Counts {
+    in_use: u32,
+    waiting: u32,
 }
 
 /// A held slot, released on drop.
@@ -23,7 +31,7 @@ impl CallSlots {
     pub fn new(limit: u32) -> Self {
         Self {
             limit,
-            in_use: Mutex::new(0),
+            counts: Mutex::new(Counts::default()),
             freed: Condvar::new(),
         }
     }
@@ -31,25 +39,29 @@ impl CallSlots {
     /// Takes a slot, waiting at most `wait`.
     pub fn acquire(&self, wait: Duration) -> Option<Slot<'_>> {
         let until = Instant::now() + wait;
-        let mut n = self.in_use.lock().unwrap_or_else(|p| p.into_inner());
-        while *n >= self.limit {
+        let mut n = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        while n.in_use >= self.limit {
             let left = until.checked_duration_since(Instant::now())?;
+            n.waiting += 1;
             n = self
                 .freed
                 .wait_timeout(n, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            n.waiting -= 1;
         }
-        *n += 1;
+        n.in_use += 1;
         Some(Slot(self))
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let mut n = self.0.in_use.lock().unwrap_or_else(|p| p.into_inner());
-        *n -= 1;
-        self.0.freed.notify_one();
+        let mut n = self.0.counts.lock().unwrap_or_else(|p| p.into_inner());
+        n.in_use -= 1;
+        if n.waiting > 0 {
+            self.0.freed.notify_one();
+        }
     }
 }
 
@@ -64,5 +76,23 @@ mod tests {
         assert!(slots.acquire(Duration::from_millis(5)).is_none());
         drop(a);
         assert!(slots.acquire(Duration::ZERO).is_some());
+    }
+
+    #[test]
+    fn a_waiter_gets_the_slot_freed_while_it_waits() {
+        let slots = std::sync::Arc::new(CallSlots::new(1));
+        let held = slots.acquire(Duration::ZERO).unwrap();
+        let waiter = {
+            let slots = slots.clone();
+            std::thread::spawn(move || slots.acquire(Duration::from_secs(10)).is_some())
+        };
+        while slots.counts.lock().unwrap().waiting == 0 {
+            std::thread::yield_now();
+        }
+        drop(held);
+        assert!(
+            waiter.join().unwrap(),
+            "woken by the release, long before its deadline"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use wasmtime::component::{InstancePre, Linker, Resource};
 use wasmtime::{Engine, Store, Trap};
 
@@ -264,7 +264,8 @@ impl LoadedDriver {
         if !self.env.policy.grants.secrets {
             op.strip_secrets();
         }
-        let args = serde_json::to_value(&op).unwrap_or(json!(null));
+        let name = op.name();
+        let mut args = serde_json::to_value(&op).unwrap_or(json!(null));
         let mut store = self
             .store(request_id)
             .map_err(|e| CallError::Trapped(format!("cannot set up the call: {e:#}")))?;
@@ -273,7 +274,7 @@ impl LoadedDriver {
         let result =
             result.map_err(|e| classify(e, store.data(), limits.deadline_ms, limits.memory_bytes));
         let result = result.and_then(|r| r.map_err(CallError::Driver));
-        let operation = format!("call:{}", args["operation"].as_str().unwrap_or("?"));
+        let operation = format!("call:{name}");
         let (decision, outcome) = match &result {
             Ok(_) => (Decision::Allow, "ok".to_owned()),
             Err(e @ (CallError::Deadline(_) | CallError::Memory(_) | CallError::Trapped(_))) => {
@@ -282,7 +283,8 @@ impl LoadedDriver {
             Err(e) => (Decision::Allow, format!("error: {e}")),
         };
         let ctx = store.data_mut();
-        ctx.audit(&operation, args["request"].clone(), decision, outcome);
+        let request = args.get_mut("request").map(Value::take).unwrap_or_default();
+        ctx.audit(&operation, request, decision, outcome);
         ctx.finish();
         result
     }
