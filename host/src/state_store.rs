@@ -236,12 +236,16 @@ impl StateStore {
             let mut pending = self.shared.pending();
             let seq = pending.next_seq;
             pending.next_seq += 1;
+            let was_empty = pending.entries.is_empty();
             pending.entries.insert(
                 (driver.to_owned(), key.to_owned()),
                 (seq, new.map(<[u8]>::to_vec)),
             );
             drop(pending);
-            self.shared.wake.notify_one();
+            // The flusher sleeps only on an empty map: wake it only then.
+            if was_empty {
+                self.shared.wake.notify_one();
+            }
             return Ok(true);
         }
         let tx = self.shared.db.begin_write()?;
