@@ -70,6 +70,14 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    fn two_workers() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn one_worker_always_stays_free() {
         let calls = SyncCalls::for_workers(3);
@@ -83,11 +91,7 @@ mod tests {
 
     #[test]
     fn a_blocked_worker_does_not_stop_the_runtime() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = two_workers();
         let calls = Arc::new(SyncCalls::for_workers(2));
         rt.block_on(async {
             // Two slow calls at once: one in place, one on the blocking pool.
@@ -114,11 +118,7 @@ mod tests {
 
     #[test]
     fn a_task_woken_just_before_a_call_in_place_runs_during_it() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = two_workers();
         let calls = Arc::new(SyncCalls::for_workers(2));
         let waited = rt.block_on(async move {
             tokio::spawn(async move {
