@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use wasmvol::bindings::DriverError;
 use wasmvol::call::{CallError, Operation, Outcome};
 use wasmvol::runtime::Runtime;
-use wasmvol_tests::{Fixture, FixtureGrants};
+use wasmvol_tests::{mounts_under, Fixture, FixtureGrants};
 
 fn fixture(grants: FixtureGrants) -> (Fixture, Runtime) {
     // The adversary imports the device interface too, so it needs that grant.
@@ -202,6 +202,36 @@ fn a_symlink_swapped_in_after_the_check_is_not_followed() {
         call.join().unwrap()
     });
     assert_denied(&f, "bind-swapped", "mount.bind-from-root", attack);
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
+fn a_target_path_swapped_after_the_request_arrived_is_not_followed() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    std::fs::create_dir(f.root().join("vol")).unwrap();
+    let t = f.target("swap/t");
+    let elsewhere = f.dir.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("t")).unwrap();
+    let published = std::thread::scope(|s| {
+        let call = s.spawn(|| attack_publish(&rt, &t, "bind-swapped"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f.root().join("ready").exists() {
+            assert!(Instant::now() < deadline, "driver never got ready");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // While the driver runs, the target's parent becomes a symlink elsewhere.
+        let parent = t.parent().unwrap();
+        std::fs::rename(parent, parent.with_extension("old")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, parent).unwrap();
+        std::fs::write(f.root().join("swapped"), b"").unwrap();
+        call.join().unwrap()
+    });
+    published.expect("binding an honest directory is allowed");
+    // The mount landed on the directory the request named when it arrived.
+    let original = t.parent().unwrap().with_extension("old").join("t");
+    assert!(mounts_under(&elsewhere).is_empty(), "{:?}", f.mounts());
+    assert_eq!(f.mounts(), vec![original.clone()]);
+    nix::mount::umount(&original).unwrap();
     assert_host_unchanged_and_serving(&f, &rt);
 }
 

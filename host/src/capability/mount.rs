@@ -25,22 +25,23 @@ pub struct TargetHandle {
     role: TargetRole,
     shape: TargetShape,
     path: PathBuf,
-    /// `O_PATH` handle mounts attach to, opened on first use; released for
-    /// an unmount, which it would keep busy.
+    /// `O_PATH` handle opened when the request arrived; mounts attach to it.
+    /// Released for an unmount, which it would keep busy; reopened on next use.
     fd: Option<OwnedFd>,
 }
 
 impl TargetHandle {
-    /// Makes a target of a request path: a directory (mount access) or a
-    /// regular file (block access), never a symlink. The path is opened
-    /// when a mount first needs it, and must then still be what it was.
+    /// Opens a request path as a target: a directory (mount access) or a
+    /// regular file (block access), never a symlink. The handle is opened
+    /// when the request arrives, before the driver runs, so nothing the
+    /// driver does can change what its mounts land on.
     pub fn open(path: &Path, role: TargetRole) -> std::io::Result<Self> {
-        let shape = shape_of(&std::fs::symlink_metadata(path)?.file_type(), path)?;
+        let (fd, shape) = open_shaped(path)?;
         Ok(Self {
             role,
             shape,
             path: path.to_owned(),
-            fd: None,
+            fd: Some(fd),
         })
     }
 
@@ -54,48 +55,41 @@ impl TargetHandle {
         self.shape
     }
 
-    /// The `O_PATH` handle mounts attach to, opened on first use (and again
-    /// after an unmount released it); the path must still be what it was.
+    /// The `O_PATH` handle mounts attach to. After an unmount released it,
+    /// the path is opened again on the next use, and must still be what it was.
     pub fn fd(&mut self) -> std::io::Result<BorrowedFd<'_>> {
         if self.fd.is_none() {
-            let fd = match self.shape {
-                // The kernel checks the type: ENOTDIR for anything else, a symlink included.
-                TargetShape::Directory => sys::open_dir_path(&self.path)?,
-                TargetShape::File => {
-                    let fd = sys::open_path(&self.path)?;
-                    let kind = nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT;
-                    if kind != libc::S_IFREG && kind != libc::S_IFBLK {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            format!("{} changed type during the call", self.path.display()),
-                        ));
-                    }
-                    fd
-                }
-            };
+            let (fd, shape) = open_shaped(&self.path)?;
+            if shape != self.shape {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{} changed type during the call", self.path.display()),
+                ));
+            }
             self.fd = Some(fd);
         }
         Ok(self.fd.as_ref().expect("opened above").as_fd())
     }
 }
 
-/// A target's shape from its type: a directory, or a regular file (or a
-/// block device bound onto a file target); anything else is refused.
-fn shape_of(kind: &std::fs::FileType, path: &Path) -> std::io::Result<TargetShape> {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_dir() {
-        Ok(TargetShape::Directory)
-    } else if kind.is_file() || kind.is_block_device() {
-        Ok(TargetShape::File)
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "{} is neither a directory nor a regular file",
-                path.display()
-            ),
-        ))
-    }
+/// Opens `path` without following a final symlink, as a directory or a
+/// regular file (or a block device bound onto a file target).
+fn open_shaped(path: &Path) -> std::io::Result<(OwnedFd, TargetShape)> {
+    let fd = sys::open_path(path)?;
+    let shape = match nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => TargetShape::Directory,
+        libc::S_IFREG | libc::S_IFBLK => TargetShape::File,
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is neither a directory nor a regular file",
+                    path.display()
+                ),
+            ))
+        }
+    };
+    Ok((fd, shape))
 }
 
 fn table_err(e: wasmtime::component::ResourceTableError) -> CapError {

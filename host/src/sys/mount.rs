@@ -125,21 +125,12 @@ pub fn unmount(path: &Path) -> io::Result<bool> {
 
 /// Opens `path` as an `O_PATH` handle without following a final symlink.
 pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
-    open_o_path(path, 0)
-}
-
-/// Like [`open_path`], for a directory only (anything else is `ENOTDIR`).
-pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
-    open_o_path(path, libc::O_DIRECTORY)
-}
-
-fn open_o_path(path: &Path, extra: libc::c_int) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
     // SAFETY: NUL-terminated path; the returned fd is owned below.
     let fd = unsafe {
         libc::open(
             c.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra,
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         )
     };
     if fd < 0 {
