@@ -183,6 +183,15 @@ fn binding_through_a_planted_symlink_is_denied() {
     assert_host_unchanged_and_serving(&f, &rt);
 }
 
+/// Waits for the `bind-swapped` attack to say it checked and now waits.
+fn wait_for_ready(f: &Fixture) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f.root().join("ready").exists() {
+        assert!(Instant::now() < deadline, "driver never got ready");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_symlink_swapped_in_after_the_check_is_not_followed() {
     let (f, rt) = fixture(FixtureGrants::default());
@@ -191,11 +200,7 @@ fn a_symlink_swapped_in_after_the_check_is_not_followed() {
     let attack = std::thread::scope(|s| {
         // Spawned from this thread, so it shares this test's mount namespace.
         let call = s.spawn(|| attack_publish(&rt, &t, "bind-swapped"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !f.root().join("ready").exists() {
-            assert!(Instant::now() < deadline, "driver never got ready");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_ready(&f);
         std::fs::rename(f.root().join("vol"), f.root().join("vol.real")).unwrap();
         std::os::unix::fs::symlink(f.outside(), f.root().join("vol")).unwrap();
         std::fs::write(f.root().join("swapped"), b"").unwrap();
@@ -214,11 +219,7 @@ fn a_target_path_swapped_after_the_request_arrived_is_not_followed() {
     std::fs::create_dir_all(elsewhere.join("t")).unwrap();
     let published = std::thread::scope(|s| {
         let call = s.spawn(|| attack_publish(&rt, &t, "bind-swapped"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !f.root().join("ready").exists() {
-            assert!(Instant::now() < deadline, "driver never got ready");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_ready(&f);
         // While the driver runs, the target's parent becomes a symlink elsewhere.
         let parent = t.parent().unwrap();
         std::fs::rename(parent, parent.with_extension("old")).unwrap();
