@@ -84,7 +84,11 @@ mod tests {
         let held = slots.acquire(Duration::ZERO).unwrap();
         let waiter = {
             let slots = slots.clone();
-            std::thread::spawn(move || slots.acquire(Duration::from_secs(10)).is_some())
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                slots.acquire(Duration::from_secs(10)).is_some()
+                    && t.elapsed() < Duration::from_secs(5)
+            })
         };
         while slots.counts.lock().unwrap().waiting == 0 {
             std::thread::yield_now();

@@ -78,12 +78,46 @@ pub enum Persist {
 /// A relaxed write: its sequence number and its value (`None` deletes).
 type PendingWrite = (u64, Option<Vec<u8>>);
 
-/// Relaxed writes not yet committed, by (driver, key).
+/// Relaxed writes not yet committed, by driver, then key (looked up by
+/// `&str` with no allocation: reads pass here on every call).
 #[derive(Default)]
 struct Pending {
-    entries: BTreeMap<(String, String), PendingWrite>,
+    by_driver: BTreeMap<String, BTreeMap<String, PendingWrite>>,
     next_seq: u64,
     stop: bool,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.by_driver.is_empty()
+    }
+
+    fn get(&self, driver: &str, key: &str) -> Option<&PendingWrite> {
+        self.by_driver.get(driver)?.get(key)
+    }
+
+    fn insert(&mut self, driver: &str, key: &str, value: Option<Vec<u8>>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if !self.by_driver.contains_key(driver) {
+            self.by_driver.insert(driver.to_owned(), BTreeMap::new());
+        }
+        let keys = self.by_driver.get_mut(driver).expect("inserted above");
+        keys.insert(key.to_owned(), (seq, value));
+    }
+
+    /// Forgets a relaxed write once committed, unless a newer one replaced it.
+    fn forget(&mut self, driver: &str, key: &str, seq: u64) {
+        let Some(keys) = self.by_driver.get_mut(driver) else {
+            return;
+        };
+        if keys.get(key).is_some_and(|(s, _)| *s == seq) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_driver.remove(driver);
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -142,12 +176,7 @@ impl StateStore {
     /// One value.
     pub fn get(&self, driver: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         check_key(key)?;
-        if let Some((_, v)) = self
-            .shared
-            .pending()
-            .entries
-            .get(&(driver.to_owned(), key.to_owned()))
-        {
+        if let Some((_, v)) = self.shared.pending().get(driver, key) {
             return Ok(v.clone());
         }
         let tx = self.shared.db.begin_read()?;
@@ -171,9 +200,14 @@ impl StateStore {
             }
         }
         let pending = self.shared.pending();
-        let from = (driver.to_owned(), prefix.to_owned());
-        for ((d, key), (_, v)) in pending.entries.range(from..) {
-            if d != driver || !key.starts_with(prefix) {
+        let keys = pending.by_driver.get(driver).into_iter().flat_map(|keys| {
+            keys.range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+        });
+        for (key, (_, v)) in keys {
+            if !key.starts_with(prefix) {
                 break;
             }
             match v {
@@ -234,13 +268,8 @@ impl StateStore {
                 });
             }
             let mut pending = self.shared.pending();
-            let seq = pending.next_seq;
-            pending.next_seq += 1;
-            let was_empty = pending.entries.is_empty();
-            pending.entries.insert(
-                (driver.to_owned(), key.to_owned()),
-                (seq, new.map(<[u8]>::to_vec)),
-            );
+            let was_empty = pending.is_empty();
+            pending.insert(driver, key, new.map(<[u8]>::to_vec));
             drop(pending);
             // The flusher sleeps only on an empty map: wake it only then.
             if was_empty {
@@ -251,17 +280,13 @@ impl StateStore {
         let tx = self.shared.db.begin_write()?;
         // Write transactions are exclusive, so the flusher cannot commit this
         // key's relaxed value after us: once we commit, ours supersedes it.
-        let id = (driver.to_owned(), key.to_owned());
-        let relaxed = self.shared.pending().entries.get(&id).cloned();
+        let relaxed = self.shared.pending().get(driver, key).cloned();
         let wrote = apply(&tx, driver, key, expected, relaxed.as_ref(), new, quota)?;
         if wrote {
             tx.commit()?;
             if let Some((seq, _)) = relaxed {
-                let mut pending = self.shared.pending();
                 // A relaxed write that came in meanwhile is newer: it stays.
-                if pending.entries.get(&id).is_some_and(|(s, _)| *s == seq) {
-                    pending.entries.remove(&id);
-                }
+                self.shared.pending().forget(driver, key, seq);
             }
         }
         Ok(wrote)
@@ -335,19 +360,21 @@ fn apply(
 /// Commits the relaxed writes pending now in one transaction, then forgets
 /// those not overwritten meanwhile (reads see them in memory until then).
 fn flush(shared: &Shared) -> Result<(), StateError> {
-    if shared.pending().entries.is_empty() {
+    if shared.pending().is_empty() {
         return Ok(());
     }
     let tx = shared.db.begin_write()?;
-    let batch = shared.pending().entries.clone();
-    for ((driver, key), (_, value)) in &batch {
-        apply(&tx, driver, key, None, None, value.as_deref(), u64::MAX)?;
+    let batch = shared.pending().by_driver.clone();
+    for (driver, keys) in &batch {
+        for (key, (_, value)) in keys {
+            apply(&tx, driver, key, None, None, value.as_deref(), u64::MAX)?;
+        }
     }
     tx.commit()?;
     let mut pending = shared.pending();
-    for (k, (seq, _)) in batch {
-        if pending.entries.get(&k).is_some_and(|(s, _)| *s == seq) {
-            pending.entries.remove(&k);
+    for (driver, keys) in &batch {
+        for (key, (seq, _)) in keys {
+            pending.forget(driver, key, *seq);
         }
     }
     Ok(())
@@ -359,7 +386,7 @@ fn flush_loop(shared: &Shared) {
     loop {
         let stop = {
             let mut pending = shared.pending();
-            while pending.entries.is_empty() && !pending.stop {
+            while pending.is_empty() && !pending.stop {
                 pending = shared.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
             }
             pending.stop
@@ -461,6 +488,11 @@ mod tests {
             .unwrap();
         assert_eq!(s.get("a", "r/1").unwrap().as_deref(), Some(&b"x"[..]));
         assert_eq!(s.get("a", "r/gone").unwrap(), None);
+        // Other drivers' and other prefixes' relaxed writes stay out of a listing.
+        s.write("b", "r/2", None, Some(b"y"), 100, Persist::Relaxed)
+            .unwrap();
+        s.write("a", "r0", None, Some(b"z"), 100, Persist::Relaxed)
+            .unwrap();
         let keys: Vec<_> = s
             .list("a", "r/")
             .unwrap()
@@ -469,9 +501,12 @@ mod tests {
             .collect();
         assert_eq!(keys, ["r/1"]);
         // Committed by the flusher within its delay, without being asked.
-        std::thread::sleep(FLUSH_DELAY * 20);
-        assert!(s.shared.pending().entries.is_empty());
-        assert_eq!(s.usage("a").unwrap(), 4);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !s.shared.pending().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never committed");
+            std::thread::sleep(FLUSH_DELAY);
+        }
+        assert_eq!(s.usage("a").unwrap(), 4 + 3);
         drop(s);
         let s = StateStore::open(&path).unwrap();
         assert_eq!(s.get("a", "r/1").unwrap().as_deref(), Some(&b"x"[..]));

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use wasmvol::bindings::DriverError;
 use wasmvol::call::{CallError, Operation, Outcome};
 use wasmvol::runtime::Runtime;
-use wasmvol_tests::{mounts_under, Fixture, FixtureGrants};
+use wasmvol_tests::{Fixture, FixtureGrants};
 
 fn fixture(grants: FixtureGrants) -> (Fixture, Runtime) {
     // The adversary imports the device interface too, so it needs that grant.
@@ -230,7 +230,7 @@ fn a_target_path_swapped_after_the_request_arrived_is_not_followed() {
     published.expect("binding an honest directory is allowed");
     // The mount landed on the directory the request named when it arrived.
     let original = t.parent().unwrap().with_extension("old").join("t");
-    assert!(mounts_under(&elsewhere).is_empty(), "{:?}", f.mounts());
+    // Nothing landed where the symlink points (it is under the fixture too).
     assert_eq!(f.mounts(), vec![original.clone()]);
     nix::mount::umount(&original).unwrap();
     assert_host_unchanged_and_serving(&f, &rt);
