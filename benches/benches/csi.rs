@@ -5,7 +5,8 @@
 //! - socket ready after `wasmvol serve` starts with cached artifacts.
 //!
 //! Runs as root; mounts happen in a private mount namespace of its own.
-//! `WASMVOL_BENCH_PROFILE=pair` loops publish + unpublish only, for profiling the host.
+//! `WASMVOL_BENCH_PROFILE=pair` (target on a tmpfs) or `pair-disk` loops
+//! publish + unpublish only, for profiling the host.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -96,12 +97,19 @@ fn main() {
         let mut node = NodeClient::new(channel.clone());
         let v = controller.create_volume(create("bench")).await.unwrap().into_inner().volume.unwrap();
         let target = f.dir.path().join("targets/bench");
-        if std::env::var("WASMVOL_BENCH_PROFILE").as_deref() == Ok("pair") {
-            // Only the publish/unpublish loop, long enough to profile the host.
+        let tmpfs = f.dir.path().join("tmpfs-targets");
+        std::fs::create_dir_all(&tmpfs).unwrap();
+        nix::mount::mount(Some("tmpfs"), &tmpfs, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+        let profile = std::env::var("WASMVOL_BENCH_PROFILE").unwrap_or_default();
+        if profile == "pair" || profile == "pair-disk" {
+            // Only the publish/unpublish loop, long enough to profile the
+            // host; the target on the tmpfs unless asked for the disk.
+            let at = if profile == "pair" { tmpfs.join("bench") } else { target.clone() };
             for _ in 0..20_000 {
-                node.node_publish_volume(publish(&v.volume_id, &target)).await.unwrap();
-                node.node_unpublish_volume(unpublish(&v.volume_id, &target)).await.unwrap();
+                node.node_publish_volume(publish(&v.volume_id, &at)).await.unwrap();
+                node.node_unpublish_volume(unpublish(&v.volume_id, &at)).await.unwrap();
             }
+            nix::mount::umount(&tmpfs).unwrap();
             return;
         }
         let n = 1000;
@@ -122,9 +130,6 @@ fn main() {
         // cost, without the disk's mkdir/rmdir), alternating iteration by
         // iteration so both see the same machine; plus the disk's own
         // mkdir + rmdir of a target, natively, for scale.
-        let tmpfs = f.dir.path().join("tmpfs-targets");
-        std::fs::create_dir_all(&tmpfs).unwrap();
-        nix::mount::mount(Some("tmpfs"), &tmpfs, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
         let (disk_target, tmpfs_target) = (target.clone(), tmpfs.join("bench"));
         let native_dir = f.dir.path().join("targets/native");
         let (mut disk, mut mem, mut native) = (Vec::new(), Vec::new(), Vec::new());

@@ -51,6 +51,27 @@ pub enum Need {
     DeviceMount,
 }
 
+/// Host operations that may block for long: device work and the tools it
+/// runs, walks and copies of trees, file contents, durable commits. Before
+/// one, a call running in place on a tokio worker lets go of the task
+/// waiting on that worker (see [`crate::sync_calls`]); the quick ones
+/// (binds, unmounts, reads of state, single entries) skip that wake-up.
+fn may_take_long(operation: &str, need: Need) -> bool {
+    matches!(need, Need::Device | Need::DeviceMount)
+        || matches!(
+            operation,
+            "volumes.copy"
+                | "volumes.remove-tree"
+                | "volumes.usage"
+                | "volumes.list-dir"
+                | "volumes.read-file"
+                | "volumes.write-file"
+                | "state.put"
+                | "state.delete"
+                | "state.compare-and-swap"
+        )
+}
+
 /// Why a capability use failed.
 #[derive(Debug)]
 pub enum CapError {
@@ -168,6 +189,9 @@ impl CallContext {
             let msg = format!("{operation} denied: {why}");
             self.audit(operation, args, Decision::Deny, why);
             return Err(DriverError::PermissionDenied(msg));
+        }
+        if may_take_long(operation, need) {
+            crate::sync_calls::may_block();
         }
         match f(self) {
             Ok(v) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use wasmtime::component::{InstancePre, Linker, Resource};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::artifact_cache::{ArtifactCache, Provenance};
 use crate::audit::Decision;
@@ -295,8 +295,19 @@ impl LoadedDriver {
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|c| c);
         let deadline = Duration::from_millis(self.env.policy.limits.deadline_ms);
-        store.set_epoch_deadline(DriverEngine::ticks_for(deadline));
-        store.epoch_deadline_trap();
+        let ticks = DriverEngine::ticks_for(deadline);
+        // At the first tick the call is slow enough to let go of the
+        // worker's waiting task (see sync_calls); the deadline is the rest.
+        let mut first_tick = true;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::mem::take(&mut first_tick) && ticks > 1 {
+                crate::sync_calls::may_block();
+                Ok(UpdateDeadline::Continue(ticks - 1))
+            } else {
+                Ok(UpdateDeadline::Interrupt)
+            }
+        });
         Ok(store)
     }
 

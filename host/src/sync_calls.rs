@@ -1,14 +1,25 @@
 //! Running synchronous driver calls from the async front ends.
 //!
 //! A driver call is synchronous (wasm plus syscalls, bounded by the driver's
-//! deadline). Handing it to another thread costs two thread wake-ups, which
-//! on a small VM outweighs a whole hostpath publish: measured here, about
-//! 45 µs per call through `spawn_blocking` and 120 µs through
-//! `block_in_place`. So a call runs in place on the tokio worker that
-//! received it, as long as that leaves at least one worker free for
-//! everything else (sockets, timers, other RPCs); past that it goes to the
-//! blocking pool, and a slow or stuck driver can never hold every worker.
+//! deadline). Handing it to another thread costs thread wake-ups, which on a
+//! small VM outweigh a whole hostpath publish: measured here, about 45 µs
+//! per call through `spawn_blocking` and 120 µs through `block_in_place`.
+//! So a call runs in place on the tokio worker that received it, as long as
+//! that leaves at least one worker free for everything else (sockets,
+//! timers, other RPCs); past that it goes to the blocking pool, and a slow
+//! or stuck driver can never hold every worker.
+//!
+//! One task can still wait behind a call in place: the one in the worker's
+//! LIFO slot (the task this worker woke last, say the connection task of
+//! this very socket), which other workers cannot steal. Moving it out costs
+//! a thread wake-up, which most calls (a hostpath publish ends in ~50 µs)
+//! do not need. So it is moved out only once the call turns slow: at the
+//! first epoch tick the call sees while running wasm, and before any host
+//! operation that may block (a device, a walk of a tree, a durable write),
+//! which all call [`may_block`]. A task woken just before a call therefore
+//! waits at most one epoch tick, not the call's whole deadline.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Places synchronous calls: in place while workers remain, else on the blocking pool.
@@ -18,12 +29,32 @@ pub struct SyncCalls {
     free: AtomicUsize,
 }
 
+thread_local! {
+    /// Set while a call runs in place on this worker and its LIFO slot was
+    /// not yet cleared.
+    static IN_PLACE: Cell<bool> = const { Cell::new(false) };
+}
+
 /// A claim on one in-place call; returned on drop, even if the call panics.
 struct InPlace<'a>(&'a AtomicUsize);
 
 impl Drop for InPlace<'_> {
     fn drop(&mut self) {
+        IN_PLACE.set(false);
         self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Tells the call running on this thread that it may now block for long:
+/// if it runs in place on a tokio worker, the task waiting in the worker's
+/// LIFO slot is handed to another worker (once per call). Free everywhere
+/// else, so host code calls it without knowing where it runs.
+pub fn may_block() {
+    if IN_PLACE.replace(false) {
+        // An empty task spawned here takes the slot, and the task it
+        // displaces goes to the run queue with a wake-up for another
+        // worker, which steals it.
+        drop(tokio::spawn(async {}));
     }
 }
 
@@ -44,16 +75,12 @@ impl SyncCalls {
 
     /// Runs `call` to completion and returns its result.
     ///
-    /// Must be awaited on a multi-thread tokio runtime.
+    /// Must be awaited on a multi-thread tokio runtime; `call` must reach
+    /// [`may_block`] (directly or through the driver's epoch ticks) before
+    /// anything that may take long.
     pub async fn run<T: Send + 'static>(&self, call: impl FnOnce() -> T + Send + 'static) -> T {
         if let Some(_claim) = self.claim() {
-            // Tokio's LIFO slot holds the task last woken from this worker,
-            // and other workers cannot steal it while we block. An empty
-            // task spawned here takes the slot and moves its holder (say,
-            // the connection task of this very socket) to the run queue,
-            // where another worker, woken for it, takes it. (`yield_now`
-            // does the same at ~30 µs a call: a park and a steal of us.)
-            drop(tokio::spawn(async {}));
+            IN_PLACE.set(true);
             return call();
         }
         match tokio::task::spawn_blocking(call).await {
@@ -129,7 +156,10 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 tx.send(std::time::Instant::now()).unwrap();
                 calls
-                    .run(|| std::thread::sleep(Duration::from_millis(500)))
+                    .run(|| {
+                        may_block();
+                        std::thread::sleep(Duration::from_millis(500))
+                    })
                     .await;
                 woken.await.unwrap()
             })
@@ -140,5 +170,16 @@ mod tests {
             waited < Duration::from_millis(250),
             "the woken task waited {waited:?} for the blocking call"
         );
+    }
+
+    #[test]
+    fn may_block_outside_an_in_place_call_does_nothing() {
+        // No runtime here: a spawn would panic.
+        may_block();
+        let rt = two_workers();
+        let calls = SyncCalls::for_workers(1);
+        // On the blocking pool (no worker to spare) it does nothing either.
+        rt.block_on(calls.run(may_block));
+        assert!(!IN_PLACE.get());
     }
 }

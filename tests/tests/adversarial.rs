@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use wasmvol::bindings::DriverError;
 use wasmvol::call::{CallError, Operation, Outcome};
 use wasmvol::runtime::Runtime;
+use wasmvol::sync_calls::SyncCalls;
 use wasmvol_tests::{Fixture, FixtureGrants};
 
 fn fixture(grants: FixtureGrants) -> (Fixture, Runtime) {
@@ -331,6 +332,46 @@ fn an_endless_loop_hits_the_deadline() {
     );
     assert_contained(&f, "loop", &result, "deadline");
     assert_host_unchanged_and_serving(&f, &rt);
+}
+
+/// A driver spinning in place on a tokio worker (as CSI calls run) does not
+/// hold up the task that worker woke just before it, say the connection of
+/// the socket the request came on: at the call's first epoch tick that task
+/// goes to another worker.
+#[test]
+fn an_endless_loop_in_place_does_not_hold_up_the_worker_s_next_task() {
+    let (_f, rt) = fixture(FixtureGrants {
+        deadline_ms: 1000,
+        ..FixtureGrants::default()
+    });
+    let rt = std::sync::Arc::new(rt);
+    let workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let calls = std::sync::Arc::new(SyncCalls::for_workers(2));
+    let (waited, result) = workers.block_on(async move {
+        tokio::spawn(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel::<Instant>();
+            let woken = tokio::spawn(async move { rx.await.unwrap().elapsed() });
+            // Let `woken` park, wake it from this worker, then spin in place.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(Instant::now()).unwrap();
+            let result = calls.run(move || attack_create(&rt, "loop")).await;
+            (woken.await.unwrap(), result)
+        })
+        .await
+        .unwrap()
+    });
+    assert!(
+        matches!(result, Err(CallError::Deadline(1000))),
+        "{result:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(250),
+        "the woken task waited {waited:?} for the spinning call"
+    );
 }
 
 #[test]
