@@ -176,10 +176,21 @@ mod tests {
     fn may_block_outside_an_in_place_call_does_nothing() {
         // No runtime here: a spawn would panic.
         may_block();
+    }
+
+    #[test]
+    fn only_the_call_in_place_is_armed() {
         let rt = two_workers();
-        let calls = SyncCalls::for_workers(1);
-        // On the blocking pool (no worker to spare) it does nothing either.
-        rt.block_on(calls.run(may_block));
-        assert!(!IN_PLACE.get());
+        let calls = Arc::new(SyncCalls::for_workers(2));
+        let (during, after) = rt.block_on(async move {
+            tokio::spawn(async move {
+                let during = calls.run(|| IN_PLACE.get()).await;
+                (during, IN_PLACE.get())
+            })
+            .await
+            .unwrap()
+        });
+        assert!(during, "armed while the call runs in place");
+        assert!(!after, "disarmed once it returned, on the same worker");
     }
 }
