@@ -103,7 +103,9 @@ fn main() {
         }
     }
     let default_filter = match cli.command {
-        Command::Serve { .. } => "info",
+        // Every allowed capability use is in the audit log file already;
+        // on stderr by default only denials, which someone should see.
+        Command::Serve { .. } => "info,wasmvol::audit=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -276,10 +276,27 @@ impl ServeProcess {
 
     /// Starts `wasmvol serve` and waits until `socket` answers.
     pub fn start_on(f: &Fixture, socket: &Path) -> Self {
-        let child = std::process::Command::new(wasmvol_bin())
+        let mut cmd = std::process::Command::new(wasmvol_bin());
+        cmd.env("RUST_LOG", "warn");
+        Self::spawn(f, socket, cmd)
+    }
+
+    /// Starts `wasmvol serve` with its stderr (its tracing) in `log`, at
+    /// `rust_log`, or at its own default level when that is `None`.
+    pub fn start_logging(f: &Fixture, rust_log: Option<&str>, log: &Path) -> Self {
+        let mut cmd = std::process::Command::new(wasmvol_bin());
+        match rust_log {
+            Some(level) => cmd.env("RUST_LOG", level),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        cmd.stderr(std::fs::File::create(log).expect("serve log file"));
+        Self::spawn(f, &f.csi_socket(), cmd)
+    }
+
+    fn spawn(f: &Fixture, socket: &Path, mut cmd: std::process::Command) -> Self {
+        let child = cmd
             .args(["serve", "--config"])
             .arg(&f.policy_path)
-            .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn wasmvol serve");

@@ -582,14 +582,63 @@ async fn snapshots_list_delete_and_restore() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_a_driver_without_the_grant_nor_any_log() {
-    let mut c = start().await;
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            csi: true,
+            ..FixtureGrants::default()
+        },
+    );
+    // At debug, so that every audit record and call also goes to tracing.
+    let log = f.dir.path().join("serve.log");
+    let serve = ServeProcess::start_logging(&f, Some("debug"), &log);
+    let mut controller = ControllerClient::new(csi_channel(&serve.socket).await);
     let mut req = create_req("pvc-secret", MIB);
     req.secrets
         .insert("password".into(), "hunter2-do-not-log".into());
-    c.controller.create_volume(req).await.unwrap();
-    let audit = std::fs::read_to_string(c.f.dir.path().join("state/audit.jsonl")).unwrap();
+    controller.create_volume(req).await.unwrap();
+    drop(controller);
+    drop(serve);
+    let audit = std::fs::read_to_string(f.dir.path().join("state/audit.jsonl")).unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(audit.contains("pvc-secret"));
+    assert!(stderr.contains("pvc-secret"), "the call is in tracing too");
     assert!(!audit.contains("hunter2-do-not-log"));
+    assert!(!stderr.contains("hunter2-do-not-log"));
+}
+
+/// At its default level `serve` prints what it serves and any denial, not
+/// every allowed capability use: those are in the audit log file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_leaves_allowed_capability_uses_to_the_audit_file_by_default() {
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            csi: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let log = f.dir.path().join("serve.log");
+    let serve = ServeProcess::start_logging(&f, None, &log);
+    let mut controller = ControllerClient::new(csi_channel(&serve.socket).await);
+    controller
+        .create_volume(create_req("pvc-quiet", MIB))
+        .await
+        .unwrap();
+    drop(controller);
+    drop(serve);
+    let allowed = f
+        .audit()
+        .into_iter()
+        .filter(|r| r["decision"] == "allow")
+        .count();
+    assert!(
+        allowed >= 2,
+        "the create and its capability uses: {allowed}"
+    );
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("CSI socket ready"), "{stderr}");
+    assert!(!stderr.contains("\"decision\":\"allow\""), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
