@@ -580,8 +580,9 @@ async fn snapshots_list_delete_and_restore() {
     assert!(after.entries.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secrets_never_reach_a_driver_without_the_grant_nor_any_log() {
+/// A hostpath host whose tracing goes to a file at `rust_log` (None: its
+/// default level): the fixture, the host and the log's path.
+fn start_logging(rust_log: Option<&str>) -> (Fixture, ServeProcess, std::path::PathBuf) {
     let f = Fixture::new(
         "hostpath",
         FixtureGrants {
@@ -589,9 +590,15 @@ async fn secrets_never_reach_a_driver_without_the_grant_nor_any_log() {
             ..FixtureGrants::default()
         },
     );
-    // At debug, so that every audit record and call also goes to tracing.
     let log = f.dir.path().join("serve.log");
-    let serve = ServeProcess::start_logging(&f, Some("debug"), &log);
+    let serve = ServeProcess::start_logging(&f, rust_log, &log);
+    (f, serve, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_a_driver_without_the_grant_nor_any_log() {
+    // At debug, so that every audit record and call also goes to tracing.
+    let (f, serve, log) = start_logging(Some("debug"));
     let mut controller = ControllerClient::new(csi_channel(&serve.socket).await);
     let mut req = create_req("pvc-secret", MIB);
     req.secrets
@@ -611,15 +618,7 @@ async fn secrets_never_reach_a_driver_without_the_grant_nor_any_log() {
 /// every allowed capability use: those are in the audit log file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_leaves_allowed_capability_uses_to_the_audit_file_by_default() {
-    let f = Fixture::new(
-        "hostpath",
-        FixtureGrants {
-            csi: true,
-            ..FixtureGrants::default()
-        },
-    );
-    let log = f.dir.path().join("serve.log");
-    let serve = ServeProcess::start_logging(&f, None, &log);
+    let (f, serve, log) = start_logging(None);
     let mut controller = ControllerClient::new(csi_channel(&serve.socket).await);
     controller
         .create_volume(create_req("pvc-quiet", MIB))
