@@ -75,6 +75,12 @@ impl TargetHandle {
 /// Opens `path` without following a final symlink, as a directory or a
 /// regular file (or a block device bound onto a file target).
 fn open_shaped(path: &Path) -> std::io::Result<(OwnedFd, TargetShape)> {
+    // Targets are mostly directories: one open tells that much.
+    match sys::open_dir_path(path) {
+        Ok(fd) => return Ok((fd, TargetShape::Directory)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
+        Err(e) => return Err(e),
+    }
     let fd = sys::open_path(path)?;
     let shape = match nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT {
         libc::S_IFDIR => TargetShape::Directory,
@@ -245,3 +251,29 @@ impl HostTarget for CallContext {
 }
 
 impl Host for CallContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn targets_open_as_directories_or_files_and_never_through_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let (dir, file) = (d.path().join("dir"), d.path().join("file"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(&file, b"").unwrap();
+        symlink(&dir, d.path().join("to-dir")).unwrap();
+        symlink(&file, d.path().join("to-file")).unwrap();
+        nix::unistd::mkfifo(&d.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+
+        assert_eq!(open_shaped(&dir).unwrap().1, TargetShape::Directory);
+        assert_eq!(open_shaped(&file).unwrap().1, TargetShape::File);
+        for odd in ["to-dir", "to-file", "fifo"] {
+            let e = open_shaped(&d.path().join(odd)).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{odd}: {e}");
+        }
+        let missing = open_shaped(&d.path().join("missing")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    }
+}

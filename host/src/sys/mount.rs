@@ -125,12 +125,22 @@ pub fn unmount(path: &Path) -> io::Result<bool> {
 
 /// Opens `path` as an `O_PATH` handle without following a final symlink.
 pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    open_o_path(path, 0)
+}
+
+/// As [`open_path`], but only a directory opens (`ENOTDIR` otherwise, a
+/// symlink included): its type is then known without an `fstat`.
+pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    open_o_path(path, libc::O_DIRECTORY)
+}
+
+fn open_o_path(path: &Path, extra: libc::c_int) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
     // SAFETY: NUL-terminated path; the returned fd is owned below.
     let fd = unsafe {
         libc::open(
             c.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra,
         )
     };
     if fd < 0 {
