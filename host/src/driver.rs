@@ -386,98 +386,60 @@ impl LoadedDriver {
         let x = &self.exports;
         let s = &mut *store;
         Ok(match prepared {
-            Prepared::Stage(t, r) => x
-                .stage(&mut *s, &instance)
-                .call(s, (t, &r))?
-                .0
-                .map(|_| Outcome::Done),
+            Prepared::Stage(t, r) => x.stage(&mut *s, &instance, (t, &r))?.map(|_| Outcome::Done),
             Prepared::Unstage(t, r) => x
-                .unstage(&mut *s, &instance)
-                .call(s, (t, &r))?
-                .0
+                .unstage(&mut *s, &instance, (t, &r))?
                 .map(|_| Outcome::Done),
             Prepared::Publish(t, st, r) => x
-                .publish(&mut *s, &instance)
-                .call(s, (t, st, &r))?
-                .0
+                .publish(&mut *s, &instance, (t, st, &r))?
                 .map(|_| Outcome::Done),
             Prepared::Unpublish(t, r) => x
-                .unpublish(&mut *s, &instance)
-                .call(s, (t, &r))?
-                .0
+                .unpublish(&mut *s, &instance, (t, &r))?
                 .map(|_| Outcome::Done),
             Prepared::Stats(t, r) => x
-                .volume_stats(&mut *s, &instance)
-                .call(s, (t, &r))?
-                .0
+                .volume_stats(&mut *s, &instance, (t, &r))?
                 .map(Outcome::VolumeStats),
             Prepared::NodeExpand(t, r) => x
-                .node_expand(&mut *s, &instance)
-                .call(s, (t, &r))?
-                .0
+                .node_expand(&mut *s, &instance, (t, &r))?
                 .map(Outcome::CapacityBytes),
             Prepared::Plain(op) => match op {
-                Operation::Info => Ok(Outcome::Info(x.info(&mut *s, &instance).call(s, ())?.0)),
+                Operation::Info => Ok(Outcome::Info(x.info(&mut *s, &instance, ())?)),
                 Operation::CreateVolume(r) => x
-                    .create_volume(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .create_volume(&mut *s, &instance, (&r,))?
                     .map(Outcome::Volume),
                 Operation::DeleteVolume(r) => x
-                    .delete_volume(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .delete_volume(&mut *s, &instance, (&r,))?
                     .map(|_| Outcome::Done),
                 Operation::ControllerPublish(r) => x
-                    .controller_publish(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .controller_publish(&mut *s, &instance, (&r,))?
                     .map(Outcome::PublishContext),
                 Operation::ControllerUnpublish(r) => x
-                    .controller_unpublish(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .controller_unpublish(&mut *s, &instance, (&r,))?
                     .map(|_| Outcome::Done),
                 Operation::ValidateVolumeCapabilities(r) => x
-                    .validate_volume_capabilities(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .validate_volume_capabilities(&mut *s, &instance, (&r,))?
                     .map(Outcome::Validated),
                 Operation::ListVolumes(r) => x
-                    .list_volumes(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .list_volumes(&mut *s, &instance, (&r,))?
                     .map(Outcome::Volumes),
                 Operation::GetCapacity(r) => x
-                    .get_capacity(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .get_capacity(&mut *s, &instance, (&r,))?
                     .map(Outcome::Capacity),
                 Operation::CreateSnapshot(r) => x
-                    .create_snapshot(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .create_snapshot(&mut *s, &instance, (&r,))?
                     .map(Outcome::Snapshot),
                 Operation::DeleteSnapshot(r) => x
-                    .delete_snapshot(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .delete_snapshot(&mut *s, &instance, (&r,))?
                     .map(|_| Outcome::Done),
                 Operation::ListSnapshots(r) => x
-                    .list_snapshots(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .list_snapshots(&mut *s, &instance, (&r,))?
                     .map(Outcome::Snapshots),
                 Operation::ControllerExpand(r) => x
-                    .controller_expand(&mut *s, &instance)
-                    .call(s, (&r,))?
-                    .0
+                    .controller_expand(&mut *s, &instance, (&r,))?
                     .map(Outcome::Expanded),
-                Operation::NodeGetInfo => x
-                    .node_info(&mut *s, &instance)
-                    .call(s, ())?
-                    .0
-                    .map(Outcome::NodeInfo),
+                Operation::NodeGetInfo => {
+                    x.node_info(&mut *s, &instance, ())?.map(Outcome::NodeInfo)
+                }
                 Operation::NodeStage(_)
                 | Operation::NodeUnstage(_)
                 | Operation::NodePublish(_)

@@ -31,7 +31,7 @@ const CONTROLLER: &str = "wasmvol:driver/controller@0.1.0";
 const NODE: &str = "wasmvol:driver/node@0.1.0";
 
 type Target = Resource<TargetHandle>;
-type Answer<T> = (Result<T, DriverError>,);
+type Answer<T> = Result<T, DriverError>;
 
 /// Declares [`Exports`]: one field per exported function, with the type the
 /// host calls it at. The type is written once here and used both for the
@@ -75,27 +75,29 @@ macro_rules! exports {
             ) -> wasmtime::Result<()> {
                 $(
                     instance
-                        .get_typed_func::<($($param,)*), $ret>(&mut store, &self.$field)
+                        .get_typed_func::<($($param,)*), ($ret,)>(&mut store, &self.$field)
                         .map_err(|e| e.context(concat!("export `", $name, "`")))?;
                 )*
                 Ok(())
             }
 
             $(
-                #[doc = concat!("The `", $name, "` export of a fresh instance.")]
+                #[doc = concat!("Calls the `", $name, "` export of a fresh instance.")]
                 #[allow(clippy::extra_unused_lifetimes)]
                 pub fn $field<'a>(
                     &self,
-                    store: impl AsContextMut,
+                    mut store: impl AsContextMut,
                     instance: &Instance,
-                ) -> TypedFunc<($($param,)*), $ret> {
+                    params: ($($param,)*),
+                ) -> wasmtime::Result<$ret> {
                     let func = instance
-                        .get_func(store, &self.$field)
+                        .get_func(&mut store, &self.$field)
                         .expect("exports are found at load, in the same component");
                     // SAFETY: `typecheck` proved at load that this export of
                     // this component has exactly this type, and a component's
                     // types do not change between instances.
-                    unsafe { TypedFunc::new_unchecked(func) }
+                    let typed = unsafe { TypedFunc::<($($param,)*), ($ret,)>::new_unchecked(func) };
+                    Ok(typed.call(store, params)?.0)
                 }
             )*
         }
@@ -103,7 +105,7 @@ macro_rules! exports {
 }
 
 exports! {
-    info: IDENTITY."info", () -> (DriverInfo,);
+    info: IDENTITY."info", () -> DriverInfo;
     create_volume: CONTROLLER."create-volume", (&'a CreateVolumeRequest) -> Answer<Volume>;
     delete_volume: CONTROLLER."delete-volume", (&'a DeleteVolumeRequest) -> Answer<()>;
     controller_publish: CONTROLLER."controller-publish", (&'a ControllerPublishRequest) -> Answer<KeyValues>;

@@ -99,11 +99,16 @@ impl Pending {
     fn insert(&mut self, driver: &str, key: &str, value: Option<Vec<u8>>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if !self.by_driver.contains_key(driver) {
-            self.by_driver.insert(driver.to_owned(), BTreeMap::new());
+        let write = (key.to_owned(), (seq, value));
+        match self.by_driver.get_mut(driver) {
+            Some(keys) => {
+                keys.insert(write.0, write.1);
+            }
+            None => {
+                self.by_driver
+                    .insert(driver.to_owned(), BTreeMap::from([write]));
+            }
         }
-        let keys = self.by_driver.get_mut(driver).expect("inserted above");
-        keys.insert(key.to_owned(), (seq, value));
     }
 
     /// Forgets a relaxed write once committed, unless a newer one replaced it.
