@@ -12,6 +12,7 @@ pub mod locks;
 pub mod node;
 pub mod records;
 pub mod status;
+pub mod target;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,6 @@
 //! spec asks of a plugin, keeps durable records of what is staged and
 //! published where, and answers repeats and conflicts from them.
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -15,70 +14,16 @@ use super::proto::node_server::Node;
 use super::proto::node_service_capability::{self, rpc};
 use super::proto::*;
 use super::records::Placement;
+use super::target::{create_target, exists, io_status, remove_target};
 use super::{outcome, CsiDriver};
 use crate::bindings::node as wit;
-use crate::bindings::types::{AccessType, Feature, VolumeCapability};
+use crate::bindings::types::{Feature, VolumeCapability};
 use crate::call::{Operation, Outcome, WithPaths};
 use crate::sys::mount::is_mount_point;
 
 /// What a repeat of a publish or stage must match.
 fn fingerprint(cap: &VolumeCapability, readonly: bool) -> String {
     json!({"capability": cap, "readonly": readonly}).to_string()
-}
-
-fn io_status(what: &str, path: &Path, e: std::io::Error) -> Status {
-    Status::internal(format!("{what} {}: {e}", path.display()))
-}
-
-/// Makes the publish target as the capability needs it: a directory for
-/// mount access, a file for block access. Returns whether it was created
-/// (not when something is already there).
-fn create_target(path: &Path, cap: &VolumeCapability) -> Result<bool, Status> {
-    let make = |path: &Path| match cap.access_type {
-        AccessType::Mount(_) => std::fs::create_dir(path),
-        AccessType::Block => std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(path)
-            .map(drop),
-    };
-    let made = match make(path) {
-        // Kubelet makes the parent; make it if it did not.
-        Err(e) if e.kind() == ErrorKind::NotFound => match path.parent() {
-            Some(parent) => std::fs::create_dir_all(parent)
-                .map_err(|e| io_status("creating", parent, e))
-                .and_then(|_| make(path).map_err(|e| io_status("creating", path, e))),
-            None => Err(io_status("creating", path, e)),
-        },
-        other => other.map_err(|e| io_status("creating", path, e)),
-    };
-    match made {
-        Ok(()) => Ok(true),
-        Err(_) if exists(path) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes a target path the host created, unless something is still
-/// mounted there (the kernel refuses to remove a mount point: EBUSY).
-fn remove_target(path: &Path) -> Result<(), Status> {
-    let removed = match std::fs::remove_dir(path) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => std::fs::remove_file(path),
-        other => other,
-    };
-    match removed {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(Status::internal(format!(
-            "{} is still mounted after the driver unpublished it",
-            path.display()
-        ))),
-        Err(e) => Err(io_status("removing", path, e)),
-    }
-}
-
-fn exists(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
 }
 
 fn path_key(p: &Path) -> String {
