@@ -29,26 +29,43 @@ struct Closer {
     thread: Thread,
 }
 
-fn closer() -> &'static Closer {
-    static CLOSER: OnceLock<Closer> = OnceLock::new();
-    CLOSER.get_or_init(|| {
-        let thread = std::thread::Builder::new()
-            .name("wasmvol-close".into())
-            .spawn(|| loop {
-                let batch = std::mem::take(&mut *lock(&closer().waiting));
-                if batch.is_empty() {
-                    std::thread::park();
-                } else {
-                    drop(batch);
-                    std::thread::sleep(LINGER);
+/// The closing thread, started on first use; `None` if it could not start,
+/// and then every descriptor is closed by its caller.
+fn closer() -> Option<&'static Closer> {
+    static CLOSER: OnceLock<Option<Closer>> = OnceLock::new();
+    CLOSER
+        .get_or_init(|| {
+            let spawned = std::thread::Builder::new()
+                .name("wasmvol-close".into())
+                .spawn(close_waiting);
+            match spawned {
+                Ok(handle) => Some(Closer {
+                    waiting: Mutex::new(Vec::new()),
+                    thread: handle.thread().clone(),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no descriptor-closing thread; closing in place");
+                    None
                 }
-            })
-            .expect("spawning the descriptor-closing thread");
-        Closer {
-            waiting: Mutex::new(Vec::new()),
-            thread: thread.thread().clone(),
+            }
+        })
+        .as_ref()
+}
+
+/// The closing thread's loop.
+fn close_waiting() {
+    // Started from `closer()`'s initialiser: this call waits for that
+    // initialiser to return (`get_or_init` blocks other callers) and finds it set.
+    let Some(closer) = closer() else { return };
+    loop {
+        let batch = std::mem::take(&mut *lock(&closer.waiting));
+        if batch.is_empty() {
+            std::thread::park();
+        } else {
+            drop(batch);
+            std::thread::sleep(LINGER);
         }
-    })
+    }
 }
 
 fn lock(waiting: &Mutex<Vec<OwnedFd>>) -> std::sync::MutexGuard<'_, Vec<OwnedFd>> {
@@ -58,7 +75,9 @@ fn lock(waiting: &Mutex<Vec<OwnedFd>>) -> std::sync::MutexGuard<'_, Vec<OwnedFd>
 
 /// Closes `fd` soon, on a background thread, instead of now.
 pub fn defer_close(fd: OwnedFd) {
-    let closer = closer();
+    let Some(closer) = closer() else {
+        return drop(fd);
+    };
     let mut waiting = lock(&closer.waiting);
     if waiting.len() >= MAX_WAITING {
         drop(waiting);
