@@ -314,6 +314,21 @@ fn a_handle_kept_from_an_earlier_call_is_useless() {
 }
 
 #[test]
+fn no_memory_outlives_a_call() {
+    let (f, rt) = fixture(FixtureGrants::default());
+    // The driver counts the calls its instance served in a static and gets
+    // through only from the second on: every call must meet a fresh count.
+    for round in 0..20 {
+        match attack_create(&rt, "remember") {
+            Err(CallError::Driver(DriverError::FailedPrecondition(m)))
+                if m.contains("fresh instance") => {}
+            other => panic!("call {round}: an instance remembered an earlier call: {other:?}"),
+        }
+    }
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+#[test]
 fn an_endless_loop_hits_the_deadline() {
     let (f, rt) = fixture(FixtureGrants {
         deadline_ms: 300,

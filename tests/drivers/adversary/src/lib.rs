@@ -11,6 +11,9 @@ struct Adversary;
 
 const HANDLE_KEY: &str = "stashed-handle";
 
+/// Calls this instance has served: more than one means memory outlived a call.
+static CALLS_SERVED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 fn root() -> Result<Root> {
     volumes::open_root()
 }
@@ -78,6 +81,14 @@ impl Driver for Adversary {
                 // SAFETY (for the guest): deliberately forged; the host must contain it.
                 let forged = unsafe { Target::from_handle(raw) };
                 forged.bind_from_root(&root()?, "volumes/loot", false)?;
+            }
+            "remember" => {
+                // Gets through only if this instance served a call before.
+                if CALLS_SERVED.fetch_add(1, core::sync::atomic::Ordering::Relaxed) == 0 {
+                    return Err(DriverError::FailedPrecondition(
+                        "fresh instance: nothing remembered".into(),
+                    ));
+                }
             }
             "legit" => root()?.create_dir("volumes/legit")?,
             "device-attach-outside" => {
