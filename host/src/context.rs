@@ -110,6 +110,8 @@ pub struct CallContext {
     pub env: Arc<DriverEnv>,
     /// This call's id (logs, audit).
     pub request_id: String,
+    /// When this call's deadline passes; a wait in a host call ends there.
+    pub deadline: std::time::Instant,
     /// This call's resources (targets, root, devices, WASI).
     pub table: ResourceTable,
     wasi: WasiCtx,
@@ -147,6 +149,8 @@ impl CallContext {
         }
         Ok(Self {
             memory_limit: env.policy.limits.memory_bytes,
+            deadline: std::time::Instant::now()
+                + std::time::Duration::from_millis(env.policy.limits.deadline_ms),
             env,
             request_id,
             table: ResourceTable::new(),
@@ -252,6 +256,13 @@ impl CallContext {
         for line in String::from_utf8_lossy(&bytes).lines() {
             tracing::info!(driver = self.driver(), request_id = %self.request_id, "guest: {line}");
         }
+    }
+}
+
+impl CallContext {
+    /// The view `wasi:io` works through: this call's table and deadline.
+    pub fn io(&mut self) -> crate::capability::wasi_io::CallIo<'_> {
+        crate::capability::wasi_io::CallIo::new(&mut self.table, self.deadline)
     }
 }
 

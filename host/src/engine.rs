@@ -14,8 +14,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Bytes of each pooled memory kept resident between calls.
 const RESIDENT_BYTES: usize = 1 << 20;
 
-/// Instances that may be live at once across all drivers.
-const POOL_INSTANCES: u32 = 128;
+/// The most instances one host pools: the sum of its drivers' concurrency
+/// limits may not exceed it (each call in flight holds one instance). It
+/// bounds the address space the pool reserves (two linear memories of up
+/// to 4 GiB plus guard pages per instance: ~8 TiB at this size, reserved,
+/// not committed).
+pub const MAX_POOLED_INSTANCES: u32 = 1024;
 
 /// The engine plus the thread that ticks its epoch; stops the thread on drop.
 pub struct DriverEngine {
@@ -25,14 +29,17 @@ pub struct DriverEngine {
 }
 
 impl DriverEngine {
-    /// Builds an engine whose pool fits instances of up to `max_memory_bytes` each.
-    pub fn new(max_memory_bytes: u64) -> wasmtime::Result<Self> {
+    /// Builds an engine whose pool holds `instances` live instances (the
+    /// calls in flight that policy allows, at most [`MAX_POOLED_INSTANCES`])
+    /// of up to `max_memory_bytes` each.
+    pub fn new(max_memory_bytes: u64, instances: u32) -> wasmtime::Result<Self> {
+        let instances = instances.clamp(1, MAX_POOLED_INSTANCES);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(POOL_INSTANCES)
-            .total_core_instances(POOL_INSTANCES * 8)
-            .total_memories(POOL_INSTANCES * 2)
-            .total_tables(POOL_INSTANCES * 4)
-            .total_stacks(POOL_INSTANCES)
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
             .max_core_instances_per_component(32)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
@@ -89,5 +96,25 @@ impl Drop for DriverEngine {
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiled artifacts are cached by the engine's compatibility hash; a
+    /// pool sized from another policy must still find them.
+    #[test]
+    fn the_pool_size_does_not_change_the_artifact_key() {
+        let small = DriverEngine::new(64 << 20, 1).unwrap();
+        let large = DriverEngine::new(64 << 20, MAX_POOLED_INSTANCES).unwrap();
+        let key = |e: &DriverEngine| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            e.engine().precompile_compatibility_hash().hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(key(&small), key(&large));
     }
 }

@@ -281,8 +281,9 @@ fn flex(command: FlexCommand) -> anyhow::Result<()> {
     }
 }
 
+/// An engine to compile and inspect components on; it runs no calls.
 fn engine() -> anyhow::Result<DriverEngine> {
-    DriverEngine::new(64 << 20).map_err(|e| anyhow!("{e:#}"))
+    DriverEngine::new(64 << 20, 1).map_err(|e| anyhow!("{e:#}"))
 }
 
 fn inspect(path: &Path, as_json: bool) -> anyhow::Result<()> {

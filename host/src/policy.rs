@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::digest::Sha256Digest;
+use crate::engine::MAX_POOLED_INSTANCES;
 
 /// A policy file that could not be used, naming the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -472,6 +473,21 @@ impl Policy {
                     "deadline_ms and concurrency must be positive".into(),
                 ));
             }
+            // Every call in flight holds a pooled instance; the pool has a ceiling.
+            let in_flight: u64 = drivers
+                .iter()
+                .map(|x| u64::from(x.limits.concurrency))
+                .sum::<u64>()
+                + u64::from(limits.concurrency);
+            if in_flight > u64::from(MAX_POOLED_INSTANCES) {
+                return Err(invalid(
+                    "limits.concurrency",
+                    format!(
+                        "the drivers' calls in flight add up to {in_flight}, over the \
+                         {MAX_POOLED_INSTANCES} instances one host pools"
+                    ),
+                ));
+            }
             let csi = match d.csi {
                 None => None,
                 Some(c) => {
@@ -617,6 +633,27 @@ deadline_ms = 500
         assert_eq!(d.limits.memory_bytes, Limits::default().memory_bytes);
         let storage = d.grants.storage.as_ref().unwrap();
         assert_eq!(storage.access, StorageAccess::ReadWrite);
+    }
+
+    #[test]
+    fn calls_in_flight_across_drivers_must_fit_the_pool() {
+        let driver = |name: &str, concurrency: u32| {
+            format!(
+                "[[driver]]\nname = \"{name}\"\ncomponent = \"{name}.wasm\"\nsha256 = \"{DIGEST}\"\n[driver.limits]\nconcurrency = {concurrency}\n"
+            )
+        };
+        let host = "[host]\nstate_dir = \"/x\"\n";
+        let half = MAX_POOLED_INSTANCES / 2;
+        let fits = format!("{host}{}{}", driver("a", half), driver("b", half));
+        assert_eq!(parse(&fits).unwrap().drivers.len(), 2);
+        let over = format!("{host}{}{}", driver("a", half), driver("b", half + 1));
+        let msg = parse(&over).unwrap_err().to_string();
+        assert!(
+            msg.contains(
+                "driver `b`: limits.concurrency: the drivers' calls in flight add up to 1025"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]

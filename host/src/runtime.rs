@@ -29,6 +29,8 @@ pub struct Runtime {
 pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallContext>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    // Waits within the call's deadline, and off a tokio worker.
+    crate::capability::wasi_io::add_to_linker(&mut linker)?;
     VolumeDriver::add_to_linker::<CallContext, HasSelf<CallContext>>(&mut linker, |c| c)?;
     Ok(linker)
 }
@@ -54,7 +56,10 @@ impl Runtime {
             .map(|d| d.limits.memory_bytes)
             .max()
             .unwrap_or(64 << 20);
-        let engine = DriverEngine::new(max_memory).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        // One pooled instance for every call policy lets run at once.
+        let instances = selected.iter().map(|d| d.limits.concurrency).sum();
+        let engine =
+            DriverEngine::new(max_memory, instances).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let linker = linker(engine.engine()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let state = Arc::new(
             StateStore::open(&policy.host.state_dir.join("state.redb"))

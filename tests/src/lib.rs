@@ -88,6 +88,8 @@ pub struct FixtureGrants {
     pub secrets: bool,
     pub deadline_ms: u64,
     pub memory_bytes: u64,
+    /// Calls in flight at once (`limits.concurrency`).
+    pub concurrency: u32,
     /// Offer the driver over CSI on `<fixture>/csi.sock`.
     pub csi: bool,
     /// Offer the driver to Flex shims as `wasmvol/<driver>` on `<fixture>/flex.sock`.
@@ -106,6 +108,7 @@ impl Default for FixtureGrants {
             secrets: false,
             deadline_ms: 5_000,
             memory_bytes: 64 << 20,
+            concurrency: 8,
             csi: false,
             flex: false,
             device: false,
@@ -177,7 +180,7 @@ impl Fixture {
             String::new()
         };
         let text = format!(
-            "[host]\nstate_dir = \"{}\"\ncache_dir = \"{}\"\nflex_socket = \"{}\"\n\n[[driver]]\nname = \"{}\"\ncomponent = \"{}\"\nsha256 = \"{sha256}\"\n[driver.grants]\n{grants}[driver.limits]\ndeadline_ms = {}\nmemory_bytes = {}\nconcurrency = 8\n{csi}{flex}",
+            "[host]\nstate_dir = \"{}\"\ncache_dir = \"{}\"\nflex_socket = \"{}\"\n\n[[driver]]\nname = \"{}\"\ncomponent = \"{}\"\nsha256 = \"{sha256}\"\n[driver.grants]\n{grants}[driver.limits]\ndeadline_ms = {}\nmemory_bytes = {}\nconcurrency = {}\n{csi}{flex}",
             self.dir.path().join("state").display(),
             shared_cache_dir().display(),
             self.flex_socket().display(),
@@ -185,6 +188,7 @@ impl Fixture {
             component.display(),
             g.deadline_ms,
             g.memory_bytes,
+            g.concurrency,
         );
         std::fs::write(&self.policy_path, text).unwrap();
     }

@@ -349,6 +349,78 @@ fn an_endless_loop_hits_the_deadline() {
     assert_host_unchanged_and_serving(&f, &rt);
 }
 
+/// Every call a policy lets run at once gets an instance of its own: the
+/// pool is sized from the drivers' concurrency, so a driver granted more
+/// calls in flight than a fixed pool would hold (it held 128: past that,
+/// calls failed as traps) never sees its calls fail for want of a slot.
+/// Each call here sleeps until its deadline, so they hold their instances
+/// at the same time.
+#[test]
+fn as_many_calls_run_at_once_as_the_policy_allows() {
+    const CALLS: usize = 300;
+    let (f, rt) = fixture(FixtureGrants {
+        deadline_ms: 500,
+        concurrency: CALLS as u32,
+        ..FixtureGrants::default()
+    });
+    let start = std::sync::Barrier::new(CALLS);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..CALLS)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    attack_create(&rt, "sleep")
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (i, result) in results.iter().enumerate() {
+        assert!(
+            matches!(result, Err(CallError::Deadline(500))),
+            "call {i} of {CALLS}: {result:?}"
+        );
+    }
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
+/// A driver waiting in a host call (a WASI sleep) never reaches an epoch
+/// check; the wait itself ends at the call's deadline.
+#[test]
+fn sleeping_in_a_host_call_hits_the_deadline() {
+    let (f, rt) = fixture(FixtureGrants {
+        deadline_ms: 300,
+        ..FixtureGrants::default()
+    });
+    let started = Instant::now();
+    let result = attack_create(&rt, "sleep");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(result, Err(CallError::Deadline(300))),
+        "{result:?}"
+    );
+    assert_contained(&f, "sleep", &result, "deadline");
+    assert_host_unchanged_and_serving(&f, &rt);
+    drop(rt);
+
+    // The same in place on a tokio worker, as CSI calls run.
+    let started = Instant::now();
+    let result = attack_create_in_place(f.runtime(), "sleep");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(result, Err(CallError::Deadline(300))),
+        "{result:?}"
+    );
+}
+
 /// A driver spinning in place on a tokio worker (as CSI calls run) does not
 /// hold up the task that worker woke just before it, say the connection of
 /// the socket the request came on: at the call's first epoch tick that task
@@ -515,4 +587,37 @@ fn tool_arguments_cannot_be_injected() {
     assert!(!f.root().join("huge.img").exists());
     assert!(wasmvol_tests::loops_under(f.dir.path()).is_empty());
     assert_host_unchanged_and_serving(&f, &rt);
+}
+
+/// Runs one attack the way the CSI front end runs calls: in place on a
+/// worker of a two-worker tokio runtime.
+fn attack_create_in_place(rt: Runtime, name: &'static str) -> Result<Outcome, CallError> {
+    let rt = std::sync::Arc::new(rt);
+    let workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let calls = std::sync::Arc::new(SyncCalls::for_workers(2));
+    workers
+        .block_on(async move {
+            tokio::spawn(async move { calls.run(move || attack_create(&rt, name)).await }).await
+        })
+        .expect("the call must not panic its worker")
+}
+
+/// What a trapping driver prints (its panic message) reaches the caller
+/// from a tokio worker too, where WASI's blocking writes once panicked the
+/// host (wasmtime-wasi's synchronous bindings block on tokio).
+#[test]
+fn a_trap_in_place_on_a_tokio_worker_fails_only_that_call() {
+    let (f, _) = fixture(FixtureGrants::default());
+    let result = attack_create_in_place(f.runtime(), "trap");
+    assert_contained(
+        &f,
+        "trap",
+        &result,
+        "guest said: adversary panics on purpose",
+    );
+    assert_host_unchanged_and_serving(&f, &f.runtime());
 }

@@ -6,6 +6,7 @@ pub mod log;
 pub mod mount;
 pub mod state;
 pub mod volumes;
+pub mod wasi_io;
 
 use crate::bindings::types::Host as TypesHost;
 use crate::context::CallContext;

@@ -66,6 +66,10 @@ impl Driver for Adversary {
             "loop" => loop {
                 core::hint::black_box(0u64);
             },
+            "sleep" => {
+                // Blocks in a host call (WASI poll), where no epoch check runs.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
             "oom" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
