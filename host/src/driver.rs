@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wasmtime::component::{InstancePre, Linker, Resource};
@@ -294,18 +294,20 @@ impl LoadedDriver {
         let ctx = CallContext::new(self.env.clone(), request_id.to_owned())?;
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|c| c);
-        let deadline = Duration::from_millis(self.env.policy.limits.deadline_ms);
-        let ticks = DriverEngine::ticks_for(deadline);
         // At the first tick the call is slow enough to let go of the
-        // worker's waiting task (see sync_calls); the deadline is the rest.
+        // worker's waiting task (see sync_calls). The deadline is absolute
+        // (the context's), so time spent waiting in host calls counts.
         let mut first_tick = true;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if std::mem::take(&mut first_tick) && ticks > 1 {
+        store.epoch_deadline_callback(move |cx| {
+            if std::mem::take(&mut first_tick) {
                 crate::sync_calls::may_block();
-                Ok(UpdateDeadline::Continue(ticks - 1))
-            } else {
+            }
+            let left = cx.data().deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(DriverEngine::ticks_for(left) - 1))
             }
         });
         Ok(store)

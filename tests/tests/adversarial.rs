@@ -589,6 +589,28 @@ fn tool_arguments_cannot_be_injected() {
     assert_host_unchanged_and_serving(&f, &rt);
 }
 
+/// Time a call waited in host calls counts against its deadline: a driver
+/// that waits most of it and then spins is stopped at the deadline, not a
+/// whole deadline after its first epoch check.
+#[test]
+fn time_spent_waiting_counts_against_the_deadline() {
+    let (f, rt) = fixture(FixtureGrants {
+        deadline_ms: 600,
+        ..FixtureGrants::default()
+    });
+    let started = Instant::now();
+    let result = attack_create(&rt, "sleep-then-loop");
+    let took = started.elapsed();
+    assert!(
+        matches!(result, Err(CallError::Deadline(600))),
+        "{result:?}"
+    );
+    // It waits 500 ms; a deadline restarted at its first tick ends at ~1.1 s.
+    assert!(took < Duration::from_millis(950), "{took:?}");
+    assert_contained(&f, "sleep-then-loop", &result, "deadline");
+    assert_host_unchanged_and_serving(&f, &rt);
+}
+
 /// Runs one attack the way the CSI front end runs calls: in place on a
 /// worker of a two-worker tokio runtime.
 fn attack_create_in_place(rt: Runtime, name: &'static str) -> Result<Outcome, CallError> {

@@ -70,6 +70,14 @@ impl Driver for Adversary {
                 // Blocks in a host call (WASI poll), where no epoch check runs.
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
+            "sleep-then-loop" => {
+                // Spends most of its deadline waiting, then spins: the time
+                // waited counts against the deadline.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                loop {
+                    core::hint::black_box(0u64);
+                }
+            }
             "oom" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
