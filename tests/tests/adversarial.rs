@@ -328,23 +328,29 @@ fn no_memory_outlives_a_call() {
     assert_host_unchanged_and_serving(&f, &rt);
 }
 
+/// Runs `call`, which must end as past its `deadline_ms`, and promptly.
+fn stopped_at_deadline(
+    deadline_ms: u64,
+    call: impl FnOnce() -> Result<Outcome, CallError>,
+) -> Result<Outcome, CallError> {
+    let started = Instant::now();
+    let result = call();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        matches!(result, Err(CallError::Deadline(ms)) if ms == deadline_ms),
+        "{result:?}"
+    );
+    result
+}
+
 #[test]
 fn an_endless_loop_hits_the_deadline() {
     let (f, rt) = fixture(FixtureGrants {
         deadline_ms: 300,
         ..FixtureGrants::default()
     });
-    let started = Instant::now();
-    let result = attack_create(&rt, "loop");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(
-        matches!(result, Err(CallError::Deadline(300))),
-        "{result:?}"
-    );
+    let result = stopped_at_deadline(300, || attack_create(&rt, "loop"));
     assert_contained(&f, "loop", &result, "deadline");
     assert_host_unchanged_and_serving(&f, &rt);
 }
@@ -392,33 +398,13 @@ fn sleeping_in_a_host_call_hits_the_deadline() {
         deadline_ms: 300,
         ..FixtureGrants::default()
     });
-    let started = Instant::now();
-    let result = attack_create(&rt, "sleep");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(
-        matches!(result, Err(CallError::Deadline(300))),
-        "{result:?}"
-    );
+    let result = stopped_at_deadline(300, || attack_create(&rt, "sleep"));
     assert_contained(&f, "sleep", &result, "deadline");
     assert_host_unchanged_and_serving(&f, &rt);
     drop(rt);
 
     // The same in place on a tokio worker, as CSI calls run.
-    let started = Instant::now();
-    let result = attack_create_in_place(f.runtime(), "sleep");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(
-        matches!(result, Err(CallError::Deadline(300))),
-        "{result:?}"
-    );
+    stopped_at_deadline(300, || attack_create_in_place(f.runtime(), "sleep"));
 }
 
 /// A driver spinning in place on a tokio worker (as CSI calls run) does not
