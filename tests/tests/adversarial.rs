@@ -404,7 +404,8 @@ fn sleeping_in_a_host_call_hits_the_deadline() {
     drop(rt);
 
     // The same in place on a tokio worker, as CSI calls run.
-    stopped_at_deadline(300, || attack_create_in_place(f.runtime(), "sleep"));
+    let result = stopped_at_deadline(300, || attack_create_in_place(f.runtime(), "sleep"));
+    assert_contained(&f, "sleep", &result, "deadline");
 }
 
 /// A driver spinning in place on a tokio worker (as CSI calls run) does not
