@@ -254,7 +254,20 @@ impl LoadedDriver {
 
     /// Runs one operation in a fresh instance, within the driver's deadline,
     /// memory and concurrency limits, and audits it.
-    pub fn call(&self, request_id: &str, mut op: Operation) -> Result<Outcome, CallError> {
+    pub fn call(&self, request_id: &str, op: Operation) -> Result<Outcome, CallError> {
+        // wasmtime-wasi's filesystem blocks on tokio at every operation, which
+        // a tokio worker must not: a driver with the storage root preopened
+        // in WASI runs its whole call off the worker it arrived on.
+        let wasi_fs = (self.env.policy.grants.storage.as_ref()).is_some_and(|s| s.wasi_preopen);
+        if wasi_fs {
+            crate::capability::wasi_io::off_worker(|| self.call_here(request_id, op))
+        } else {
+            self.call_here(request_id, op)
+        }
+    }
+
+    /// [`Self::call`] on this thread.
+    fn call_here(&self, request_id: &str, mut op: Operation) -> Result<Outcome, CallError> {
         let limits = self.env.policy.limits;
         let deadline = Duration::from_millis(limits.deadline_ms);
         let _slot = self

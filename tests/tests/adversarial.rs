@@ -293,6 +293,15 @@ fn reading_a_host_file_through_wasi_fails() {
         other => panic!("WASI reached a host file: {other:?}"),
     }
     assert_host_unchanged_and_serving(&f, &rt);
+    drop(rt);
+    // The same in place on a tokio worker, as CSI calls run: WASI's
+    // filesystem work blocks on tokio, which must not panic the worker.
+    match attack_create_in_place(f.runtime(), "wasi-read") {
+        Err(CallError::Driver(DriverError::PermissionDenied(msg))) => {
+            assert!(msg.starts_with("wasi:"), "{msg}")
+        }
+        other => panic!("in place: {other:?}"),
+    }
 }
 
 #[test]

@@ -11,9 +11,10 @@
 //! delegate every operation to wasmtime-wasi, but one that may wait first
 //! leaves the worker (`block_in_place`, only when on one), and a wait on a
 //! pollable ends at the call's deadline, where the call is interrupted as a
-//! loop would be. `wasi:sockets/udp-create-socket` is answered here too:
-//! policy grants no network, and wasmtime-wasi's version waits on tokio
-//! before it checks.
+//! loop would be. `wasi:sockets/udp-create-socket` goes through here too:
+//! wasmtime-wasi's waits on tokio even to refuse (policy grants no network).
+//! A driver granted a WASI preopen runs its whole call through
+//! [`off_worker`], since every filesystem operation waits on tokio.
 
 use std::time::Instant;
 
@@ -62,7 +63,7 @@ pub fn add_to_linker(linker: &mut Linker<CallContext>) -> wasmtime::Result<()> {
 
 /// Runs `wait`, which may block on tokio, where blocking is allowed: off
 /// the tokio worker this thread is, if it is one.
-fn off_worker<R>(wait: impl FnOnce() -> R) -> R {
+pub fn off_worker<R>(wait: impl FnOnce() -> R) -> R {
     let on_worker = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if on_worker {
