@@ -2,13 +2,16 @@
 //!
 //! - a fresh-instance call of a no-op export (identity.info);
 //! - hostpath publish + unpublish through the runtime, beside the same bind
-//!   mount + umount done natively, in the same run;
+//!   mount + umount done natively and beside the host's own mount syscalls
+//!   done natively (the floor its security rules set), in the same run,
+//!   each split into its two halves;
 //! - `wasmvol serve` start with three drivers whose artifacts are cached.
 //!
 //! Runs as root; mounts happen in a private mount namespace of its own.
 //! `WASMVOL_BENCH_PROFILE=noop|pair` loops one workload instead, for `perf record`.
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,28 +21,59 @@ use wasmvol::call::Operation;
 use wasmvol_bench::{measure, report};
 use wasmvol_tests::{component, sha256_file, wasmvol_bin, Fixture, FixtureGrants};
 
-/// Like [`measure`] for two functions run alternately.
-fn measure_interleaved(
+/// Median and 90th percentile of a pair of operations, and the median of each half.
+struct PairTimes {
+    total: (Duration, Duration),
+    first: Duration,
+    second: Duration,
+}
+
+/// Times `n` runs of each workload, round-robin iteration by iteration so
+/// every workload sees the same machine (this is a VM with noisy
+/// neighbours), after `n / 10` warm-up rounds. A workload runs its two
+/// halves (mount, unmount) and returns when the second one started.
+fn measure_pairs<const N: usize>(
     n: usize,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> ((Duration, Duration), (Duration, Duration)) {
+    mut work: [&mut dyn FnMut() -> Instant; N],
+) -> [PairTimes; N] {
     for _ in 0..n / 10 {
-        a();
-        b();
+        work.iter_mut().for_each(|w| {
+            w();
+        });
     }
-    let (mut ta, mut tb) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut times: [Vec<(Duration, Duration)>; N] = std::array::from_fn(|_| Vec::with_capacity(n));
     for _ in 0..n {
-        let t = Instant::now();
-        a();
-        ta.push(t.elapsed());
-        let t = Instant::now();
-        b();
-        tb.push(t.elapsed());
+        for (w, t) in work.iter_mut().zip(times.iter_mut()) {
+            let start = Instant::now();
+            let half = w();
+            t.push((half - start, half.elapsed()));
+        }
     }
-    ta.sort();
-    tb.sort();
-    ((ta[n / 2], ta[n * 9 / 10]), (tb[n / 2], tb[n * 9 / 10]))
+    times.map(|mut t| {
+        let median = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let mut first: Vec<_> = t.iter().map(|h| h.0).collect();
+        let mut second: Vec<_> = t.iter().map(|h| h.1).collect();
+        t.sort_by_key(|h| h.0 + h.1);
+        let total = |i: usize| t[i].0 + t[i].1;
+        PairTimes {
+            total: (total(n / 2), total(n * 9 / 10)),
+            first: median(&mut first),
+            second: median(&mut second),
+        }
+    })
+}
+
+fn report_pair(name: &str, halves: (&str, &str), t: &PairTimes) {
+    report(name, t.total, None);
+    println!(
+        "{:<52} {:>10.1?} + {:>8.1?}  (medians of each half)",
+        format!("  {} + {}", halves.0, halves.1),
+        t.first,
+        t.second
+    );
 }
 
 fn main() {
@@ -94,22 +128,47 @@ fn main() {
         }
         return;
     }
-    // Both sides alternate iteration by iteration, so they see the same
-    // machine (this is a VM with noisy neighbours).
     let source = f.root().join("volumes").join(&vol);
-    let (wasm_pair, native_pair) = measure_interleaved(
+    let root = wasmvol::driver::LoadedDriver::open_root("bench", &f.root()).unwrap();
+    let [wasm_pair, native_pair, host_mechanics] = measure_pairs(
         1000,
-        || {
-            rt.call("hostpath", "bench", publish.clone()).unwrap();
-            rt.call("hostpath", "bench", unpublish.clone()).unwrap();
-        },
-        || {
-            native_bind(&source, &target);
-            nix::mount::umount(&target).unwrap();
-        },
+        [
+            &mut || {
+                rt.call("hostpath", "bench", publish.clone()).unwrap();
+                let half = Instant::now();
+                rt.call("hostpath", "bench", unpublish.clone()).unwrap();
+                half
+            },
+            &mut || {
+                native_bind(&source, &target);
+                let half = Instant::now();
+                nix::mount::umount(&target).unwrap();
+                half
+            },
+            &mut || {
+                host_bind(&root, &vol, &target);
+                let half = Instant::now();
+                host_unmount(&target);
+                half
+            },
+        ],
     );
-    report("hostpath publish + unpublish via wasmvol", wasm_pair, None);
-    report("native bind mount + umount (same run)", native_pair, None);
+    report_pair(
+        "hostpath publish + unpublish via wasmvol",
+        ("publish", "unpublish"),
+        &wasm_pair,
+    );
+    report_pair(
+        "native bind mount + umount (same run)",
+        ("mount", "umount"),
+        &native_pair,
+    );
+    report_pair(
+        "the host's mount syscalls alone, natively",
+        ("bind by fd", "umount"),
+        &host_mechanics,
+    );
+    let (wasm_pair, native_pair) = (wasm_pair.total, native_pair.total);
     let ratio = wasm_pair.0.as_secs_f64() / native_pair.0.as_secs_f64();
     println!(
         "{:<52} {ratio:.2}x native  {}",
@@ -133,6 +192,26 @@ fn native_bind(source: &Path, target: &Path) {
         None::<&str>,
     )
     .unwrap();
+}
+
+/// The syscalls the host itself makes for hostpath's publish, whatever the
+/// driver does: the target opened as a handle, the source resolved beneath
+/// the storage root, and a bind by file descriptor (`open_tree` +
+/// `move_mount`). The floor of publish under the security rules.
+fn host_bind(root: &cap_std::fs::Dir, vol: &str, target: &Path) {
+    let target = wasmvol::sys::mount::open_dir_path(target).unwrap();
+    let source: std::os::fd::OwnedFd = root
+        .open_dir(Path::new("volumes").join(vol))
+        .unwrap()
+        .into_std_file()
+        .into();
+    wasmvol::sys::mount::bind(source.as_fd(), target.as_fd(), false).unwrap();
+}
+
+/// Unpublish's own syscalls: the target opened as a handle, then `umount`.
+fn host_unmount(target: &Path) {
+    drop(wasmvol::sys::mount::open_dir_path(target).unwrap());
+    assert!(wasmvol::sys::mount::unmount(target).unwrap());
 }
 
 /// Time from spawning `wasmvol serve` with three drivers to its ready line.
