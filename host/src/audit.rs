@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -45,29 +45,47 @@ pub struct AuditRecord<'a> {
 /// Append-only JSON-lines sink shared by every call.
 #[derive(Debug)]
 pub struct AuditLog {
-    file: Option<Mutex<File>>,
+    file: Option<AuditFile>,
+}
+
+/// The log file and the path it was opened from (to reopen after rotation).
+#[derive(Debug)]
+struct AuditFile {
+    path: PathBuf,
+    file: Mutex<File>,
 }
 
 impl AuditLog {
     /// Opens (creating) the log file in append mode, readable by root only.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
         Ok(Self {
-            file: Some(Mutex::new(file)),
+            file: Some(AuditFile {
+                path: path.to_owned(),
+                file: Mutex::new(open_append(path)?),
+            }),
         })
     }
 
     /// A log that only writes to tracing (tools that inspect, never run, drivers).
     pub fn tracing_only() -> Self {
         Self { file: None }
+    }
+
+    /// Opens the log's path again and writes there from now on: after
+    /// logrotate has moved the file away, records go to a new file at the
+    /// configured path instead of the moved one. If the path cannot be
+    /// opened, records keep going to the current file and the error is
+    /// returned. A batch being written finishes in the file it started in.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let Some(sink) = &self.file else {
+            return Ok(());
+        };
+        let fresh = open_append(&sink.path)?;
+        *sink.file.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
     }
 
     /// Writes one record now. A failed write is reported to tracing, never to the driver.
@@ -83,13 +101,23 @@ impl AuditLog {
         if batch.0.is_empty() {
             return;
         }
-        if let Some(file) = &self.file {
-            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sink) = &self.file {
+            let mut f = sink.file.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = f.write_all(&batch.0) {
                 tracing::error!(error = %e, "audit log write failed");
             }
         }
     }
+}
+
+/// The log file opened for appending, created readable by root only.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Records of one call, written to the log together when the call ends
@@ -235,6 +263,59 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_416), (2025, 11, 24));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn reopening_follows_a_rotated_log_to_its_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let rotated = dir.path().join("audit.jsonl.1");
+        let log = AuditLog::open(&path).unwrap();
+        let record = |op| AuditRecord {
+            time: now_rfc3339(),
+            driver: "d",
+            request_id: "r",
+            operation: op,
+            args: json!({}),
+            decision: Decision::Allow,
+            outcome: "ok".into(),
+        };
+        log.record(&record("before"));
+        std::fs::rename(&path, &rotated).unwrap();
+        log.record(&record("moved"));
+        log.reopen().unwrap();
+        log.record(&record("after"));
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(old.contains("before") && old.contains("moved"), "{old}");
+        assert!(!old.contains("after"), "{old}");
+        assert_eq!(new.lines().count(), 1, "{new}");
+        assert!(new.contains("\"operation\":\"after\""), "{new}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_failed_reopen_keeps_the_current_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("logs");
+        let path = sub.join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let moved = dir.path().join("moved");
+        std::fs::rename(&sub, &moved).unwrap();
+        assert!(log.reopen().is_err(), "the directory is gone");
+        log.record(&AuditRecord {
+            time: now_rfc3339(),
+            driver: "d",
+            request_id: "r",
+            operation: "still-logged",
+            args: json!({}),
+            decision: Decision::Allow,
+            outcome: "ok".into(),
+        });
+        let text = std::fs::read_to_string(moved.join("audit.jsonl")).unwrap();
+        assert!(text.contains("still-logged"), "{text}");
     }
 
     #[test]

@@ -173,6 +173,12 @@ fn serve(config: &Path) -> anyhow::Result<()> {
         .build()?;
     let sync_calls = Arc::new(wasmvol::sync_calls::SyncCalls::for_workers(workers));
     rt.block_on(async {
+        // Registered before the sockets open: from then on SIGHUP (logrotate's
+        // signal) reopens the audit log instead of ending the host.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
         let mut sockets = Vec::new();
@@ -226,11 +232,13 @@ fn serve(config: &Path) -> anyhow::Result<()> {
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "wasmvol ready"
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let failed = tokio::select! {
-            _ = tokio::signal::ctrl_c() => None,
-            _ = term.recv() => None,
-            Some(done) = servers.join_next() => Some(done),
+        let failed = loop {
+            tokio::select! {
+                _ = interrupt.recv() => break None,
+                _ = term.recv() => break None,
+                _ = hangup.recv() => reopen_audit_log(&runtime, &policy.host.audit_log),
+                Some(done) = servers.join_next() => break Some(done),
+            }
         };
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
@@ -252,6 +260,18 @@ fn serve(config: &Path) -> anyhow::Result<()> {
             _ => Ok(()),
         }
     })
+}
+
+/// After logrotate moved the audit log away, records go to a new file at its path.
+fn reopen_audit_log(runtime: &Runtime, path: &Path) {
+    match runtime.audit().reopen() {
+        Ok(()) => tracing::info!(path = %path.display(), "audit log reopened"),
+        Err(e) => tracing::error!(
+            path = %path.display(),
+            error = %e,
+            "cannot reopen the audit log; records still go to the file open before"
+        ),
+    }
 }
 
 fn flex(command: FlexCommand) -> anyhow::Result<()> {

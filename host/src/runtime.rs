@@ -21,6 +21,7 @@ use crate::state_store::StateStore;
 pub struct Runtime {
     drivers: BTreeMap<String, Arc<LoadedDriver>>,
     state: Arc<StateStore>,
+    audit: Arc<AuditLog>,
     // Declared last: drivers hold engine references and drop first.
     _engine: DriverEngine,
 }
@@ -89,6 +90,7 @@ impl Runtime {
         Ok(Self {
             drivers,
             state,
+            audit,
             _engine: engine,
         })
     }
@@ -96,6 +98,11 @@ impl Runtime {
     /// The host's durable store (front ends keep their records in it too).
     pub fn state(&self) -> &Arc<StateStore> {
         &self.state
+    }
+
+    /// The audit log every driver writes to (`serve` reopens it on SIGHUP).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// A loaded driver by policy name.

@@ -323,6 +323,14 @@ impl ServeProcess {
     }
 }
 
+impl ServeProcess {
+    /// Sends `signal` to the host process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal wasmvol serve");
+    }
+}
+
 impl Drop for ServeProcess {
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);

@@ -640,6 +640,45 @@ async fn serve_leaves_allowed_capability_uses_to_the_audit_file_by_default() {
     assert!(!stderr.contains("\"decision\":\"allow\""), "{stderr}");
 }
 
+/// logrotate moves the audit log away and sends SIGHUP: the host keeps
+/// serving, and records from then on go to a new file at the configured path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reopens_a_rotated_audit_log() {
+    let mut c = start().await;
+    c.controller
+        .create_volume(create_req("pvc-before", MIB))
+        .await
+        .unwrap();
+    let log = c.f.dir.path().join("state/audit.jsonl");
+    let rotated = c.f.dir.path().join("state/audit.jsonl.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    c.serve.signal(nix::sys::signal::Signal::SIGHUP);
+    // Reopening creates the file at the configured path.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !log.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new audit log after SIGHUP"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    c.controller
+        .create_volume(create_req("pvc-after", MIB))
+        .await
+        .unwrap();
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        old.contains("pvc-before") && !old.contains("pvc-after"),
+        "{old}"
+    );
+    assert!(
+        new.contains("pvc-after") && !new.contains("pvc-before"),
+        "{new}"
+    );
+    c.identity.probe(ProbeRequest {}).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_on_different_volumes_run_in_parallel() {
     let mut c = start().await;
