@@ -45,7 +45,7 @@ pub struct AuditRecord<'a> {
 /// Append-only JSON-lines sink shared by every call.
 #[derive(Debug)]
 pub struct AuditLog {
-    file: Option<AuditFile>,
+    sink: Option<AuditFile>,
 }
 
 /// The log file and the path it was opened from (to reopen after rotation).
@@ -62,7 +62,7 @@ impl AuditLog {
             std::fs::create_dir_all(dir)?;
         }
         Ok(Self {
-            file: Some(AuditFile {
+            sink: Some(AuditFile {
                 path: path.to_owned(),
                 file: Mutex::new(open_append(path)?),
             }),
@@ -71,7 +71,7 @@ impl AuditLog {
 
     /// A log that only writes to tracing (tools that inspect, never run, drivers).
     pub fn tracing_only() -> Self {
-        Self { file: None }
+        Self { sink: None }
     }
 
     /// Opens the log's path again and writes there from now on: after
@@ -80,7 +80,7 @@ impl AuditLog {
     /// opened, records keep going to the current file and the error is
     /// returned. A batch being written finishes in the file it started in.
     pub fn reopen(&self) -> std::io::Result<()> {
-        let Some(sink) = &self.file else {
+        let Some(sink) = &self.sink else {
             return Ok(());
         };
         let fresh = open_append(&sink.path)?;
@@ -101,7 +101,7 @@ impl AuditLog {
         if batch.0.is_empty() {
             return;
         }
-        if let Some(sink) = &self.file {
+        if let Some(sink) = &self.sink {
             let mut f = sink.file.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = f.write_all(&batch.0) {
                 tracing::error!(error = %e, "audit log write failed");
@@ -225,6 +225,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A record of `operation` by driver `d`, request `r`, with no arguments.
+    fn record(operation: &str, decision: Decision) -> AuditRecord<'_> {
+        AuditRecord {
+            time: now_rfc3339(),
+            driver: "d",
+            request_id: "r",
+            operation,
+            args: json!({}),
+            decision,
+            outcome: "ok".into(),
+        }
+    }
+
     #[test]
     fn secrets_are_redacted_at_any_depth() {
         let v = redact(json!({
@@ -272,20 +285,11 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let rotated = dir.path().join("audit.jsonl.1");
         let log = AuditLog::open(&path).unwrap();
-        let record = |op| AuditRecord {
-            time: now_rfc3339(),
-            driver: "d",
-            request_id: "r",
-            operation: op,
-            args: json!({}),
-            decision: Decision::Allow,
-            outcome: "ok".into(),
-        };
-        log.record(&record("before"));
+        log.record(&record("before", Decision::Allow));
         std::fs::rename(&path, &rotated).unwrap();
-        log.record(&record("moved"));
+        log.record(&record("moved", Decision::Allow));
         log.reopen().unwrap();
-        log.record(&record("after"));
+        log.record(&record("after", Decision::Allow));
         let old = std::fs::read_to_string(&rotated).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
         assert!(old.contains("before") && old.contains("moved"), "{old}");
@@ -305,15 +309,7 @@ mod tests {
         let moved = dir.path().join("moved");
         std::fs::rename(&sub, &moved).unwrap();
         assert!(log.reopen().is_err(), "the directory is gone");
-        log.record(&AuditRecord {
-            time: now_rfc3339(),
-            driver: "d",
-            request_id: "r",
-            operation: "still-logged",
-            args: json!({}),
-            decision: Decision::Allow,
-            outcome: "ok".into(),
-        });
+        log.record(&record("still-logged", Decision::Allow));
         let text = std::fs::read_to_string(moved.join("audit.jsonl")).unwrap();
         assert!(text.contains("still-logged"), "{text}");
     }
@@ -324,15 +320,7 @@ mod tests {
         let path = dir.path().join("a/audit.jsonl");
         let log = AuditLog::open(&path).unwrap();
         for op in ["mount.bind", "state.put"] {
-            log.record(&AuditRecord {
-                time: now_rfc3339(),
-                driver: "d",
-                request_id: "r",
-                operation: op,
-                args: json!({}),
-                decision: Decision::Deny,
-                outcome: "denied".into(),
-            });
+            log.record(&record(op, Decision::Deny));
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text
