@@ -297,6 +297,15 @@ impl ServeProcess {
         Self::spawn(f, &f.csi_socket(), cmd)
     }
 
+    /// Sends `signal` to the host process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), signal).expect("signal wasmvol serve");
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
     fn spawn(f: &Fixture, socket: &Path, mut cmd: std::process::Command) -> Self {
         let child = cmd
             .args(["serve", "--config"])
@@ -323,18 +332,9 @@ impl ServeProcess {
     }
 }
 
-impl ServeProcess {
-    /// Sends `signal` to the host process.
-    pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, signal).expect("signal wasmvol serve");
-    }
-}
-
 impl Drop for ServeProcess {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
         for _ in 0..500 {
             if self.child.try_wait().ok().flatten().is_some() {
                 return;
