@@ -119,10 +119,7 @@ impl HostRoot for CallContext {
             |root| {
                 let p = BeneathRoot::parse(&path)?;
                 not_root(&p, "remove")?;
-                match root.remove_dir_all(p.as_path()) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    r => r.map_err(|e| io_error(&path, e)),
-                }
+                tree::remove_tree(root, p.as_path()).map_err(|e| io_error(&path, e))
             },
         ))
     }

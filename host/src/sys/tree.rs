@@ -1,14 +1,47 @@
-//! Whole-tree operations beneath a capability directory: copy, usage, statvfs.
+//! Whole-tree operations beneath a capability directory: copy, usage,
+//! removal, statvfs.
 //!
 //! Everything goes through `cap_std::fs::Dir`, so no path (and no symlink met
 //! on the way) can lead outside the root. Symlinks are copied as links and
 //! never followed.
+//!
+//! The trees are a pod's to shape, so every walk is iterative (an explicit
+//! stack, never recursion: a deep tree cannot overflow the host's stack) and
+//! holds one directory descriptor per level (two for a copy), at most
+//! [`MAX_DEPTH`] levels: a deeper tree is an error for usage and copy, and
+//! removal flattens it as it goes, so any tree a pod can make can be removed.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
 
 use cap_std::fs::{Dir, MetadataExt};
+
+/// Deepest nesting a walk descends into. Bounds the descriptors one walk
+/// holds (one per level, two for a copy).
+pub const MAX_DEPTH: usize = 64;
+
+fn too_deep(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} holds directories nested more than {MAX_DEPTH} deep, past what the host walks",
+        path.display()
+    ))
+}
+
+/// The names in `dir`, read in full so the listing's descriptor is closed
+/// before the walk goes deeper.
+fn names(dir: &Dir) -> io::Result<Vec<OsString>> {
+    dir.entries()?.map(|e| e.map(|e| e.file_name())).collect()
+}
+
+/// Ignores "not found": an entry a pod removed while the walk ran.
+fn gone_is_ok<T: Default>(r: io::Result<T>) -> io::Result<T> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        r => r,
+    }
+}
 
 /// Filesystem statistics of the filesystem holding a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,21 +83,112 @@ fn open_dir_or_root(root: &Dir, path: &Path) -> io::Result<Dir> {
 /// Bytes allocated and inodes used by `path` and everything beneath it.
 pub fn usage(root: &Dir, path: &Path) -> io::Result<(u64, u64)> {
     let meta = root.symlink_metadata(path)?;
-    let mut bytes = meta.blocks() * 512;
-    let mut inodes = 1;
-    if meta.is_dir() {
-        let dir = root.open_dir(path)?;
-        for entry in dir.entries()? {
-            let entry = entry?;
-            let (b, i) = usage(&dir, Path::new(&entry.file_name()))?;
-            bytes += b;
-            inodes += i;
+    let (mut bytes, mut inodes) = (meta.blocks() * 512, 1);
+    if !meta.is_dir() {
+        return Ok((bytes, inodes));
+    }
+    let top = open_dir_or_root(root, path)?;
+    let mut stack = vec![(names(&top)?, top)];
+    loop {
+        let depth = stack.len();
+        let Some((pending, dir)) = stack.last_mut() else {
+            break;
+        };
+        let Some(name) = pending.pop() else {
+            stack.pop();
+            continue;
+        };
+        let Some(meta) = gone_is_ok(dir.symlink_metadata(&name).map(Some))? else {
+            continue;
+        };
+        bytes += meta.blocks() * 512;
+        inodes += 1;
+        if meta.is_dir() {
+            if depth >= MAX_DEPTH {
+                return Err(too_deep(path));
+            }
+            let Some(sub) = gone_is_ok(dir.open_dir(&name).map(Some))? else {
+                continue;
+            };
+            stack.push((names(&sub)?, sub));
         }
     }
     Ok((bytes, inodes))
 }
 
-/// Copies the file, link or directory tree at `from` to `to` (which must not exist).
+/// Removes the file, link or directory tree at `path`; nothing there is success.
+///
+/// A directory nested [`MAX_DEPTH`] deep is moved up into the top of the
+/// tree being removed (a rename within the same directory tree) and removed
+/// from there, so the descriptors held stay bounded however deep the tree.
+pub fn remove_tree(root: &Dir, path: &Path) -> io::Result<()> {
+    let Some(meta) = gone_is_ok(root.symlink_metadata(path).map(Some))? else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return gone_is_ok(root.remove_file(path));
+    }
+    let top = root.open_dir(path)?;
+    // Each level: its directory, the names left to visit, its own name in its parent.
+    let mut stack: Vec<(Dir, Vec<OsString>, OsString)> =
+        vec![(top.try_clone()?, names(&top)?, OsString::new())];
+    let mut flattened = 0u64;
+    loop {
+        let depth = stack.len();
+        let Some((dir, pending, _)) = stack.last_mut() else {
+            break;
+        };
+        let Some(name) = pending.pop() else {
+            let (_, _, name) = stack.pop().expect("a level is on the stack");
+            match stack.last() {
+                Some((parent, _, _)) => gone_is_ok(parent.remove_dir(&name))?,
+                None => gone_is_ok(root.remove_dir(path))?,
+            }
+            continue;
+        };
+        let Some(meta) = gone_is_ok(dir.symlink_metadata(&name).map(Some))? else {
+            continue;
+        };
+        if !meta.is_dir() {
+            gone_is_ok(dir.remove_file(&name))?;
+            continue;
+        }
+        if depth < MAX_DEPTH {
+            let Some(sub) = gone_is_ok(dir.open_dir(&name).map(Some))? else {
+                continue;
+            };
+            let listed = names(&sub)?;
+            stack.push((sub, listed, name));
+            continue;
+        }
+        // Too deep to descend: move it up to the top level and take it from there.
+        let moved = loop {
+            flattened += 1;
+            let fresh = OsString::from(format!(".wasmvol-remove-{flattened}"));
+            match dir.rename(&name, &top, &fresh) {
+                Ok(()) => break Some(fresh),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break None,
+                // A name the tree already uses (a non-empty directory or a file): next one.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::NotADirectory
+                    ) || e.raw_os_error() == Some(libc::EEXIST) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(moved) = moved {
+            stack[0].1.push(moved);
+        }
+    }
+    Ok(())
+}
+
+/// Copies the file, link or directory tree at `from` to `to` (which must
+/// not exist). A copy that fails part-way is removed: nothing half-made stays.
 pub fn copy_tree(root: &Dir, from: &Path, to: &Path) -> io::Result<()> {
     let meta = root.symlink_metadata(from)?;
     if root.symlink_metadata(to).is_ok() {
@@ -76,47 +200,68 @@ pub fn copy_tree(root: &Dir, from: &Path, to: &Path) -> io::Result<()> {
     let ft = meta.file_type();
     if ft.is_symlink() {
         let link = root.read_link_contents(from)?;
-        root.symlink_contents(link, to)
-    } else if ft.is_dir() {
-        root.create_dir(to)?;
-        root.set_permissions(to, meta.permissions())?;
-        let src = root.open_dir(from)?;
-        let dst = root.open_dir(to)?;
-        for entry in src.entries()? {
-            let name = entry?.file_name();
-            copy_tree_between(&src, &dst, Path::new(&name))?;
+        return root.symlink_contents(link, to);
+    }
+    if ft.is_file() {
+        let copied = copy_file(root, from, root, to);
+        if copied.is_err() {
+            let _ = root.remove_file(to);
         }
-        Ok(())
-    } else if ft.is_file() {
-        copy_file(root, from, root, to)
-    } else {
-        Err(io::Error::new(
+        return copied;
+    }
+    if !ft.is_dir() {
+        return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("{} is not a file, directory or symlink", from.display()),
-        ))
+        ));
     }
+    root.create_dir(to)?;
+    let copied = copy_dir_contents(root, from, to, meta.permissions());
+    if copied.is_err() {
+        let _ = remove_tree(root, to);
+    }
+    copied
 }
 
-/// Copies `name` from directory `src` into directory `dst`.
-fn copy_tree_between(src: &Dir, dst: &Dir, name: &Path) -> io::Result<()> {
-    let meta = src.symlink_metadata(name)?;
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        dst.symlink_contents(src.read_link_contents(name)?, name)
-    } else if ft.is_dir() {
-        dst.create_dir(name)?;
-        dst.set_permissions(name, meta.permissions())?;
-        let s = src.open_dir(name)?;
-        let d = dst.open_dir(name)?;
-        for entry in s.entries()? {
-            copy_tree_between(&s, &d, Path::new(&entry?.file_name()))?;
+/// Copies everything beneath directory `from` into the new directory `to`.
+fn copy_dir_contents(
+    root: &Dir,
+    from: &Path,
+    to: &Path,
+    permissions: cap_std::fs::Permissions,
+) -> io::Result<()> {
+    root.set_permissions(to, permissions)?;
+    let (src, dst) = (root.open_dir(from)?, root.open_dir(to)?);
+    let mut stack = vec![(names(&src)?, src, dst)];
+    loop {
+        let depth = stack.len();
+        let Some((pending, src, dst)) = stack.last_mut() else {
+            break;
+        };
+        let Some(name) = pending.pop() else {
+            stack.pop();
+            continue;
+        };
+        let Some(meta) = gone_is_ok(src.symlink_metadata(&name).map(Some))? else {
+            continue;
+        };
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            dst.symlink_contents(src.read_link_contents(&name)?, &name)?;
+        } else if ft.is_file() {
+            copy_file(src, Path::new(&name), dst, Path::new(&name))?;
+        } else if ft.is_dir() {
+            if depth >= MAX_DEPTH {
+                return Err(too_deep(from));
+            }
+            dst.create_dir(&name)?;
+            dst.set_permissions(&name, meta.permissions())?;
+            let (s, d) = (src.open_dir(&name)?, dst.open_dir(&name)?);
+            stack.push((names(&s)?, s, d));
         }
-        Ok(())
-    } else if ft.is_file() {
-        copy_file(src, name, dst, name)
-    } else {
-        Ok(()) // sockets, fifos and devices are not volume data
+        // Sockets, fifos and devices are not volume data.
     }
+    Ok(())
 }
 
 /// Copies one file, keeping it sparse: a reflink where the filesystem
@@ -200,6 +345,64 @@ mod tests {
         assert_eq!(inodes, 4);
         assert!(copy_tree(&root, Path::new("a"), Path::new("c")).is_err());
         assert!(statvfs(&root, Path::new("c")).unwrap().total_bytes > 0);
+    }
+
+    /// A chain of `depth` nested directories `d/d/d/...` beneath `at`, made
+    /// one level at a time as a pod would (no path ever gets long).
+    fn nest(root: &Dir, at: &str, depth: usize) {
+        root.create_dir(at).unwrap();
+        let mut dir = root.open_dir(at).unwrap();
+        for _ in 0..depth {
+            dir.create_dir("d").unwrap();
+            dir.write("f", b"x").unwrap();
+            dir = dir.open_dir("d").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_bound_is_an_error_not_a_crash_and_is_still_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Dir::open_ambient_dir(tmp.path(), ambient_authority()).unwrap();
+        // Deep enough that a recursive walk overflowed the host's stack.
+        nest(&root, "deep", 10_000);
+        let e = usage(&root, Path::new("deep")).unwrap_err();
+        assert!(e.to_string().contains("nested more than"), "{e}");
+        let e = copy_tree(&root, Path::new("deep"), Path::new("copy")).unwrap_err();
+        assert!(e.to_string().contains("nested more than"), "{e}");
+        assert!(!root.exists("copy"), "a failed copy leaves nothing behind");
+        remove_tree(&root, Path::new("deep")).unwrap();
+        assert!(!root.exists("deep"));
+        assert_eq!(names(&root).unwrap(), Vec::<OsString>::new());
+        // Within the bound, everything works and is counted.
+        nest(&root, "ok", MAX_DEPTH - 1);
+        assert_eq!(
+            usage(&root, Path::new("ok")).unwrap().1,
+            1 + 2 * (MAX_DEPTH as u64 - 1)
+        );
+        copy_tree(&root, Path::new("ok"), Path::new("ok2")).unwrap();
+        assert_eq!(
+            usage(&root, Path::new("ok2")).unwrap().1,
+            1 + 2 * (MAX_DEPTH as u64 - 1)
+        );
+        remove_tree(&root, Path::new("ok")).unwrap();
+        remove_tree(&root, Path::new("ok2")).unwrap();
+        remove_tree(&root, Path::new("absent")).unwrap();
+    }
+
+    #[test]
+    fn removal_does_not_follow_symlinks_and_takes_files_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Dir::open_ambient_dir(tmp.path(), ambient_authority()).unwrap();
+        root.create_dir_all("keep").unwrap();
+        root.write("keep/precious", b"p").unwrap();
+        root.create_dir_all("gone/sub").unwrap();
+        root.symlink_contents("../../keep", "gone/sub/link")
+            .unwrap();
+        root.write("file", b"f").unwrap();
+        remove_tree(&root, Path::new("gone")).unwrap();
+        remove_tree(&root, Path::new("file")).unwrap();
+        assert!(!root.exists("gone") && !root.exists("file"));
+        assert_eq!(root.read("keep/precious").unwrap(), b"p");
     }
 
     #[test]
