@@ -80,7 +80,7 @@ fn native_cycle(img: &Path, staging: &Path, target: &Path) {
     .unwrap();
     let s = wasmvol::sys::mount::open_path(staging).unwrap();
     let t = wasmvol::sys::mount::open_path(target).unwrap();
-    wasmvol::sys::mount::bind(s.as_fd(), t.as_fd(), false).unwrap();
+    wasmvol::sys::mount::bind(s.as_fd(), t.as_fd(), Default::default()).unwrap();
     drop((s, t));
     nix::mount::umount(target).unwrap();
     nix::mount::umount(staging).unwrap();

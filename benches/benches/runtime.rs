@@ -205,7 +205,7 @@ fn host_bind(root: &cap_std::fs::Dir, vol: &str, target: &Path) {
         .unwrap()
         .into_std_file()
         .into();
-    wasmvol::sys::mount::bind(source.as_fd(), target.as_fd(), false).unwrap();
+    wasmvol::sys::mount::bind(source.as_fd(), target.as_fd(), Default::default()).unwrap();
 }
 
 /// Unpublish's own syscalls: the target opened as a handle, then `umount`.

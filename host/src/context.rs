@@ -14,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::audit::{now_rfc3339, redact, AuditBatch, AuditLog, AuditRecord, Decision};
 use crate::bindings::DriverError;
+use crate::capability::table::{CapOp, Need};
 use crate::policy::{DriverPolicy, StorageAccess};
 use crate::state_store::StateStore;
 
@@ -32,44 +33,6 @@ pub struct DriverEnv {
     pub state: Arc<StateStore>,
     /// The audit log.
     pub audit: Arc<AuditLog>,
-}
-
-/// The capability an operation needs; checked against the driver's grants in [`CallContext::gate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// Read the storage root.
-    StorageRead,
-    /// Write the storage root.
-    StorageWrite,
-    /// Mount onto request targets.
-    Mount,
-    /// Use durable state.
-    State,
-    /// Backing files and loop devices.
-    Device,
-    /// Mounting a device: needs both the device and the mount grant.
-    DeviceMount,
-}
-
-/// Host operations that may block for long: device work and the tools it
-/// runs, walks and copies of trees, file contents, durable commits. Before
-/// one, a call running in place on a tokio worker lets go of the task
-/// waiting on that worker (see [`crate::sync_calls`]); the quick ones
-/// (binds, unmounts, reads of state, single entries) skip that wake-up.
-fn may_take_long(operation: &str, need: Need) -> bool {
-    matches!(need, Need::Device | Need::DeviceMount)
-        || matches!(
-            operation,
-            "volumes.copy"
-                | "volumes.remove-tree"
-                | "volumes.usage"
-                | "volumes.list-dir"
-                | "volumes.read-file"
-                | "volumes.write-file"
-                | "state.put"
-                | "state.delete"
-                | "state.compare-and-swap"
-        )
 }
 
 /// Why a capability use failed.
@@ -180,57 +143,50 @@ impl CallContext {
     }
 
     /// The one place a capability use is checked and audited: refuses what
-    /// policy does not grant, runs `f` otherwise, and records the decision and
-    /// the outcome either way.
+    /// policy does not grant (the operation's fixed needs from the
+    /// [capability table](crate::capability::table), then `extra`, the needs
+    /// its arguments add), lets go of the worker first if the operation may
+    /// block, runs `f` otherwise, and records the decision and the outcome
+    /// either way.
     pub fn gate<T>(
         &mut self,
-        operation: &str,
-        need: Need,
-        args: Value,
+        op: CapOp,
+        extra: &[Need<'_>],
+        mut args: Value,
         f: impl FnOnce(&mut Self) -> Result<T, CapError>,
     ) -> Result<T, DriverError> {
-        if let Err(why) = self.check(need) {
-            let msg = format!("{operation} denied: {why}");
-            self.audit(operation, args, Decision::Deny, why);
+        for key in op.redacted() {
+            if let Some(v) = args.get_mut(*key) {
+                *v = Value::from("<redacted>");
+            }
+        }
+        let grants = &self.env.policy.grants;
+        if let Err(why) = op
+            .needs()
+            .iter()
+            .chain(extra)
+            .try_for_each(|n| n.check(grants))
+        {
+            let msg = format!("{} denied: {why}", op.name());
+            self.audit(op.name(), args, Decision::Deny, why);
             return Err(DriverError::PermissionDenied(msg));
         }
-        if may_take_long(operation, need) {
+        if op.may_block() {
             crate::sync_calls::may_block();
         }
         match f(self) {
             Ok(v) => {
-                self.audit(operation, args, Decision::Allow, "ok".into());
+                self.audit(op.name(), args, Decision::Allow, "ok".into());
                 Ok(v)
             }
             Err(CapError::Denied(why)) => {
-                self.audit(operation, args, Decision::Deny, why.clone());
+                self.audit(op.name(), args, Decision::Deny, why.clone());
                 Err(DriverError::PermissionDenied(why))
             }
             Err(CapError::Failed(e)) => {
-                self.audit(operation, args, Decision::Allow, format!("error: {e:?}"));
+                self.audit(op.name(), args, Decision::Allow, format!("error: {e:?}"));
                 Err(e)
             }
-        }
-    }
-
-    fn check(&self, need: Need) -> Result<(), String> {
-        let g = &self.env.policy.grants;
-        match need {
-            Need::StorageRead if g.storage.is_some() => Ok(()),
-            Need::StorageWrite => match &g.storage {
-                Some(s) if s.access == StorageAccess::ReadWrite => Ok(()),
-                Some(_) => Err("storage root is granted read-only".into()),
-                None => Err("no storage grant".into()),
-            },
-            Need::StorageRead => Err("no storage grant".into()),
-            Need::Mount if g.mount => Ok(()),
-            Need::Mount => Err("no mount grant".into()),
-            Need::State if g.state_quota_bytes.is_some() => Ok(()),
-            Need::State => Err("no state grant".into()),
-            Need::Device if g.device.is_some() => Ok(()),
-            Need::Device => Err("no device grant".into()),
-            Need::DeviceMount if g.device.is_some() && g.mount => Ok(()),
-            Need::DeviceMount => Err("mounting a device needs the device and mount grants".into()),
         }
     }
 

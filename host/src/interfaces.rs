@@ -6,6 +6,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
+use crate::capability::table::Capability;
 use crate::policy::Grants;
 
 /// Package of our own interfaces, version included.
@@ -13,17 +14,10 @@ pub const PACKAGE: &str = "wasmvol:driver";
 const VERSION: &str = "0.1.0";
 
 /// How the host treats one imported interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportKind {
-    /// `volumes`: needs a storage grant.
-    Storage,
-    /// `mount`: needs the mount grant.
-    Mount,
-    /// `state`: needs a state quota.
-    State,
-    /// `device`: needs the device grant.
-    Device,
+    /// One of our capability interfaces: its functions need that grant.
+    Capability(Capability),
     /// `log` and `types`: need nothing.
     Free,
     /// `wasi:*`: provided empty (no preopens, env, args or network) unless
@@ -46,12 +40,9 @@ impl ImportKind {
         if version != VERSION {
             return ImportKind::Unknown;
         }
-        match iface {
-            "volumes" => ImportKind::Storage,
-            "mount" => ImportKind::Mount,
-            "state" => ImportKind::State,
-            "device" => ImportKind::Device,
-            "log" | "types" => ImportKind::Free,
+        match (Capability::of_interface(iface), iface) {
+            (Some(c), _) => ImportKind::Capability(c),
+            (None, "log" | "types") => ImportKind::Free,
             _ => ImportKind::Unknown,
         }
     }
@@ -59,10 +50,7 @@ impl ImportKind {
     /// The policy grant this kind needs, for error messages and reports.
     pub fn grant_name(self) -> &'static str {
         match self {
-            ImportKind::Storage => "grants.storage",
-            ImportKind::Mount => "grants.mount",
-            ImportKind::State => "grants.state_quota_bytes",
-            ImportKind::Device => "grants.device",
+            ImportKind::Capability(c) => c.grant_key(),
             ImportKind::Free | ImportKind::Wasi => "(none)",
             ImportKind::Unknown => "(not grantable)",
         }
@@ -71,13 +59,26 @@ impl ImportKind {
     /// Whether `grants` allow this kind.
     pub fn granted_by(self, grants: &Grants) -> bool {
         match self {
-            ImportKind::Storage => grants.storage.is_some(),
-            ImportKind::Mount => grants.mount,
-            ImportKind::State => grants.state_quota_bytes.is_some(),
-            ImportKind::Device => grants.device.is_some(),
+            ImportKind::Capability(c) => c.granted_by(grants),
             ImportKind::Free | ImportKind::Wasi => true,
             ImportKind::Unknown => false,
         }
+    }
+
+    /// One word for reports: the capability's name, `free`, `wasi` or `unknown`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ImportKind::Capability(c) => c.name(),
+            ImportKind::Free => "free",
+            ImportKind::Wasi => "wasi",
+            ImportKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl Serialize for ImportKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
     }
 }
 
@@ -162,7 +163,7 @@ mod tests {
     fn classifies_imports_by_interface_and_version() {
         assert_eq!(
             ImportKind::of("wasmvol:driver/mount@0.1.0"),
-            ImportKind::Mount
+            ImportKind::Capability(Capability::Mount)
         );
         assert_eq!(
             ImportKind::of("wasmvol:driver/mount@0.2.0"),
@@ -174,7 +175,7 @@ mod tests {
         );
         assert_eq!(ImportKind::of("evil:net/socket"), ImportKind::Unknown);
         let none = Grants::default();
-        assert!(!ImportKind::Mount.granted_by(&none));
+        assert!(!ImportKind::Capability(Capability::Mount).granted_by(&none));
         assert!(ImportKind::Free.granted_by(&none));
     }
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use wasmvol::artifact_cache::ArtifactCache;
 use wasmvol::call::Operation;
+use wasmvol::capability::table::Capability;
 use wasmvol::csi::CsiDriver;
 use wasmvol::digest::Sha256Digest;
 use wasmvol::driver::{component_shape_problem, read_pinned};
@@ -350,15 +351,11 @@ fn inspect(path: &Path, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An import's kind as `inspect` prints it; unknown imports are what refuses a component.
 fn kind_label(k: ImportKind) -> &'static str {
     match k {
-        ImportKind::Storage => "storage",
-        ImportKind::Mount => "mount",
-        ImportKind::State => "state",
-        ImportKind::Device => "device",
-        ImportKind::Free => "free",
-        ImportKind::Wasi => "wasi",
         ImportKind::Unknown => "REFUSED",
+        k => k.label(),
     }
 }
 
@@ -369,16 +366,10 @@ fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for d in &policy.drivers {
         let grants = &d.grants;
-        let granted: Vec<&str> = [
-            (grants.storage.is_some(), "storage"),
-            (grants.mount, "mount"),
-            (grants.state_quota_bytes.is_some(), "state"),
-            (grants.secrets, "secrets"),
-            (grants.device.is_some(), "device"),
-        ]
-        .into_iter()
-        .filter_map(|(on, n)| on.then_some(n))
-        .collect();
+        let granted: Vec<&str> = Capability::granted(grants)
+            .into_iter()
+            .map(Capability::name)
+            .collect();
         let report = match read_pinned(d.name.as_str(), &d.component, &d.sha256) {
             Err(e) => {
                 json!({"driver": d.name.as_str(), "sha256": d.sha256.to_hex(), "error": e.to_string(), "granted": granted})
@@ -392,12 +383,13 @@ fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
                     .imports
                     .iter()
                     .filter(|i| !i.functions.is_empty())
-                    .map(|i| kind_label(i.kind))
+                    .map(|i| i.kind.label())
                     .collect();
+                // Secrets are not an import: a grant of them is never "unused" by this measure.
                 let unused: Vec<&str> = granted
                     .iter()
                     .copied()
-                    .filter(|g| *g != "secrets" && !used.contains(g))
+                    .filter(|g| *g != Capability::Secrets.name() && !used.contains(g))
                     .collect();
                 let missing: Vec<&str> =
                     surface.ungranted(grants).map(|i| i.name.as_str()).collect();

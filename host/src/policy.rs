@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::digest::Sha256Digest;
 use crate::engine::MAX_POOLED_INSTANCES;
+use crate::sys::fstools::Fs;
 
 /// A policy file that could not be used, naming the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -242,8 +243,9 @@ pub struct Grants {
     pub storage: Option<StorageGrant>,
     /// May mount onto the request's target handles.
     pub mount: bool,
-    /// Filesystem types it may mount or make (device interface).
-    pub fs_types: BTreeSet<String>,
+    /// Filesystem types it may mount or make (device interface): only
+    /// those the host itself can make and mount.
+    pub fs_types: BTreeSet<Fs>,
     /// Mount options it may pass.
     pub mount_options: BTreeSet<String>,
     /// Bytes of durable state (keys plus values); `None`: no state.
@@ -252,6 +254,47 @@ pub struct Grants {
     pub secrets: bool,
     /// May create backing files and attach loop devices (`device` interface).
     pub device: Option<DeviceGrant>,
+    /// Flags every mount the host makes for the driver carries.
+    pub mount_hardening: MountHardening,
+}
+
+/// Flags the host sets on every mount it makes for a driver, whatever the
+/// driver asks: the data on a volume was written by the sandboxed driver or
+/// a pod, so by default no setuid bit and no device node on it is honoured
+/// on the node. An operator opts a driver out per flag
+/// (`mount_hardening = { nosuid = false }`); `noexec` is opt-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MountHardening {
+    /// `nosuid`: setuid and setgid bits are ignored.
+    pub nosuid: bool,
+    /// `nodev`: device nodes cannot be opened.
+    pub nodev: bool,
+    /// `noexec`: nothing on the mount may be executed.
+    pub noexec: bool,
+}
+
+impl Default for MountHardening {
+    fn default() -> Self {
+        Self {
+            nosuid: true,
+            nodev: true,
+            noexec: false,
+        }
+    }
+}
+
+impl MountHardening {
+    /// The flags set, by their mount option names (for audit records).
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (self.nosuid, "nosuid"),
+            (self.nodev, "nodev"),
+            (self.noexec, "noexec"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
 }
 
 /// The device capability: loop devices over backing files in the storage root.
@@ -342,6 +385,15 @@ struct RawGrants {
     #[serde(default)]
     secrets: bool,
     device: Option<RawDevice>,
+    mount_hardening: Option<RawHardening>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHardening {
+    nosuid: Option<bool>,
+    nodev: Option<bool>,
+    noexec: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -367,8 +419,9 @@ struct RawLimits {
     concurrency: Option<u32>,
 }
 
-/// Filesystem types a policy may name (what the host knows how to handle).
-const KNOWN_FS_TYPES: &[&str] = &["ext4", "ext3", "ext2", "xfs", "btrfs", "tmpfs", "vfat"];
+/// Mount options that would undo [`MountHardening`]: a policy sets those
+/// through `mount_hardening`, never through `mount_options`.
+const HARDENING_OPTIONS: &[&str] = &["suid", "dev", "exec", "nosuid", "nodev", "noexec"];
 
 impl Policy {
     /// Reads and validates a policy file.
@@ -439,13 +492,18 @@ impl Policy {
                 }
                 None => None,
             };
-            for fs in &d.grants.fs_types {
-                if !KNOWN_FS_TYPES.contains(&fs.as_str()) {
-                    return Err(invalid(
+            let mut fs_types = BTreeSet::new();
+            for name in &d.grants.fs_types {
+                let fs = Fs::from_name(name).ok_or_else(|| {
+                    invalid(
                         "grants.fs_types",
-                        format!("unknown filesystem type `{fs}` (known: {KNOWN_FS_TYPES:?})"),
-                    ));
-                }
+                        format!(
+                            "`{name}` is not a filesystem the host can make and mount (one of: {})",
+                            Fs::ALL.map(Fs::name).join(", ")
+                        ),
+                    )
+                })?;
+                fs_types.insert(fs);
             }
             for opt in &d.grants.mount_options {
                 if opt.is_empty() || opt.contains(',') || opt.chars().any(char::is_whitespace) {
@@ -454,7 +512,24 @@ impl Policy {
                         format!("`{opt}` is not a single mount option"),
                     ));
                 }
+                if HARDENING_OPTIONS.contains(&opt.as_str()) {
+                    return Err(invalid(
+                        "grants.mount_options",
+                        format!("`{opt}` is set through grants.mount_hardening, not as an option"),
+                    ));
+                }
             }
+            let mount_hardening = {
+                let d0 = MountHardening::default();
+                match &d.grants.mount_hardening {
+                    None => d0,
+                    Some(h) => MountHardening {
+                        nosuid: h.nosuid.unwrap_or(d0.nosuid),
+                        nodev: h.nodev.unwrap_or(d0.nodev),
+                        noexec: h.noexec.unwrap_or(d0.noexec),
+                    },
+                }
+            };
             let defaults = Limits::default();
             let limits = Limits {
                 memory_bytes: d.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
@@ -560,13 +635,14 @@ impl Policy {
                 grants: Grants {
                     storage,
                     mount: d.grants.mount,
-                    fs_types: d.grants.fs_types.into_iter().collect(),
+                    fs_types,
                     mount_options: d.grants.mount_options.into_iter().collect(),
                     state_quota_bytes: d.grants.state_quota_bytes,
                     secrets: d.grants.secrets,
                     device: d.grants.device.map(|g| DeviceGrant {
                         max_file_bytes: g.max_file_bytes,
                     }),
+                    mount_hardening,
                 },
                 limits,
                 csi,

@@ -21,8 +21,9 @@ use crate::bindings::mount::TargetShape;
 use crate::bindings::volumes::Root;
 use crate::bindings::DriverError;
 use crate::capability::mount::TargetHandle;
+use crate::capability::table::{CapOp, Need};
 use crate::capability::volumes::BeneathRoot;
-use crate::context::{io_error, CallContext, CapError, Need};
+use crate::context::{io_error, CallContext, CapError};
 use crate::sys::fstools::{self, Fs, Label};
 use crate::sys::loopdev::{backing_of, Backing, LoopDevice};
 use crate::sys::mount as sys_mount;
@@ -59,9 +60,6 @@ fn mount_flag(option: &str) -> Option<libc::c_ulong> {
         "noatime" => libc::MS_NOATIME,
         "nodiratime" => libc::MS_NODIRATIME,
         "relatime" => libc::MS_RELATIME,
-        "nosuid" => libc::MS_NOSUID,
-        "nodev" => libc::MS_NODEV,
-        "noexec" => libc::MS_NOEXEC,
         "sync" => libc::MS_SYNCHRONOUS,
         _ => return None,
     })
@@ -146,30 +144,11 @@ impl CallContext {
         Ok(fs)
     }
 
+    /// A filesystem found on a device (known only once probed) must be granted too.
     fn check_fs(&self, fs: Fs) -> Result<(), CapError> {
-        if self.env.policy.grants.fs_types.contains(fs.name()) {
-            Ok(())
-        } else {
-            Err(CapError::Denied(format!(
-                "filesystem {} is not in grants.fs_types",
-                fs.name()
-            )))
-        }
-    }
-
-    fn check_size(&self, size: u64) -> Result<(), CapError> {
-        let max = self
-            .env
-            .policy
-            .grants
-            .device
-            .map_or(0, |d| d.max_file_bytes);
-        if size > max {
-            return Err(CapError::Denied(format!(
-                "{size} bytes exceeds grants.device.max_file_bytes ({max})"
-            )));
-        }
-        Ok(())
+        Need::FsType(fs)
+            .check(&self.env.policy.grants)
+            .map_err(CapError::Denied)
     }
 
     fn target_of(&mut self, t: &Resource<TargetHandle>) -> Result<&mut TargetHandle, CapError> {
@@ -188,7 +167,17 @@ impl CallContext {
 
 impl HostBlockDevice for CallContext {
     fn node(&mut self, h: Resource<BlockDeviceHandle>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&h)?.dev.node().display().to_string())
+        self.table.get(&h)?;
+        let args = self.device_args(&h);
+        let node = self.gate(CapOp::DeviceNode, &[], args, |ctx| {
+            let handle = ctx
+                .table
+                .get(&h)
+                .map_err(|e| CapError::Denied(format!("invalid device handle: {e}")))?;
+            Ok(handle.dev.node().display().to_string())
+        });
+        // The WIT function cannot fail: a refusal (no device grant) ends the call.
+        node.map_err(|e| wasmtime::Error::msg(format!("device.node: {e:?}")))
     }
 
     fn size(
@@ -197,7 +186,7 @@ impl HostBlockDevice for CallContext {
     ) -> wasmtime::Result<Result<u64, DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate("device.size", Need::Device, args, |ctx| {
+        Ok(self.gate(CapOp::DeviceSize, &[], args, |ctx| {
             ctx.device_of(&h)?.size().map_err(|e| io_error("size", e))
         }))
     }
@@ -208,7 +197,7 @@ impl HostBlockDevice for CallContext {
     ) -> wasmtime::Result<Result<u64, DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate("device.refresh-size", Need::Device, args, |ctx| {
+        Ok(self.gate(CapOp::DeviceRefreshSize, &[], args, |ctx| {
             let dev = ctx.device_of(&h)?;
             dev.refresh_capacity().map_err(|e| io_error("refresh", e))?;
             dev.size().map_err(|e| io_error("size", e))
@@ -221,7 +210,7 @@ impl HostBlockDevice for CallContext {
     ) -> wasmtime::Result<Result<(), DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate("device.detach", Need::Device, args, |ctx| {
+        Ok(self.gate(CapOp::DeviceDetach, &[], args, |ctx| {
             let dev = ctx.device_of(&h)?;
             dev.detach().map_err(|e| io_error("detach", e))?;
             if let Ok(handle) = ctx.table.get_mut(&h) {
@@ -241,10 +230,12 @@ impl HostBlockDevice for CallContext {
         let mut args = self.device_args(&h);
         args["fs"] = json!(fs_of(fs).name());
         args["label"] = json!(options.label);
-        Ok(
-            self.gate("device.make-filesystem", Need::Device, args, |ctx| {
-                let fs = fs_of(fs);
-                ctx.check_fs(fs)?;
+        let fs = fs_of(fs);
+        Ok(self.gate(
+            CapOp::DeviceMakeFilesystem,
+            &[Need::FsType(fs)],
+            args,
+            |ctx| {
                 let label = match &options.label {
                     Some(l) => Some(Label::parse(l).map_err(CapError::Denied)?),
                     None => None,
@@ -259,8 +250,8 @@ impl HostBlockDevice for CallContext {
                     ))));
                 }
                 fstools::mkfs(&dev.node(), fs, label.as_ref()).map_err(|e| io_error("mkfs", e))
-            }),
-        )
+            },
+        ))
     }
 
     fn probe_filesystem(
@@ -269,22 +260,20 @@ impl HostBlockDevice for CallContext {
     ) -> wasmtime::Result<Result<Option<FsType>, DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
-        Ok(
-            self.gate("device.probe-filesystem", Need::Device, args, |ctx| {
-                let dev = ctx.device_of(&h)?;
-                match fstools::probe(&dev.node()).map_err(|e| io_error("probe", e))? {
-                    None => Ok(None),
-                    Some(name) => match Fs::from_name(&name) {
-                        Some(Fs::Ext4) => Ok(Some(FsType::Ext4)),
-                        Some(Fs::Xfs) => Ok(Some(FsType::Xfs)),
-                        None => Err(failed(DriverError::FailedPrecondition(format!(
-                            "{} holds a {name} filesystem the host does not manage",
-                            dev.node().display()
-                        )))),
-                    },
-                }
-            }),
-        )
+        Ok(self.gate(CapOp::DeviceProbeFilesystem, &[], args, |ctx| {
+            let dev = ctx.device_of(&h)?;
+            match fstools::probe(&dev.node()).map_err(|e| io_error("probe", e))? {
+                None => Ok(None),
+                Some(name) => match Fs::from_name(&name) {
+                    Some(Fs::Ext4) => Ok(Some(FsType::Ext4)),
+                    Some(Fs::Xfs) => Ok(Some(FsType::Xfs)),
+                    None => Err(failed(DriverError::FailedPrecondition(format!(
+                        "{} holds a {name} filesystem the host does not manage",
+                        dev.node().display()
+                    )))),
+                },
+            }
+        }))
     }
 
     fn check_filesystem(
@@ -293,15 +282,13 @@ impl HostBlockDevice for CallContext {
     ) -> wasmtime::Result<Result<FsCheck, DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
-        Ok(
-            self.gate("device.check-filesystem", Need::Device, args, |ctx| {
-                let dev = ctx.device_of(&h)?;
-                let fs = ctx.filesystem_on(dev)?;
-                let (clean, report) =
-                    fstools::check(&dev.node(), fs).map_err(|e| io_error("fsck", e))?;
-                Ok(FsCheck { clean, report })
-            }),
-        )
+        Ok(self.gate(CapOp::DeviceCheckFilesystem, &[], args, |ctx| {
+            let dev = ctx.device_of(&h)?;
+            let fs = ctx.filesystem_on(dev)?;
+            let (clean, report) =
+                fstools::check(&dev.node(), fs).map_err(|e| io_error("fsck", e))?;
+            Ok(FsCheck { clean, report })
+        }))
     }
 
     fn grow_filesystem(
@@ -311,17 +298,15 @@ impl HostBlockDevice for CallContext {
     ) -> wasmtime::Result<Result<(), DriverError>> {
         self.table.get(&h)?;
         let args = self.device_args(&h);
-        Ok(
-            self.gate("device.grow-filesystem", Need::Device, args, |ctx| {
-                let dev = ctx.device_of(&h)?;
-                let fs = ctx.filesystem_on(dev)?;
-                let at = match &mounted_at {
-                    Some(t) => Some(ctx.target_of(t)?.path().to_owned()),
-                    None => None,
-                };
-                fstools::grow(&dev.node(), fs, at.as_deref()).map_err(|e| io_error("grow", e))
-            }),
-        )
+        Ok(self.gate(CapOp::DeviceGrowFilesystem, &[], args, |ctx| {
+            let dev = ctx.device_of(&h)?;
+            let fs = ctx.filesystem_on(dev)?;
+            let at = match &mounted_at {
+                Some(t) => Some(ctx.target_of(t)?.path().to_owned()),
+                None => None,
+            };
+            fstools::grow(&dev.node(), fs, at.as_deref()).map_err(|e| io_error("grow", e))
+        }))
     }
 
     fn mount_onto(
@@ -339,60 +324,56 @@ impl HostBlockDevice for CallContext {
         args["fs"] = json!(fs_of(fs).name());
         args["options"] = json!(options);
         args["read_only"] = json!(read_only);
-        Ok(
-            self.gate("device.mount-onto", Need::DeviceMount, args, |ctx| {
-                let fs = fs_of(fs);
-                ctx.check_fs(fs)?;
-                let mut flags: libc::c_ulong = if read_only { libc::MS_RDONLY } else { 0 };
-                let mut data: Vec<&str> = Vec::new();
-                for o in &options {
-                    if !ctx.env.policy.grants.mount_options.contains(o) {
-                        return Err(CapError::Denied(format!(
-                            "mount option `{o}` is not in grants.mount_options"
-                        )));
-                    }
-                    match mount_flag(o) {
-                        Some(f) => flags |= f,
-                        None => data.push(o),
-                    }
+        args["flags"] = self.hardening_names();
+        let fs = fs_of(fs);
+        let needs: Vec<Need<'_>> = std::iter::once(Need::FsType(fs))
+            .chain(options.iter().map(|o| Need::MountOption(o)))
+            .collect();
+        Ok(self.gate(CapOp::DeviceMountOnto, &needs, args, |ctx| {
+            let mut flags = ctx.mount_flags(read_only).ms_flags();
+            let mut data: Vec<&str> = Vec::new();
+            for o in &options {
+                match mount_flag(o) {
+                    Some(f) => flags |= f,
+                    None => data.push(o),
                 }
-                let dev = ctx.device_of(&h)?;
-                let target = ctx.target_of(&at)?;
-                if target.shape() != TargetShape::Directory {
-                    return Err(failed(DriverError::InvalidArgument(
-                        "a filesystem mounts onto a directory target".into(),
-                    )));
-                }
-                let fd = target.fd().map_err(|e| io_error("target", e))?;
-                // The target is the descriptor opened for this request, named through /proc.
-                let target_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                let c = |s: &str| {
-                    CString::new(s).map_err(|_| {
-                        failed(DriverError::InvalidArgument("NUL in mount argument".into()))
-                    })
-                };
-                let (src, tgt, fstype, data) = (
-                    c(&dev.node().display().to_string())?,
-                    c(&target_path)?,
-                    c(fs.name())?,
-                    c(&data.join(","))?,
-                );
-                // SAFETY: all pointers are NUL-terminated strings that outlive the call.
-                let ret = unsafe {
-                    libc::mount(
-                        src.as_ptr(),
-                        tgt.as_ptr(),
-                        fstype.as_ptr(),
-                        flags,
-                        data.as_ptr().cast(),
-                    )
-                };
-                if ret != 0 {
-                    return Err(io_error("mount", std::io::Error::last_os_error()));
-                }
-                Ok(())
-            }),
-        )
+            }
+            let dev = ctx.device_of(&h)?;
+            let target = ctx.target_of(&at)?;
+            if target.shape() != TargetShape::Directory {
+                return Err(failed(DriverError::InvalidArgument(
+                    "a filesystem mounts onto a directory target".into(),
+                )));
+            }
+            let fd = target.fd().map_err(|e| io_error("target", e))?;
+            // The target is the descriptor opened for this request, named through /proc.
+            let target_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let c = |s: &str| {
+                CString::new(s).map_err(|_| {
+                    failed(DriverError::InvalidArgument("NUL in mount argument".into()))
+                })
+            };
+            let (src, tgt, fstype, data) = (
+                c(&dev.node().display().to_string())?,
+                c(&target_path)?,
+                c(fs.name())?,
+                c(&data.join(","))?,
+            );
+            // SAFETY: all pointers are NUL-terminated strings that outlive the call.
+            let ret = unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    tgt.as_ptr(),
+                    fstype.as_ptr(),
+                    flags,
+                    data.as_ptr().cast(),
+                )
+            };
+            if ret != 0 {
+                return Err(io_error("mount", std::io::Error::last_os_error()));
+            }
+            Ok(())
+        }))
     }
 
     fn bind_node_onto(
@@ -404,21 +385,21 @@ impl HostBlockDevice for CallContext {
         self.table.get(&at)?;
         let mut args = self.device_args(&h);
         args["target"] = json!(self.table.get(&at)?.path());
-        Ok(
-            self.gate("device.bind-node-onto", Need::DeviceMount, args, |ctx| {
-                let dev = ctx.device_of(&h)?;
-                let target = ctx.target_of(&at)?;
-                if target.shape() != TargetShape::File {
-                    return Err(failed(DriverError::InvalidArgument(
-                        "a device node binds onto a file target".into(),
-                    )));
-                }
-                let node =
-                    sys_mount::open_path(&dev.node()).map_err(|e| io_error("device node", e))?;
-                let fd = target.fd().map_err(|e| io_error("target", e))?;
-                sys_mount::bind(node.as_fd(), fd, false).map_err(|e| io_error("bind", e))
-            }),
-        )
+        Ok(self.gate(CapOp::DeviceBindNodeOnto, &[], args, |ctx| {
+            let dev = ctx.device_of(&h)?;
+            let target = ctx.target_of(&at)?;
+            if target.shape() != TargetShape::File {
+                return Err(failed(DriverError::InvalidArgument(
+                    "a device node binds onto a file target".into(),
+                )));
+            }
+            let node = sys_mount::open_path(&dev.node()).map_err(|e| io_error("device node", e))?;
+            let fd = target.fd().map_err(|e| io_error("target", e))?;
+            // The one mount without the hardening flags: it is the device
+            // node itself, which `nodev` would make unusable.
+            sys_mount::bind(node.as_fd(), fd, sys_mount::MountFlags::default())
+                .map_err(|e| io_error("bind", e))
+        }))
     }
 
     fn drop(&mut self, rep: Resource<BlockDeviceHandle>) -> wasmtime::Result<()> {
@@ -435,18 +416,10 @@ impl Host for CallContext {
         size: u64,
     ) -> wasmtime::Result<Result<(), DriverError>> {
         Ok(self.gate(
-            "device.create-backing-file",
-            Need::Device,
+            CapOp::DeviceCreateBackingFile,
+            &[Need::FileBytes(size)],
             json!({"path": path, "size": size}),
             |ctx| {
-                ctx.check_size(size)?;
-                if ctx.env.policy.grants.storage.as_ref().map(|s| s.access)
-                    != Some(crate::policy::StorageAccess::ReadWrite)
-                {
-                    return Err(CapError::Denied(
-                        "storage root is not granted read-write".into(),
-                    ));
-                }
                 let p = BeneathRoot::parse(&path)?;
                 let mut opts = cap_std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);
@@ -466,11 +439,10 @@ impl Host for CallContext {
         size: u64,
     ) -> wasmtime::Result<Result<(), DriverError>> {
         Ok(self.gate(
-            "device.grow-backing-file",
-            Need::Device,
+            CapOp::DeviceGrowBackingFile,
+            &[Need::FileBytes(size)],
             json!({"path": path, "size": size}),
             |ctx| {
-                ctx.check_size(size)?;
                 let f = ctx.open_backing(&path)?;
                 let len = f.metadata().map_err(|e| io_error(&path, e))?.len();
                 if size > len {
@@ -486,11 +458,8 @@ impl Host for CallContext {
         _: Resource<Root>,
         path: String,
     ) -> wasmtime::Result<Result<Resource<BlockDeviceHandle>, DriverError>> {
-        Ok(self.gate(
-            "device.attach",
-            Need::Device,
-            json!({"path": path}),
-            |ctx| {
+        Ok(
+            self.gate(CapOp::DeviceAttach, &[], json!({"path": path}), |ctx| {
                 let file = ctx.open_backing(&path)?;
                 let backing = backing_of(&file).map_err(|e| io_error(&path, e))?;
                 let dev = match ctx.owned_device(backing)? {
@@ -505,8 +474,8 @@ impl Host for CallContext {
                         detached: false,
                     })
                     .map_err(|e| failed(DriverError::ResourceExhausted(e.to_string())))
-            },
-        ))
+            }),
+        )
     }
 
     fn find_attached(
@@ -515,8 +484,8 @@ impl Host for CallContext {
         path: String,
     ) -> wasmtime::Result<Result<Option<Resource<BlockDeviceHandle>>, DriverError>> {
         Ok(self.gate(
-            "device.find-attached",
-            Need::Device,
+            CapOp::DeviceFindAttached,
+            &[],
             json!({"path": path}),
             |ctx| {
                 let p = BeneathRoot::parse(&path)?;

@@ -5,6 +5,7 @@ pub mod device;
 pub mod log;
 pub mod mount;
 pub mod state;
+pub mod table;
 pub mod volumes;
 pub mod wasi_io;
 

@@ -15,8 +15,9 @@ use wasmtime::component::Resource;
 use crate::bindings::mount::{Host, HostTarget, TargetRole, TargetShape};
 use crate::bindings::volumes::{FsStats, Root};
 use crate::bindings::DriverError;
+use crate::capability::table::CapOp;
 use crate::capability::volumes::BeneathRoot;
-use crate::context::{io_error, CallContext, CapError, Need};
+use crate::context::{io_error, CallContext, CapError};
 use crate::sys::mount as sys;
 
 /// A mount point kubelet handed over for one request.
@@ -109,6 +110,28 @@ impl CallContext {
             Err(_) => json!({"target": null}),
         }
     }
+
+    /// The flags a mount made for this driver carries: its policy's
+    /// hardening, and read-only if asked.
+    pub fn mount_flags(&self, read_only: bool) -> sys::MountFlags {
+        let h = self.env.policy.grants.mount_hardening;
+        sys::MountFlags {
+            read_only,
+            nosuid: h.nosuid,
+            nodev: h.nodev,
+            noexec: h.noexec,
+        }
+    }
+
+    /// The hardening flags as the audit record lists them.
+    pub fn hardening_names(&self) -> serde_json::Value {
+        json!(self.env.policy.grants.mount_hardening.names())
+    }
+}
+
+/// A request handle's read failing, as the driver sees it.
+fn read_failed(what: &str, e: std::io::Error) -> CapError {
+    io_error(what, e)
 }
 
 impl HostTarget for CallContext {
@@ -124,13 +147,12 @@ impl HostTarget for CallContext {
         &mut self,
         t: Resource<TargetHandle>,
     ) -> wasmtime::Result<Result<bool, DriverError>> {
-        let path = self.table.get(&t)?.path.clone();
-        Ok(
-            sys::is_mount_point(&path).map_err(|e| match io_error("is-mounted", e) {
-                CapError::Denied(m) => DriverError::PermissionDenied(m),
-                CapError::Failed(e) => e,
-            }),
-        )
+        self.table.get(&t)?;
+        let args = self.target_args(&t);
+        Ok(self.gate(CapOp::MountIsMounted, &[], args, |ctx| {
+            let path = &ctx.table.get(&t).map_err(table_err)?.path;
+            sys::is_mount_point(path).map_err(|e| read_failed("is-mounted", e))
+        }))
     }
 
     fn bind_from_root(
@@ -144,7 +166,9 @@ impl HostTarget for CallContext {
         let mut args = self.target_args(&t);
         args["source"] = json!(path);
         args["read_only"] = json!(read_only);
-        Ok(self.gate("mount.bind-from-root", Need::Mount, args, |ctx| {
+        args["flags"] = self.hardening_names();
+        Ok(self.gate(CapOp::MountBindFromRoot, &[], args, |ctx| {
+            let flags = ctx.mount_flags(read_only);
             let root = ctx.env.root.as_ref().ok_or_else(|| {
                 CapError::Denied("no storage root is granted to mount from".into())
             })?;
@@ -160,7 +184,7 @@ impl HostTarget for CallContext {
                 TargetShape::File => root.open(p.as_path()).map(|f| f.into_std().into()),
             }
             .map_err(|e| io_error(&path, e))?;
-            sys::bind(source.as_fd(), target_fd, read_only).map_err(|e| io_error("bind", e))
+            sys::bind(source.as_fd(), target_fd, flags).map_err(|e| io_error("bind", e))
         }))
     }
 
@@ -175,21 +199,21 @@ impl HostTarget for CallContext {
         let mut args = self.target_args(&t);
         args["source"] = json!(self.table.get(&source)?.path);
         args["read_only"] = json!(read_only);
-        Ok(
-            self.gate("mount.bind-from-target", Need::Mount, args, |ctx| {
-                let src_path = ctx.table.get(&source).map_err(table_err)?.path.clone();
-                // Reopen the source so the bind takes what is mounted there now.
-                let src_fd = sys::open_path(&src_path).map_err(|e| io_error("source", e))?;
-                let dst = ctx.table.get_mut(&t).map_err(table_err)?;
-                if src_path == dst.path {
-                    return Err(CapError::Failed(DriverError::InvalidArgument(
-                        "cannot bind a target onto itself".into(),
-                    )));
-                }
-                let dst_fd = dst.fd().map_err(|e| io_error("target", e))?;
-                sys::bind(src_fd.as_fd(), dst_fd, read_only).map_err(|e| io_error("bind", e))
-            }),
-        )
+        args["flags"] = self.hardening_names();
+        Ok(self.gate(CapOp::MountBindFromTarget, &[], args, |ctx| {
+            let flags = ctx.mount_flags(read_only);
+            let src_path = ctx.table.get(&source).map_err(table_err)?.path.clone();
+            // Reopen the source so the bind takes what is mounted there now.
+            let src_fd = sys::open_path(&src_path).map_err(|e| io_error("source", e))?;
+            let dst = ctx.table.get_mut(&t).map_err(table_err)?;
+            if src_path == dst.path {
+                return Err(CapError::Failed(DriverError::InvalidArgument(
+                    "cannot bind a target onto itself".into(),
+                )));
+            }
+            let dst_fd = dst.fd().map_err(|e| io_error("target", e))?;
+            sys::bind(src_fd.as_fd(), dst_fd, flags).map_err(|e| io_error("bind", e))
+        }))
     }
 
     fn remount_read_only(
@@ -198,18 +222,16 @@ impl HostTarget for CallContext {
     ) -> wasmtime::Result<Result<(), DriverError>> {
         self.table.get(&t)?;
         let args = self.target_args(&t);
-        Ok(
-            self.gate("mount.remount-read-only", Need::Mount, args, |ctx| {
-                let target = ctx.table.get(&t).map_err(table_err)?;
-                sys::remount_read_only(&target.path).map_err(|e| io_error("remount", e))
-            }),
-        )
+        Ok(self.gate(CapOp::MountRemountReadOnly, &[], args, |ctx| {
+            let target = ctx.table.get(&t).map_err(table_err)?;
+            sys::remount_read_only(&target.path).map_err(|e| io_error("remount", e))
+        }))
     }
 
     fn unmount(&mut self, t: Resource<TargetHandle>) -> wasmtime::Result<Result<(), DriverError>> {
         self.table.get(&t)?;
         let args = self.target_args(&t);
-        Ok(self.gate("mount.unmount", Need::Mount, args, |ctx| {
+        Ok(self.gate(CapOp::MountUnmount, &[], args, |ctx| {
             let target = ctx.table.get_mut(&t).map_err(table_err)?;
             // Our own handle into the mount would keep it busy: let go (it is
             // reopened if the call mounts here again), then unmount. Nothing
@@ -225,23 +247,21 @@ impl HostTarget for CallContext {
         &mut self,
         t: Resource<TargetHandle>,
     ) -> wasmtime::Result<Result<FsStats, DriverError>> {
-        let path = self.table.get(&t)?.path.clone();
-        let stats = nix::sys::statvfs::statvfs(&path).map_err(std::io::Error::from);
-        Ok(stats
-            .map(|s| {
-                let frag = s.fragment_size();
-                FsStats {
-                    total_bytes: s.blocks() * frag,
-                    free_bytes: s.blocks_free() * frag,
-                    available_bytes: s.blocks_available() * frag,
-                    total_inodes: s.files(),
-                    free_inodes: s.files_free(),
-                }
+        self.table.get(&t)?;
+        let args = self.target_args(&t);
+        Ok(self.gate(CapOp::MountStatvfs, &[], args, |ctx| {
+            let path = &ctx.table.get(&t).map_err(table_err)?.path;
+            let s = nix::sys::statvfs::statvfs(path)
+                .map_err(|e| read_failed("statvfs", std::io::Error::from(e)))?;
+            let frag = s.fragment_size();
+            Ok(FsStats {
+                total_bytes: s.blocks() * frag,
+                free_bytes: s.blocks_free() * frag,
+                available_bytes: s.blocks_available() * frag,
+                total_inodes: s.files(),
+                free_inodes: s.files_free(),
             })
-            .map_err(|e| match io_error("statvfs", e) {
-                CapError::Denied(m) => DriverError::PermissionDenied(m),
-                CapError::Failed(e) => e,
-            }))
+        }))
     }
 
     fn drop(&mut self, rep: Resource<TargetHandle>) -> wasmtime::Result<()> {

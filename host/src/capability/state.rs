@@ -7,7 +7,8 @@ use serde_json::json;
 
 use crate::bindings::state::Host;
 use crate::bindings::DriverError;
-use crate::context::{CallContext, CapError, Need};
+use crate::capability::table::CapOp;
+use crate::context::{CallContext, CapError};
 use crate::state_store::StateError;
 
 fn state_err(e: StateError) -> CapError {
@@ -26,16 +27,14 @@ impl CallContext {
 
 impl Host for CallContext {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, DriverError>> {
-        Ok(
-            self.gate("state.get", Need::State, json!({"key": key}), |ctx| {
-                ctx.env.state.get(ctx.driver(), &key).map_err(state_err)
-            }),
-        )
+        Ok(self.gate(CapOp::StateGet, &[], json!({"key": key}), |ctx| {
+            ctx.env.state.get(ctx.driver(), &key).map_err(state_err)
+        }))
     }
 
     fn put(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), DriverError>> {
         let args = json!({"key": key, "bytes": value.len()});
-        Ok(self.gate("state.put", Need::State, args, |ctx| {
+        Ok(self.gate(CapOp::StatePut, &[], args, |ctx| {
             let quota = ctx.quota();
             ctx.env
                 .state
@@ -46,7 +45,7 @@ impl Host for CallContext {
 
     fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), DriverError>> {
         Ok(
-            self.gate("state.delete", Need::State, json!({"key": key}), |ctx| {
+            self.gate(CapOp::StateDelete, &[], json!({"key": key}), |ctx| {
                 let quota = ctx.quota();
                 ctx.env
                     .state
@@ -61,8 +60,8 @@ impl Host for CallContext {
         prefix: String,
     ) -> wasmtime::Result<Result<Vec<(String, Vec<u8>)>, DriverError>> {
         Ok(self.gate(
-            "state.list-prefix",
-            Need::State,
+            CapOp::StateListPrefix,
+            &[],
             json!({"prefix": prefix}),
             |ctx| ctx.env.state.list(ctx.driver(), &prefix).map_err(state_err),
         ))
@@ -75,20 +74,18 @@ impl Host for CallContext {
         new: Option<Vec<u8>>,
     ) -> wasmtime::Result<Result<bool, DriverError>> {
         let args = json!({"key": key, "expected_present": expected.is_some(), "new_present": new.is_some()});
-        Ok(
-            self.gate("state.compare-and-swap", Need::State, args, |ctx| {
-                let quota = ctx.quota();
-                ctx.env
-                    .state
-                    .swap(
-                        ctx.driver(),
-                        &key,
-                        Some(expected.as_deref()),
-                        new.as_deref(),
-                        quota,
-                    )
-                    .map_err(state_err)
-            }),
-        )
+        Ok(self.gate(CapOp::StateCompareAndSwap, &[], args, |ctx| {
+            let quota = ctx.quota();
+            ctx.env
+                .state
+                .swap(
+                    ctx.driver(),
+                    &key,
+                    Some(expected.as_deref()),
+                    new.as_deref(),
+                    quota,
+                )
+                .map_err(state_err)
+        }))
     }
 }

@@ -11,7 +11,8 @@ use wasmtime::component::Resource;
 
 use crate::bindings::volumes::{Entry, EntryKind, FsStats, Host, HostRoot, Usage};
 use crate::bindings::DriverError;
-use crate::context::{io_error, CallContext, CapError, Need};
+use crate::capability::table::CapOp;
+use crate::context::{io_error, CallContext, CapError};
 use crate::sys::tree;
 
 /// Largest file `read-file` returns (guards the guest's memory and ours).
@@ -66,12 +67,11 @@ impl CallContext {
     /// Runs a storage operation through the gate with the root directory.
     fn with_root<T>(
         &mut self,
-        operation: &str,
-        need: Need,
+        op: CapOp,
         args: serde_json::Value,
         f: impl FnOnce(&cap_std::fs::Dir) -> Result<T, CapError>,
     ) -> Result<T, DriverError> {
-        self.gate(operation, need, args, |ctx| {
+        self.gate(op, &[], args, |ctx| {
             let root = ctx.env.root.as_ref().ok_or_else(|| {
                 CapError::Denied("no storage root is open for this driver".into())
             })?;
@@ -95,16 +95,13 @@ impl HostRoot for CallContext {
         _: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        Ok(self.with_root(
-            "volumes.create-dir",
-            Need::StorageWrite,
-            json!({"path": path}),
-            |root| {
+        Ok(
+            self.with_root(CapOp::VolumesCreateDir, json!({"path": path}), |root| {
                 let p = BeneathRoot::parse(&path)?;
                 root.create_dir_all(p.as_path())
                     .map_err(|e| io_error(&path, e))
-            },
-        ))
+            }),
+        )
     }
 
     fn remove_tree(
@@ -112,16 +109,13 @@ impl HostRoot for CallContext {
         _: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        Ok(self.with_root(
-            "volumes.remove-tree",
-            Need::StorageWrite,
-            json!({"path": path}),
-            |root| {
+        Ok(
+            self.with_root(CapOp::VolumesRemoveTree, json!({"path": path}), |root| {
                 let p = BeneathRoot::parse(&path)?;
                 not_root(&p, "remove")?;
                 tree::remove_tree(root, p.as_path()).map_err(|e| io_error(&path, e))
-            },
-        ))
+            }),
+        )
     }
 
     fn remove_file(
@@ -129,19 +123,16 @@ impl HostRoot for CallContext {
         _: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        Ok(self.with_root(
-            "volumes.remove-file",
-            Need::StorageWrite,
-            json!({"path": path}),
-            |root| {
+        Ok(
+            self.with_root(CapOp::VolumesRemoveFile, json!({"path": path}), |root| {
                 let p = BeneathRoot::parse(&path)?;
                 not_root(&p, "remove")?;
                 match root.remove_file(p.as_path()) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     r => r.map_err(|e| io_error(&path, e)),
                 }
-            },
-        ))
+            }),
+        )
     }
 
     fn list_dir(
@@ -149,11 +140,8 @@ impl HostRoot for CallContext {
         _: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<Vec<Entry>, DriverError>> {
-        Ok(self.with_root(
-            "volumes.list-dir",
-            Need::StorageRead,
-            json!({"path": path}),
-            |root| {
+        Ok(
+            self.with_root(CapOp::VolumesListDir, json!({"path": path}), |root| {
                 let p = BeneathRoot::parse(&path)?;
                 let dir = if p.is_root() {
                     root.try_clone()
@@ -181,8 +169,8 @@ impl HostRoot for CallContext {
                 }
                 out.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(out)
-            },
-        ))
+            }),
+        )
     }
 
     fn rename(
@@ -192,18 +180,16 @@ impl HostRoot for CallContext {
         destination: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
         let args = json!({"source": source, "destination": destination});
-        Ok(
-            self.with_root("volumes.rename", Need::StorageWrite, args, |root| {
-                let (s, d) = (
-                    BeneathRoot::parse(&source)?,
-                    BeneathRoot::parse(&destination)?,
-                );
-                not_root(&s, "rename")?;
-                not_root(&d, "replace")?;
-                root.rename(s.as_path(), root, d.as_path())
-                    .map_err(|e| io_error(&source, e))
-            }),
-        )
+        Ok(self.with_root(CapOp::VolumesRename, args, |root| {
+            let (s, d) = (
+                BeneathRoot::parse(&source)?,
+                BeneathRoot::parse(&destination)?,
+            );
+            not_root(&s, "rename")?;
+            not_root(&d, "replace")?;
+            root.rename(s.as_path(), root, d.as_path())
+                .map_err(|e| io_error(&source, e))
+        }))
     }
 
     fn copy(
@@ -213,17 +199,15 @@ impl HostRoot for CallContext {
         destination: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
         let args = json!({"source": source, "destination": destination});
-        Ok(
-            self.with_root("volumes.copy", Need::StorageWrite, args, |root| {
-                let (s, d) = (
-                    BeneathRoot::parse(&source)?,
-                    BeneathRoot::parse(&destination)?,
-                );
-                not_root(&s, "copy")?;
-                not_root(&d, "replace")?;
-                tree::copy_tree(root, s.as_path(), d.as_path()).map_err(|e| io_error(&source, e))
-            }),
-        )
+        Ok(self.with_root(CapOp::VolumesCopy, args, |root| {
+            let (s, d) = (
+                BeneathRoot::parse(&source)?,
+                BeneathRoot::parse(&destination)?,
+            );
+            not_root(&s, "copy")?;
+            not_root(&d, "replace")?;
+            tree::copy_tree(root, s.as_path(), d.as_path()).map_err(|e| io_error(&source, e))
+        }))
     }
 
     fn exists(
@@ -231,19 +215,16 @@ impl HostRoot for CallContext {
         _: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<bool, DriverError>> {
-        Ok(self.with_root(
-            "volumes.exists",
-            Need::StorageRead,
-            json!({"path": path}),
-            |root| {
+        Ok(
+            self.with_root(CapOp::VolumesExists, json!({"path": path}), |root| {
                 let p = BeneathRoot::parse(&path)?;
                 match root.symlink_metadata(p.as_path()) {
                     Ok(_) => Ok(true),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                     Err(e) => Err(io_error(&path, e)),
                 }
-            },
-        ))
+            }),
+        )
     }
 
     fn write_file(
@@ -253,14 +234,12 @@ impl HostRoot for CallContext {
         contents: Vec<u8>,
     ) -> wasmtime::Result<Result<(), DriverError>> {
         let args = json!({"path": path, "bytes": contents.len()});
-        Ok(
-            self.with_root("volumes.write-file", Need::StorageWrite, args, |root| {
-                let p = BeneathRoot::parse(&path)?;
-                not_root(&p, "write")?;
-                root.write(p.as_path(), &contents)
-                    .map_err(|e| io_error(&path, e))
-            }),
-        )
+        Ok(self.with_root(CapOp::VolumesWriteFile, args, |root| {
+            let p = BeneathRoot::parse(&path)?;
+            not_root(&p, "write")?;
+            root.write(p.as_path(), &contents)
+                .map_err(|e| io_error(&path, e))
+        }))
     }
 
     fn read_file(
@@ -268,11 +247,8 @@ impl HostRoot for CallContext {
         _: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<Vec<u8>, DriverError>> {
-        Ok(self.with_root(
-            "volumes.read-file",
-            Need::StorageRead,
-            json!({"path": path}),
-            |root| {
+        Ok(
+            self.with_root(CapOp::VolumesReadFile, json!({"path": path}), |root| {
                 use std::io::Read;
                 let p = BeneathRoot::parse(&path)?;
                 let file = root.open(p.as_path()).map_err(|e| io_error(&path, e))?;
@@ -286,8 +262,8 @@ impl HostRoot for CallContext {
                     ))));
                 }
                 Ok(buf)
-            },
-        ))
+            }),
+        )
     }
 
     fn statvfs(
@@ -295,11 +271,8 @@ impl HostRoot for CallContext {
         _: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<FsStats, DriverError>> {
-        Ok(self.with_root(
-            "volumes.statvfs",
-            Need::StorageRead,
-            json!({"path": path}),
-            |root| {
+        Ok(
+            self.with_root(CapOp::VolumesStatvfs, json!({"path": path}), |root| {
                 let p = BeneathRoot::parse(&path)?;
                 let s = tree::statvfs(root, p.as_path()).map_err(|e| io_error(&path, e))?;
                 Ok(FsStats {
@@ -309,8 +282,8 @@ impl HostRoot for CallContext {
                     total_inodes: s.total_inodes,
                     free_inodes: s.free_inodes,
                 })
-            },
-        ))
+            }),
+        )
     }
 
     fn usage(
@@ -318,17 +291,14 @@ impl HostRoot for CallContext {
         _: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<Usage, DriverError>> {
-        Ok(self.with_root(
-            "volumes.usage",
-            Need::StorageRead,
-            json!({"path": path}),
-            |root| {
+        Ok(
+            self.with_root(CapOp::VolumesUsage, json!({"path": path}), |root| {
                 let p = BeneathRoot::parse(&path)?;
                 let (bytes, inodes) =
                     tree::usage(root, p.as_path()).map_err(|e| io_error(&path, e))?;
                 Ok(Usage { bytes, inodes })
-            },
-        ))
+            }),
+        )
     }
 
     fn drop(&mut self, rep: Resource<StorageRoot>) -> wasmtime::Result<()> {
@@ -339,7 +309,7 @@ impl HostRoot for CallContext {
 
 impl Host for CallContext {
     fn open_root(&mut self) -> wasmtime::Result<Result<Resource<StorageRoot>, DriverError>> {
-        let opened = self.gate("volumes.open-root", Need::StorageRead, json!({}), |ctx| {
+        let opened = self.gate(CapOp::VolumesOpenRoot, &[], json!({}), |ctx| {
             ctx.table
                 .push(StorageRoot)
                 .map_err(|e| CapError::Failed(DriverError::ResourceExhausted(e.to_string())))

@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Filesystems the host knows how to make, check and grow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Fs {
     /// ext4.
     Ext4,
@@ -17,6 +18,9 @@ pub enum Fs {
 }
 
 impl Fs {
+    /// Every filesystem the host manages.
+    pub const ALL: [Fs; 2] = [Fs::Ext4, Fs::Xfs];
+
     /// The kernel's name, as in /proc/filesystems and blkid.
     pub fn name(self) -> &'static str {
         match self {

@@ -14,6 +14,50 @@ const OPEN_TREE_CLONE: libc::c_uint = 0x1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// Per-mount flags a bind carries, set on the detached copy before it is
+/// attached, so the mount never exists without them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    /// Read-only.
+    pub read_only: bool,
+    /// Setuid and setgid bits ignored.
+    pub nosuid: bool,
+    /// Device nodes cannot be opened.
+    pub nodev: bool,
+    /// Nothing may be executed.
+    pub noexec: bool,
+}
+
+impl MountFlags {
+    fn attrs(self) -> u64 {
+        [
+            (self.read_only, MOUNT_ATTR_RDONLY),
+            (self.nosuid, MOUNT_ATTR_NOSUID),
+            (self.nodev, MOUNT_ATTR_NODEV),
+            (self.noexec, MOUNT_ATTR_NOEXEC),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit)
+    }
+
+    /// The same flags for mount(2) (`MS_*`).
+    pub fn ms_flags(self) -> libc::c_ulong {
+        [
+            (self.read_only, libc::MS_RDONLY),
+            (self.nosuid, libc::MS_NOSUID),
+            (self.nodev, libc::MS_NODEV),
+            (self.noexec, libc::MS_NOEXEC),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit)
+    }
+}
 
 #[repr(C)]
 struct MountAttr {
@@ -49,8 +93,13 @@ pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// Makes a detached or attached mount (by fd) read-only.
 pub fn set_read_only(mount: BorrowedFd<'_>) -> io::Result<()> {
+    set_attrs(mount, MOUNT_ATTR_RDONLY)
+}
+
+/// Sets `MOUNT_ATTR_*` bits on a detached or attached mount (by fd).
+fn set_attrs(mount: BorrowedFd<'_>, attr_set: u64) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -93,11 +142,11 @@ pub fn attach(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Binds `source` onto `target`, read-only if asked, without following any path.
-pub fn bind(source: BorrowedFd<'_>, target: BorrowedFd<'_>, read_only: bool) -> io::Result<()> {
+/// Binds `source` onto `target` with `flags`, without following any path.
+pub fn bind(source: BorrowedFd<'_>, target: BorrowedFd<'_>, flags: MountFlags) -> io::Result<()> {
     let tree = clone_tree(source)?;
-    if read_only {
-        set_read_only(tree.as_fd())?;
+    if flags != MountFlags::default() {
+        set_attrs(tree.as_fd(), flags.attrs())?;
     }
     attach(tree.as_fd(), target)
 }

@@ -1,0 +1,335 @@
+//! The one capability table: what a policy can grant ([`Capability`]), what
+//! one use needs ([`Need`]), and every capability operation a driver can
+//! call ([`CapOp`]) with its audit name, the grants it needs, whether it may
+//! block and which of its arguments the audit log leaves out.
+//!
+//! The load-time import check, [`CallContext::gate`](crate::context::CallContext::gate)
+//! and `wasmvol audit` all read this table, so a grant is named, checked
+//! and reported the same way everywhere.
+
+use crate::policy::{Grants, StorageAccess};
+use crate::sys::fstools::Fs;
+
+/// One kind of authority a policy grants a driver. Everything absent is denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// `grants.storage`: a directory beneath which the driver's paths resolve (`volumes`).
+    Storage,
+    /// `grants.mount`: mounting onto the target handles of a request (`mount`).
+    Mount,
+    /// `grants.state_quota_bytes`: durable key-value state (`state`).
+    State,
+    /// `grants.device`: loop devices over backing files, and filesystem tools (`device`).
+    Device,
+    /// `grants.secrets`: the secrets callers send reach the driver.
+    Secrets,
+}
+
+impl Capability {
+    /// Every capability, in report order.
+    pub const ALL: [Capability; 5] = [
+        Capability::Storage,
+        Capability::Mount,
+        Capability::State,
+        Capability::Device,
+        Capability::Secrets,
+    ];
+
+    /// Short name, as reports and audit summaries spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Storage => "storage",
+            Capability::Mount => "mount",
+            Capability::State => "state",
+            Capability::Device => "device",
+            Capability::Secrets => "secrets",
+        }
+    }
+
+    /// The policy key that grants it.
+    pub fn grant_key(self) -> &'static str {
+        match self {
+            Capability::Storage => "grants.storage",
+            Capability::Mount => "grants.mount",
+            Capability::State => "grants.state_quota_bytes",
+            Capability::Device => "grants.device",
+            Capability::Secrets => "grants.secrets",
+        }
+    }
+
+    /// The capability a `wasmvol:driver` interface's functions need, by the
+    /// interface's bare name; `None` for interfaces that need none (`log`,
+    /// `types`) and for names that are not capability interfaces.
+    pub fn of_interface(interface: &str) -> Option<Self> {
+        match interface {
+            "volumes" => Some(Capability::Storage),
+            "mount" => Some(Capability::Mount),
+            "state" => Some(Capability::State),
+            "device" => Some(Capability::Device),
+            _ => None,
+        }
+    }
+
+    /// Whether `grants` give this capability.
+    pub fn granted_by(self, grants: &Grants) -> bool {
+        match self {
+            Capability::Storage => grants.storage.is_some(),
+            Capability::Mount => grants.mount,
+            Capability::State => grants.state_quota_bytes.is_some(),
+            Capability::Device => grants.device.is_some(),
+            Capability::Secrets => grants.secrets,
+        }
+    }
+
+    /// The capabilities `grants` give, in report order.
+    pub fn granted(grants: &Grants) -> Vec<Capability> {
+        Self::ALL
+            .into_iter()
+            .filter(|c| c.granted_by(grants))
+            .collect()
+    }
+}
+
+/// What one capability use needs from the driver's grants. An operation's
+/// fixed needs come from [`CapOp::needs`]; those that depend on its
+/// arguments (a filesystem, a mount option, a size) are added per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need<'a> {
+    /// Read the storage root.
+    StorageRead,
+    /// Write the storage root (it is granted `read-write`).
+    StorageWrite,
+    /// Mount onto request targets.
+    Mount,
+    /// Use durable state.
+    State,
+    /// Backing files and loop devices.
+    Device,
+    /// Make, check, grow or mount this filesystem (`grants.fs_types`).
+    FsType(Fs),
+    /// Pass this mount option (`grants.mount_options`).
+    MountOption(&'a str),
+    /// A backing file of this many bytes (`grants.device.max_file_bytes`).
+    FileBytes(u64),
+}
+
+impl Need<'_> {
+    /// `Ok` when `grants` meet this need, else why not (the audit record's outcome).
+    pub fn check(self, grants: &Grants) -> Result<(), String> {
+        let yes = |granted: bool, why: &str| if granted { Ok(()) } else { Err(why.to_owned()) };
+        match self {
+            Need::StorageRead => yes(grants.storage.is_some(), "no storage grant"),
+            Need::StorageWrite => match &grants.storage {
+                Some(s) if s.access == StorageAccess::ReadWrite => Ok(()),
+                Some(_) => Err("storage root is granted read-only".into()),
+                None => Err("no storage grant".into()),
+            },
+            Need::Mount => yes(grants.mount, "no mount grant"),
+            Need::State => yes(grants.state_quota_bytes.is_some(), "no state grant"),
+            Need::Device => yes(grants.device.is_some(), "no device grant"),
+            Need::FsType(fs) => yes(
+                grants.fs_types.contains(&fs),
+                &format!("filesystem {} is not in grants.fs_types", fs.name()),
+            ),
+            Need::MountOption(o) => yes(
+                grants.mount_options.contains(o),
+                &format!("mount option `{o}` is not in grants.mount_options"),
+            ),
+            Need::FileBytes(size) => {
+                let max = grants.device.map_or(0, |d| d.max_file_bytes);
+                yes(
+                    size <= max,
+                    &format!("{size} bytes exceeds grants.device.max_file_bytes ({max})"),
+                )
+            }
+        }
+    }
+}
+
+/// Declares [`CapOp`] from one table: per operation its audit name, fixed
+/// needs, whether it may block, and the argument keys the audit log omits.
+macro_rules! cap_ops {
+    ($($op:ident => $name:literal, [$($need:ident),*], $blocks:ident, redact [$($secret:literal),*];)*) => {
+        /// Every capability operation a driver can call.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum CapOp {
+            $(#[doc = concat!("`", $name, "`.")] $op,)*
+        }
+
+        impl CapOp {
+            /// Every operation, in table order.
+            pub const ALL: &'static [CapOp] = &[$(CapOp::$op,)*];
+
+            /// The name audit records and reports use, `interface.function`.
+            pub fn name(self) -> &'static str {
+                match self { $(CapOp::$op => $name,)* }
+            }
+
+            /// What the operation needs whatever its arguments.
+            pub fn needs(self) -> &'static [Need<'static>] {
+                match self { $(CapOp::$op => &[$(Need::$need),*],)* }
+            }
+
+            /// Whether it may block for long (device work and the tools it
+            /// runs, walks of trees, file contents, durable commits). Before
+            /// one, a call running in place on a tokio worker lets go of the
+            /// task waiting on that worker (see [`crate::sync_calls`]).
+            pub fn may_block(self) -> bool {
+                match self { $(CapOp::$op => cap_ops!(@blocks $blocks),)* }
+            }
+
+            /// Argument keys whose values the audit log replaces with
+            /// `<redacted>` (on top of every `secrets` field, always redacted).
+            pub fn redacted(self) -> &'static [&'static str] {
+                match self { $(CapOp::$op => &[$($secret),*],)* }
+            }
+        }
+    };
+    (@blocks quick) => { false };
+    (@blocks blocks) => { true };
+}
+
+cap_ops! {
+    VolumesOpenRoot => "volumes.open-root", [StorageRead], quick, redact [];
+    VolumesCreateDir => "volumes.create-dir", [StorageWrite], quick, redact [];
+    VolumesRemoveTree => "volumes.remove-tree", [StorageWrite], blocks, redact [];
+    VolumesRemoveFile => "volumes.remove-file", [StorageWrite], quick, redact [];
+    VolumesListDir => "volumes.list-dir", [StorageRead], blocks, redact [];
+    VolumesRename => "volumes.rename", [StorageWrite], quick, redact [];
+    VolumesCopy => "volumes.copy", [StorageWrite], blocks, redact [];
+    VolumesExists => "volumes.exists", [StorageRead], quick, redact [];
+    VolumesWriteFile => "volumes.write-file", [StorageWrite], blocks, redact [];
+    VolumesReadFile => "volumes.read-file", [StorageRead], blocks, redact [];
+    VolumesStatvfs => "volumes.statvfs", [StorageRead], quick, redact [];
+    VolumesUsage => "volumes.usage", [StorageRead], blocks, redact [];
+    MountIsMounted => "mount.is-mounted", [], quick, redact [];
+    MountStatvfs => "mount.statvfs", [], quick, redact [];
+    MountBindFromRoot => "mount.bind-from-root", [Mount, StorageRead], quick, redact [];
+    MountBindFromTarget => "mount.bind-from-target", [Mount], quick, redact [];
+    MountRemountReadOnly => "mount.remount-read-only", [Mount], quick, redact [];
+    MountUnmount => "mount.unmount", [Mount], quick, redact [];
+    StateGet => "state.get", [State], quick, redact [];
+    StatePut => "state.put", [State], blocks, redact [];
+    StateDelete => "state.delete", [State], blocks, redact [];
+    StateListPrefix => "state.list-prefix", [State], quick, redact [];
+    StateCompareAndSwap => "state.compare-and-swap", [State], blocks, redact [];
+    DeviceCreateBackingFile => "device.create-backing-file", [Device, StorageWrite], blocks, redact [];
+    DeviceGrowBackingFile => "device.grow-backing-file", [Device, StorageWrite], blocks, redact [];
+    DeviceAttach => "device.attach", [Device, StorageWrite], blocks, redact [];
+    DeviceFindAttached => "device.find-attached", [Device, StorageRead], blocks, redact [];
+    DeviceNode => "device.node", [Device], quick, redact [];
+    DeviceSize => "device.size", [Device], blocks, redact [];
+    DeviceRefreshSize => "device.refresh-size", [Device], blocks, redact [];
+    DeviceDetach => "device.detach", [Device], blocks, redact [];
+    DeviceMakeFilesystem => "device.make-filesystem", [Device], blocks, redact [];
+    DeviceProbeFilesystem => "device.probe-filesystem", [Device], blocks, redact [];
+    DeviceCheckFilesystem => "device.check-filesystem", [Device], blocks, redact [];
+    DeviceGrowFilesystem => "device.grow-filesystem", [Device], blocks, redact [];
+    DeviceMountOnto => "device.mount-onto", [Device, Mount], blocks, redact [];
+    DeviceBindNodeOnto => "device.bind-node-onto", [Device, Mount], blocks, redact [];
+}
+
+impl CapOp {
+    /// The capabilities its fixed needs call for (what `wasmvol audit` reports per operation).
+    pub fn capabilities(self) -> Vec<Capability> {
+        let mut caps: Vec<Capability> = self
+            .needs()
+            .iter()
+            .filter_map(|n| match n {
+                Need::StorageRead | Need::StorageWrite => Some(Capability::Storage),
+                Need::Mount => Some(Capability::Mount),
+                Need::State => Some(Capability::State),
+                Need::Device | Need::FileBytes(_) | Need::FsType(_) => Some(Capability::Device),
+                Need::MountOption(_) => Some(Capability::Mount),
+            })
+            .collect();
+        caps.sort();
+        caps.dedup();
+        caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{DeviceGrant, StorageGrant};
+
+    #[test]
+    fn names_are_unique_and_name_their_interface() {
+        let mut names: Vec<&str> = CapOp::ALL.iter().map(|o| o.name()).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "two operations share a name");
+        for op in CapOp::ALL {
+            let iface = op.name().split('.').next().unwrap();
+            assert!(Capability::of_interface(iface).is_some(), "{}", op.name());
+            // Every operation that touches the host needs its interface's grant,
+            // except reads of the request's own handles.
+            let own = Capability::of_interface(iface).unwrap();
+            assert!(
+                op.capabilities().contains(&own)
+                    || matches!(op, CapOp::MountIsMounted | CapOp::MountStatvfs),
+                "{} does not need {own:?}",
+                op.name()
+            );
+        }
+    }
+
+    #[test]
+    fn each_need_is_checked_against_its_grant() {
+        let none = Grants::default();
+        for need in [
+            Need::StorageRead,
+            Need::StorageWrite,
+            Need::Mount,
+            Need::State,
+            Need::Device,
+            Need::FsType(Fs::Ext4),
+            Need::MountOption("noatime"),
+            Need::FileBytes(1),
+        ] {
+            assert!(need.check(&none).is_err(), "{need:?} passes with no grants");
+        }
+        let read_only = Grants {
+            storage: Some(StorageGrant {
+                root: "/r".into(),
+                access: StorageAccess::ReadOnly,
+                wasi_preopen: false,
+            }),
+            device: Some(DeviceGrant { max_file_bytes: 10 }),
+            fs_types: [Fs::Ext4].into(),
+            mount_options: ["noatime".to_owned()].into(),
+            ..Grants::default()
+        };
+        assert!(Need::StorageRead.check(&read_only).is_ok());
+        assert_eq!(
+            Need::StorageWrite.check(&read_only).unwrap_err(),
+            "storage root is granted read-only"
+        );
+        assert!(Need::FsType(Fs::Ext4).check(&read_only).is_ok());
+        assert!(Need::FsType(Fs::Xfs).check(&read_only).is_err());
+        assert!(Need::MountOption("noatime").check(&read_only).is_ok());
+        assert!(Need::MountOption("dev").check(&read_only).is_err());
+        assert!(Need::FileBytes(10).check(&read_only).is_ok());
+        assert!(Need::FileBytes(11).check(&read_only).is_err());
+    }
+
+    #[test]
+    fn capabilities_follow_the_grants() {
+        let g = Grants {
+            mount: true,
+            secrets: true,
+            ..Grants::default()
+        };
+        assert_eq!(
+            Capability::granted(&g),
+            vec![Capability::Mount, Capability::Secrets]
+        );
+        assert_eq!(
+            CapOp::DeviceMountOnto.capabilities(),
+            vec![Capability::Mount, Capability::Device]
+        );
+    }
+}
