@@ -30,11 +30,16 @@ pub mod bindings {
     });
 }
 
+pub mod ids;
 pub mod paging;
 #[cfg(feature = "json")]
 pub mod records;
 
 use core::marker::PhantomData;
+
+/// Publish-context key a driver that attaches sets to the device it attached:
+/// FlexVolume's `attach` answers it to kubelet as the device path.
+pub const DEVICE_PATH_KEY: &str = "devicePath";
 
 pub use bindings::exports::wasmvol::driver::controller::{
     ControllerExpandRequest, ControllerExpandResponse, ControllerPublishRequest,

@@ -11,6 +11,7 @@ mod records;
 use wasmvol_driver_sdk::*;
 
 use records::{SnapshotRecord, VolumeRecord};
+use wasmvol_driver_sdk::ids::{self, not_found};
 use wasmvol_driver_sdk::paging;
 use wasmvol_driver_sdk::records::{id_for, Record};
 
@@ -23,12 +24,14 @@ fn root() -> Result<Root> {
     volumes::open_root()
 }
 
-fn volume_dir(id: &str) -> String {
-    format!("volumes/{id}")
+/// A volume's directory; the id must be a plain name ([`ids::path_name`]).
+fn volume_dir(id: &str) -> Result<String> {
+    ids::path_under("volumes", id, "")
 }
 
-fn snapshot_dir(id: &str) -> String {
-    format!("snapshots/{id}")
+/// A snapshot's directory; the id must be a plain name ([`ids::path_name`]).
+fn snapshot_dir(id: &str) -> Result<String> {
+    ids::path_under("snapshots", id, "")
 }
 
 /// Builds a volume under a temporary name, then renames it into place, so a
@@ -134,18 +137,16 @@ impl Driver for HostPath {
                 "{capacity} bytes requested, {available} available"
             )));
         }
-        let dir = volume_dir(&id);
+        let dir = volume_dir(&id)?;
         materialize(&root, &dir, |root, tmp| match &r.content_source {
             None => root.create_dir(tmp),
             Some(ContentSource::Snapshot(sid)) => {
-                SnapshotRecord::load(sid)?
-                    .ok_or_else(|| DriverError::NotFound(format!("snapshot `{sid}` not found")))?;
-                root.copy(&snapshot_dir(sid), tmp)
+                SnapshotRecord::load(sid)?.ok_or_else(|| not_found("snapshot", sid))?;
+                root.copy(&snapshot_dir(sid)?, tmp)
             }
             Some(ContentSource::Volume(vid)) => {
-                VolumeRecord::load(vid)?
-                    .ok_or_else(|| DriverError::NotFound(format!("volume `{vid}` not found")))?;
-                root.copy(&volume_dir(vid), tmp)
+                VolumeRecord::load(vid)?.ok_or_else(|| not_found("volume", vid))?;
+                root.copy(&volume_dir(vid)?, tmp)
             }
         })?;
         let record = VolumeRecord {
@@ -162,13 +163,16 @@ impl Driver for HostPath {
         if r.volume_id.is_empty() {
             return Err(DriverError::InvalidArgument("volume id is required".into()));
         }
-        root()?.remove_tree(&volume_dir(&r.volume_id))?;
+        // An id that is not a plain name was never one of ours: nothing to delete.
+        let Ok(dir) = volume_dir(&r.volume_id) else {
+            return Ok(());
+        };
+        root()?.remove_tree(&dir)?;
         VolumeRecord::delete(&r.volume_id)
     }
 
     fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
-        VolumeRecord::load(&r.volume_id)?
-            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         Ok(match check_mount_access(&r.volume_capabilities) {
             Ok(()) => ValidateResponse {
                 confirmed: Some(r.volume_capabilities),
@@ -214,13 +218,12 @@ impl Driver for HostPath {
             }
             return Ok(existing.to_snapshot());
         }
-        VolumeRecord::load(&r.source_volume_id)?.ok_or_else(|| {
-            DriverError::NotFound(format!("volume `{}` not found", r.source_volume_id))
-        })?;
+        VolumeRecord::load(&r.source_volume_id)?
+            .ok_or_else(|| not_found("volume", &r.source_volume_id))?;
         let root = root()?;
-        let dir = snapshot_dir(&id);
+        let dir = snapshot_dir(&id)?;
         materialize(&root, &dir, |root, tmp| {
-            root.copy(&volume_dir(&r.source_volume_id), tmp)
+            root.copy(&volume_dir(&r.source_volume_id)?, tmp)
         })?;
         let record = SnapshotRecord {
             id,
@@ -239,7 +242,10 @@ impl Driver for HostPath {
                 "snapshot id is required".into(),
             ));
         }
-        root()?.remove_tree(&snapshot_dir(&r.snapshot_id))?;
+        let Ok(dir) = snapshot_dir(&r.snapshot_id) else {
+            return Ok(());
+        };
+        root()?.remove_tree(&dir)?;
         SnapshotRecord::delete(&r.snapshot_id)
     }
 
@@ -252,8 +258,8 @@ impl Driver for HostPath {
     }
 
     fn controller_expand(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
-        let mut v = VolumeRecord::load(&r.volume_id)?
-            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        let mut v =
+            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         let wanted = wanted_capacity(&r.capacity_range)?;
         if wanted > v.capacity {
             v.capacity = wanted;
@@ -267,8 +273,7 @@ impl Driver for HostPath {
 
     fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {
         check_mount_access(core::slice::from_ref(&r.volume_capability))?;
-        VolumeRecord::load(&r.volume_id)?
-            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         if target.is_mounted()? {
             return Ok(());
         }
@@ -277,7 +282,7 @@ impl Driver for HostPath {
                 r.volume_capability.access_mode,
                 AccessMode::SingleNodeReaderOnly | AccessMode::MultiNodeReaderOnly
             );
-        target.bind_from_root(&root()?, &volume_dir(&r.volume_id), read_only)
+        target.bind_from_root(&root()?, &volume_dir(&r.volume_id)?, read_only)
     }
 
     fn unpublish(target: Target, _r: UnpublishRequest) -> Result<()> {
@@ -285,10 +290,10 @@ impl Driver for HostPath {
     }
 
     fn volume_stats(_volume: Target, r: VolumeStatsRequest) -> Result<VolumeStats> {
-        let v = VolumeRecord::load(&r.volume_id)?
-            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        let v =
+            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         let root = root()?;
-        let dir = volume_dir(&v.id);
+        let dir = volume_dir(&v.id)?;
         let used = root.usage(&dir)?;
         let fs = root.statvfs(&dir)?;
         let available = v
@@ -315,8 +320,8 @@ impl Driver for HostPath {
     }
 
     fn node_expand(_volume: Target, r: NodeExpandRequest) -> Result<u64> {
-        let v = VolumeRecord::load(&r.volume_id)?
-            .ok_or_else(|| DriverError::NotFound(format!("volume `{}` not found", r.volume_id)))?;
+        let v =
+            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         Ok(v.capacity)
     }
 

@@ -12,22 +12,17 @@
 mod records;
 
 use records::{snapshot_file, volume_file, SnapshotRecord, VolumeRecord};
+use wasmvol_driver_sdk::ids::not_found;
 use wasmvol_driver_sdk::records::{id_for, Record};
 use wasmvol_driver_sdk::*;
 
 /// Size of a volume created without one.
 const DEFAULT_CAPACITY: u64 = 1 << 30;
-/// Publish-context key naming the attached device (FlexVolume's `device`).
-const DEVICE_KEY: &str = "devicePath";
 
 struct LoopFs;
 
 fn root() -> Result<Root> {
     volumes::open_root()
-}
-
-fn not_found(what: &str, id: &str) -> DriverError {
-    DriverError::NotFound(format!("{what} `{id}` not found"))
 }
 
 fn volume(id: &str) -> Result<VolumeRecord> {
@@ -65,9 +60,9 @@ fn wanted(range: &Option<CapacityRange>) -> u64 {
 
 /// The volume's device: the one the host already attached, or a new attach.
 fn attached(root: &Root, v: &VolumeRecord) -> Result<BlockDevice> {
-    match device::find_attached(root, &v.file())? {
+    match device::find_attached(root, &v.file()?)? {
         Some(d) => Ok(d),
-        None => device::attach(root, &v.file()),
+        None => device::attach(root, &v.file()?),
     }
 }
 
@@ -126,7 +121,7 @@ impl Driver for LoopFs {
         }
         let root = root()?;
         root.create_dir("volumes")?;
-        let file = volume_file(&id);
+        let file = volume_file(&id)?;
         let (source, capacity) = match &r.content_source {
             None => {
                 if !root.exists(&file)? {
@@ -137,7 +132,7 @@ impl Driver for LoopFs {
             Some(ContentSource::Snapshot(sid)) => {
                 let s = SnapshotRecord::load(sid)?.ok_or_else(|| not_found("snapshot", sid))?;
                 if !root.exists(&file)? {
-                    root.copy(&snapshot_file(sid), &file)?;
+                    root.copy(&snapshot_file(sid)?, &file)?;
                 }
                 device::grow_backing_file(&root, &file, capacity.max(s.size))?;
                 (Some(format!("snapshot:{sid}")), capacity.max(s.size))
@@ -145,7 +140,7 @@ impl Driver for LoopFs {
             Some(ContentSource::Volume(src)) => {
                 let s = volume(src)?;
                 if !root.exists(&file)? {
-                    root.copy(&s.file(), &file)?;
+                    root.copy(&s.file()?, &file)?;
                 }
                 device::grow_backing_file(&root, &file, capacity.max(s.capacity))?;
                 (Some(format!("volume:{src}")), capacity.max(s.capacity))
@@ -166,7 +161,10 @@ impl Driver for LoopFs {
 
     fn delete_volume(r: DeleteVolumeRequest) -> Result<()> {
         let root = root()?;
-        let file = volume_file(&r.volume_id);
+        // An id that is not a plain name was never one of ours: nothing to delete.
+        let Ok(file) = volume_file(&r.volume_id) else {
+            return Ok(());
+        };
         if let Some(d) = device::find_attached(&root, &file)? {
             d.detach()?;
         }
@@ -177,12 +175,12 @@ impl Driver for LoopFs {
     fn controller_publish(r: ControllerPublishRequest) -> Result<KeyValues> {
         let v = volume(&r.volume_id)?;
         let d = attached(&root()?, &v)?;
-        Ok(vec![(DEVICE_KEY.to_owned(), d.node())])
+        Ok(vec![(DEVICE_PATH_KEY.to_owned(), d.node())])
     }
 
     fn controller_unpublish(r: ControllerUnpublishRequest) -> Result<()> {
         let root = root()?;
-        if let Some(d) = device::find_attached(&root, &volume_file(&r.volume_id))? {
+        if let Some(d) = device::find_attached(&root, &volume_file(&r.volume_id)?)? {
             d.detach()?;
         }
         Ok(())
@@ -230,9 +228,9 @@ impl Driver for LoopFs {
         let v = volume(&r.source_volume_id)?;
         let root = root()?;
         root.create_dir("snapshots")?;
-        let file = snapshot_file(&id);
+        let file = snapshot_file(&id)?;
         if !root.exists(&file)? {
-            root.copy(&v.file(), &file)?;
+            root.copy(&v.file()?, &file)?;
         }
         let s = SnapshotRecord {
             id,
@@ -247,7 +245,10 @@ impl Driver for LoopFs {
     }
 
     fn delete_snapshot(r: DeleteSnapshotRequest) -> Result<()> {
-        root()?.remove_file(&snapshot_file(&r.snapshot_id))?;
+        let Ok(file) = snapshot_file(&r.snapshot_id) else {
+            return Ok(());
+        };
+        root()?.remove_file(&file)?;
         SnapshotRecord::delete(&r.snapshot_id)
     }
 
@@ -264,8 +265,8 @@ impl Driver for LoopFs {
         let size = wanted(&r.capacity_range);
         if size > v.capacity {
             let root = root()?;
-            device::grow_backing_file(&root, &v.file(), size)?;
-            if let Some(d) = device::find_attached(&root, &v.file())? {
+            device::grow_backing_file(&root, &v.file()?, size)?;
+            if let Some(d) = device::find_attached(&root, &v.file()?)? {
                 d.refresh_size()?;
             }
             v.capacity = size;
@@ -296,7 +297,7 @@ impl Driver for LoopFs {
 
     fn unstage(staging: Target, r: UnstageRequest) -> Result<()> {
         staging.unmount()?;
-        if let Some(d) = device::find_attached(&root()?, &volume_file(&r.volume_id))? {
+        if let Some(d) = device::find_attached(&root()?, &volume_file(&r.volume_id)?)? {
             d.detach()?;
         }
         Ok(())
@@ -309,7 +310,7 @@ impl Driver for LoopFs {
         let v = volume(&r.volume_id)?;
         match &r.volume_capability.access_type {
             AccessType::Block => {
-                let d = device::find_attached(&root()?, &v.file())?.ok_or_else(|| {
+                let d = device::find_attached(&root()?, &v.file()?)?.ok_or_else(|| {
                     DriverError::FailedPrecondition(format!("volume `{}` is not attached", v.id))
                 })?;
                 d.bind_node_onto(&target)
@@ -360,7 +361,7 @@ impl Driver for LoopFs {
 
     fn node_expand(volume_at: Target, r: NodeExpandRequest) -> Result<u64> {
         let v = volume(&r.volume_id)?;
-        let d = device::find_attached(&root()?, &v.file())?.ok_or_else(|| {
+        let d = device::find_attached(&root()?, &v.file()?)?.ok_or_else(|| {
             DriverError::FailedPrecondition(format!("volume `{}` is not attached", v.id))
         })?;
         let size = d.refresh_size()?;

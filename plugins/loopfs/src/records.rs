@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use wasmvol_driver_sdk::records::Record;
-use wasmvol_driver_sdk::{Snapshot, Timestamp, Volume};
+use wasmvol_driver_sdk::{ids, Result, Snapshot, Timestamp, Volume};
 
 /// A provisioned block volume: a sparse backing file `volumes/<id>.img`.
 #[derive(Serialize, Deserialize)]
@@ -25,7 +25,7 @@ impl Record for VolumeRecord {
 }
 
 impl VolumeRecord {
-    pub fn file(&self) -> String {
+    pub fn file(&self) -> Result<String> {
         volume_file(&self.id)
     }
     pub fn to_volume(&self) -> Volume {
@@ -40,13 +40,13 @@ impl VolumeRecord {
 }
 
 /// The backing file of a volume.
-pub fn volume_file(id: &str) -> String {
-    format!("volumes/{id}.img")
+pub fn volume_file(id: &str) -> Result<String> {
+    ids::path_under("volumes", id, ".img")
 }
 
 /// The backing file copy of a snapshot.
-pub fn snapshot_file(id: &str) -> String {
-    format!("snapshots/{id}.img")
+pub fn snapshot_file(id: &str) -> Result<String> {
+    ids::path_under("snapshots", id, ".img")
 }
 
 /// A snapshot: a copy of the backing file.
