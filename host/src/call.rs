@@ -212,6 +212,108 @@ pub enum Outcome {
     NodeInfo(node::NodeInfo),
 }
 
+/// Declares one accessor per answer kind, so a front end takes the answer
+/// it expects or a typed error, with no match of its own.
+macro_rules! answers {
+    ($($fn:ident => $variant:ident($ty:ty);)*) => {
+        impl Outcome {
+            $(
+                #[doc = concat!("The answer as `", stringify!($variant), "`, or [`CallError::UnexpectedAnswer`].")]
+                pub fn $fn(self) -> Result<$ty, CallError> {
+                    match self {
+                        Outcome::$variant(v) => Ok(v),
+                        other => Err(CallError::UnexpectedAnswer(format!("{other:?}"))),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+answers! {
+    into_info => Info(types::DriverInfo);
+    into_volume => Volume(types::Volume);
+    into_publish_context => PublishContext(types::KeyValues);
+    into_validated => Validated(controller::ValidateResponse);
+    into_volumes => Volumes(controller::ListVolumesResponse);
+    into_capacity => Capacity(controller::GetCapacityResponse);
+    into_snapshot => Snapshot(types::Snapshot);
+    into_snapshots => Snapshots(controller::ListSnapshotsResponse);
+    into_expanded => Expanded(controller::ControllerExpandResponse);
+    into_volume_stats => VolumeStats(node::VolumeStats);
+    into_capacity_bytes => CapacityBytes(u64);
+    into_node_info => NodeInfo(node::NodeInfo);
+}
+
+/// How every front end words a driver error: its kind in words (Flex
+/// messages), its gRPC code (CSI) and the driver's message. The one table of it.
+pub fn error_parts(e: &DriverError) -> (&'static str, tonic::Code, &str) {
+    use tonic::Code;
+    match e {
+        DriverError::InvalidArgument(m) => ("invalid argument", Code::InvalidArgument, m),
+        DriverError::NotFound(m) => ("not found", Code::NotFound, m),
+        DriverError::AlreadyExists(m) => ("already exists", Code::AlreadyExists, m),
+        DriverError::FailedPrecondition(m) => ("failed precondition", Code::FailedPrecondition, m),
+        DriverError::ResourceExhausted(m) => ("resource exhausted", Code::ResourceExhausted, m),
+        DriverError::OutOfRange(m) => ("out of range", Code::OutOfRange, m),
+        DriverError::Aborted(m) => ("aborted", Code::Aborted, m),
+        DriverError::Unavailable(m) => ("unavailable", Code::Unavailable, m),
+        DriverError::PermissionDenied(m) => ("permission denied", Code::PermissionDenied, m),
+        DriverError::Unimplemented(m) => ("unimplemented", Code::Unimplemented, m),
+        DriverError::Internal(m) => ("internal", Code::Internal, m),
+    }
+}
+
+/// Longest id CSI allows (volume, snapshot and node ids), in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Checks an id a driver answered: 1 to [`MAX_ID_BYTES`] bytes and no
+/// control character (a NUL, a newline), so it can travel to kubelet, into
+/// records and logs as it is. The host never makes a path of it.
+fn check_id(what: &str, id: &str) -> Result<(), String> {
+    let shown = || {
+        id.chars()
+            .take(64)
+            .flat_map(char::escape_default)
+            .collect::<String>()
+    };
+    if id.is_empty() {
+        return Err(format!("an empty {what}"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "a {what} of {} bytes (at most {MAX_ID_BYTES}): `{}…`",
+            id.len(),
+            shown()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!("a {what} with a control character: `{}`", shown()));
+    }
+    Ok(())
+}
+
+impl Outcome {
+    /// Checks every id in a driver's answer (see [`check_id`]); the error
+    /// says which one is wrong and how.
+    pub fn check_ids(&self) -> Result<(), String> {
+        let volume = |v: &types::Volume| check_id("volume id", &v.volume_id);
+        let snapshot = |s: &types::Snapshot| {
+            check_id("snapshot id", &s.snapshot_id)?;
+            check_id("source volume id", &s.source_volume_id)
+        };
+        match self {
+            Outcome::Volume(v) => volume(v),
+            Outcome::Volumes(l) => l.entries.iter().try_for_each(|e| volume(&e.volume)),
+            Outcome::Snapshot(s) => snapshot(s),
+            Outcome::Snapshots(l) => l.entries.iter().try_for_each(snapshot),
+            // An empty node id means "the host's default".
+            Outcome::NodeInfo(n) if !n.node_id.is_empty() => check_id("node id", &n.node_id),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -227,6 +329,13 @@ pub enum CallError {
     /// The driver tried to use more memory than its limit.
     #[error("driver exceeded its memory limit of {0} bytes")]
     Memory(u64),
+    /// The driver answered something the host refuses to pass on (an id
+    /// that is empty, too long or holds a control character).
+    #[error("driver answered {0}, which the host refuses")]
+    BadAnswer(String),
+    /// The call answered another kind of outcome than its operation has (a host bug).
+    #[error("unexpected answer {0}")]
+    UnexpectedAnswer(String),
     /// The driver trapped (a bug or an invalid handle).
     #[error("driver trapped: {0}")]
     Trapped(String),

@@ -197,7 +197,7 @@ impl CallContext {
         text.lines()
             .rev()
             .find(|l| !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
-            .map(|l| l.chars().take(512).collect())
+            .map(|l| crate::capability::log::escaped(&l.chars().take(512).collect::<String>()))
     }
 
     /// Ends the call: writes its audit records and forwards its output to tracing.
@@ -210,7 +210,8 @@ impl CallContext {
     fn flush_stdio(&self) {
         let bytes = self.stdout.contents();
         for line in String::from_utf8_lossy(&bytes).lines() {
-            tracing::info!(driver = self.driver(), request_id = %self.request_id, "guest: {line}");
+            let line = crate::capability::log::escaped(line);
+            tracing::info!(target: "wasmvol::driver", driver = self.driver(), request_id = %self.request_id, "stdio: {line}");
         }
     }
 }

@@ -247,6 +247,11 @@ impl LoadedDriver {
         &self.surface
     }
 
+    /// The driver's policy entry.
+    pub fn policy(&self) -> &crate::policy::DriverPolicy {
+        &self.env.policy
+    }
+
     /// Whether the compiled artifact came from the cache.
     pub fn provenance(&self) -> Provenance {
         self.provenance
@@ -286,13 +291,18 @@ impl LoadedDriver {
         let result = self.dispatch(&mut store, op);
         let result =
             result.map_err(|e| classify(e, store.data(), limits.deadline_ms, limits.memory_bytes));
-        let result = result.and_then(|r| r.map_err(CallError::Driver));
+        let result = result
+            .and_then(|r| r.map_err(CallError::Driver))
+            .and_then(|o| o.check_ids().map(|()| o).map_err(CallError::BadAnswer));
         let operation = format!("call:{name}");
         let (decision, outcome) = match &result {
             Ok(_) => (Decision::Allow, "ok".to_owned()),
-            Err(e @ (CallError::Deadline(_) | CallError::Memory(_) | CallError::Trapped(_))) => {
-                (Decision::Deny, format!("contained: {e}"))
-            }
+            Err(
+                e @ (CallError::Deadline(_)
+                | CallError::Memory(_)
+                | CallError::Trapped(_)
+                | CallError::BadAnswer(_)),
+            ) => (Decision::Deny, format!("contained: {e}")),
             Err(e) => (Decision::Allow, format!("error: {e}")),
         };
         let ctx = store.data_mut();

@@ -236,12 +236,11 @@ impl CapOp {
         let mut caps: Vec<Capability> = self
             .needs()
             .iter()
-            .filter_map(|n| match n {
-                Need::StorageRead | Need::StorageWrite => Some(Capability::Storage),
-                Need::Mount => Some(Capability::Mount),
-                Need::State => Some(Capability::State),
-                Need::Device | Need::FileBytes(_) | Need::FsType(_) => Some(Capability::Device),
-                Need::MountOption(_) => Some(Capability::Mount),
+            .map(|n| match n {
+                Need::StorageRead | Need::StorageWrite => Capability::Storage,
+                Need::Mount | Need::MountOption(_) => Capability::Mount,
+                Need::State => Capability::State,
+                Need::Device | Need::FileBytes(_) | Need::FsType(_) => Capability::Device,
             })
             .collect();
         caps.sort();

@@ -6,10 +6,10 @@ use super::convert::{self, required};
 use super::proto::controller_server::Controller;
 use super::proto::controller_service_capability::{self, rpc};
 use super::proto::*;
-use super::{outcome, CsiDriver};
+use super::{status, CsiDriver};
 use crate::bindings::controller as wit;
 use crate::bindings::types::Feature;
-use crate::call::{Operation, Outcome};
+use crate::call::Operation;
 
 #[tonic::async_trait]
 impl Controller for CsiDriver {
@@ -43,11 +43,12 @@ impl Controller for CsiDriver {
             mutable_parameters: convert::key_values(r.mutable_parameters),
             name: name.clone(),
         };
-        let _held = self.in_flight.claim(format!("name/{name}"))?;
-        let v = outcome!(
-            self.call(Operation::CreateVolume(req)).await?,
-            Outcome::Volume
-        );
+        let _held = self.in_flight.try_claim(format!("name/{name}"))?;
+        let v = self
+            .call(Operation::CreateVolume(req))
+            .await?
+            .into_volume()
+            .map_err(status::from_call)?;
         Ok(Response::new(CreateVolumeResponse {
             volume: Some(convert::volume_out(v)),
         }))
@@ -60,7 +61,7 @@ impl Controller for CsiDriver {
         self.require(Feature::CreateDeleteVolume, "DeleteVolume")?;
         let r = request.into_inner();
         let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
-        let _held = self.in_flight.claim(volume_id.clone())?;
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
         match self
             .call(Operation::DeleteVolume(wit::DeleteVolumeRequest {
                 volume_id,
@@ -86,9 +87,9 @@ impl Controller for CsiDriver {
         let node_id = required(&r.node_id, "node_id")?.to_owned();
         let volume_capability =
             convert::required_capability(r.volume_capability, "volume_capability")?;
-        let _held = self.in_flight.claim(volume_id.clone())?;
-        let ctx = outcome!(
-            self.call(Operation::ControllerPublish(
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
+        let ctx = self
+            .call(Operation::ControllerPublish(
                 wit::ControllerPublishRequest {
                     volume_id,
                     node_id,
@@ -96,11 +97,11 @@ impl Controller for CsiDriver {
                     readonly: r.readonly,
                     secrets: convert::key_values(r.secrets),
                     volume_context: convert::key_values(r.volume_context),
-                }
+                },
             ))
-            .await?,
-            Outcome::PublishContext
-        );
+            .await?
+            .into_publish_context()
+            .map_err(status::from_call)?;
         Ok(Response::new(ControllerPublishVolumeResponse {
             publish_context: convert::map(ctx),
         }))
@@ -113,7 +114,7 @@ impl Controller for CsiDriver {
         self.require(Feature::PublishUnpublishVolume, "ControllerUnpublishVolume")?;
         let r = request.into_inner();
         let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
-        let _held = self.in_flight.claim(volume_id.clone())?;
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
         match self
             .call(Operation::ControllerUnpublish(
                 wit::ControllerUnpublishRequest {
@@ -148,11 +149,11 @@ impl Controller for CsiDriver {
             mutable_parameters: convert::key_values(r.mutable_parameters.clone()),
             secrets: convert::key_values(r.secrets),
         };
-        let v = outcome!(
-            self.call(Operation::ValidateVolumeCapabilities(req))
-                .await?,
-            Outcome::Validated
-        );
+        let v = self
+            .call(Operation::ValidateVolumeCapabilities(req))
+            .await?
+            .into_validated()
+            .map_err(status::from_call)?;
         Ok(Response::new(ValidateVolumeCapabilitiesResponse {
             confirmed: v
                 .confirmed
@@ -172,14 +173,14 @@ impl Controller for CsiDriver {
     ) -> Result<Response<ListVolumesResponse>, Status> {
         self.require(Feature::ListVolumes, "ListVolumes")?;
         let r = request.into_inner();
-        let list = outcome!(
-            self.call(Operation::ListVolumes(wit::ListVolumesRequest {
+        let list = self
+            .call(Operation::ListVolumes(wit::ListVolumesRequest {
                 max_entries: convert::max_entries(r.max_entries)?,
                 starting_token: r.starting_token,
             }))
-            .await?,
-            Outcome::Volumes
-        );
+            .await?
+            .into_volumes()
+            .map_err(status::from_call)?;
         Ok(Response::new(ListVolumesResponse {
             entries: list
                 .entries
@@ -208,15 +209,15 @@ impl Controller for CsiDriver {
             .enumerate()
             .map(|(i, c)| convert::capability(c, &format!("volume_capabilities[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
-        let c = outcome!(
-            self.call(Operation::GetCapacity(wit::GetCapacityRequest {
+        let c = self
+            .call(Operation::GetCapacity(wit::GetCapacityRequest {
                 volume_capabilities: caps,
                 parameters: convert::key_values(r.parameters),
                 accessible_topology: r.accessible_topology.map(convert::topology),
             }))
-            .await?,
-            Outcome::Capacity
-        );
+            .await?
+            .into_capacity()
+            .map_err(status::from_call)?;
         Ok(Response::new(GetCapacityResponse {
             available_capacity: convert::bytes_out(c.available_capacity),
             maximum_volume_size: c.maximum_volume_size.map(convert::bytes_out),
@@ -276,17 +277,17 @@ impl Controller for CsiDriver {
         let r = request.into_inner();
         let name = required(&r.name, "name")?.to_owned();
         let source_volume_id = required(&r.source_volume_id, "source_volume_id")?.to_owned();
-        let _held = self.in_flight.claim(format!("snapshot-name/{name}"))?;
-        let s = outcome!(
-            self.call(Operation::CreateSnapshot(wit::CreateSnapshotRequest {
+        let _held = self.in_flight.try_claim(format!("snapshot-name/{name}"))?;
+        let s = self
+            .call(Operation::CreateSnapshot(wit::CreateSnapshotRequest {
                 source_volume_id,
                 name,
                 secrets: convert::key_values(r.secrets),
                 parameters: convert::key_values(r.parameters),
             }))
-            .await?,
-            Outcome::Snapshot
-        );
+            .await?
+            .into_snapshot()
+            .map_err(status::from_call)?;
         Ok(Response::new(CreateSnapshotResponse {
             snapshot: Some(convert::snapshot_out(s)),
         }))
@@ -299,7 +300,9 @@ impl Controller for CsiDriver {
         self.require(Feature::Snapshots, "DeleteSnapshot")?;
         let r = request.into_inner();
         let snapshot_id = required(&r.snapshot_id, "snapshot_id")?.to_owned();
-        let _held = self.in_flight.claim(format!("snapshot/{snapshot_id}"))?;
+        let _held = self
+            .in_flight
+            .try_claim(format!("snapshot/{snapshot_id}"))?;
         match self
             .call(Operation::DeleteSnapshot(wit::DeleteSnapshotRequest {
                 snapshot_id,
@@ -320,17 +323,17 @@ impl Controller for CsiDriver {
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
         self.require(Feature::Snapshots, "ListSnapshots")?;
         let r = request.into_inner();
-        let list = outcome!(
-            self.call(Operation::ListSnapshots(wit::ListSnapshotsRequest {
+        let list = self
+            .call(Operation::ListSnapshots(wit::ListSnapshotsRequest {
                 max_entries: convert::max_entries(r.max_entries)?,
                 starting_token: r.starting_token,
                 source_volume_id: r.source_volume_id,
                 snapshot_id: r.snapshot_id,
                 secrets: convert::key_values(r.secrets),
             }))
-            .await?,
-            Outcome::Snapshots
-        );
+            .await?
+            .into_snapshots()
+            .map_err(status::from_call)?;
         Ok(Response::new(ListSnapshotsResponse {
             entries: list
                 .entries
@@ -363,17 +366,17 @@ impl Controller for CsiDriver {
             .volume_capability
             .map(|c| convert::capability(c, "volume_capability"))
             .transpose()?;
-        let _held = self.in_flight.claim(volume_id.clone())?;
-        let e = outcome!(
-            self.call(Operation::ControllerExpand(wit::ControllerExpandRequest {
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
+        let e = self
+            .call(Operation::ControllerExpand(wit::ControllerExpandRequest {
                 volume_id,
                 capacity_range: Some(capacity_range),
                 secrets: convert::key_values(r.secrets),
                 volume_capability,
             }))
-            .await?,
-            Outcome::Expanded
-        );
+            .await?
+            .into_expanded()
+            .map_err(status::from_call)?;
         Ok(Response::new(ControllerExpandVolumeResponse {
             capacity_bytes: convert::bytes_out(e.capacity_bytes),
             node_expansion_required: e.node_expansion_required,

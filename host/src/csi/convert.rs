@@ -36,13 +36,9 @@ pub fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
 
 /// A required absolute path field.
 pub fn required_path(value: &str, field: &str) -> Result<std::path::PathBuf, Status> {
-    let p = std::path::Path::new(required(value, field)?);
-    if !p.is_absolute() || value.contains('\0') {
-        return Err(Status::invalid_argument(format!(
-            "{field} must be an absolute path"
-        )));
-    }
-    Ok(p.to_owned())
+    let p = crate::host_path::RequestPath::parse(required(value, field)?)
+        .map_err(|why| Status::invalid_argument(format!("{field} {why}")))?;
+    Ok(p.as_path().to_owned())
 }
 
 /// One volume capability; both access type and a known access mode are required.

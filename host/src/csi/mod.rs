@@ -8,7 +8,6 @@
 pub mod controller;
 pub mod convert;
 pub mod identity;
-pub mod locks;
 pub mod node;
 pub mod records;
 pub mod status;
@@ -28,6 +27,7 @@ use crate::driver::LoadedDriver;
 use crate::policy::CsiSettings;
 use crate::state_store::StateStore;
 use crate::sync_calls::SyncCalls;
+use crate::volume_locks::VolumeLocks;
 
 /// The generated CSI v1 messages, servers and clients.
 #[allow(clippy::all, missing_docs)]
@@ -41,7 +41,7 @@ pub struct CsiDriver {
     settings: CsiSettings,
     node_id: String,
     records: records::Records,
-    in_flight: locks::InFlight,
+    in_flight: VolumeLocks,
     sync_calls: Arc<SyncCalls>,
     next_request: AtomicU64,
     pid: u32,
@@ -77,7 +77,7 @@ impl CsiDriver {
             settings,
             node_id,
             records,
-            in_flight: locks::InFlight::default(),
+            in_flight: VolumeLocks::default(),
             sync_calls,
             next_request: AtomicU64::new(1),
             pid: std::process::id(),
@@ -122,21 +122,6 @@ impl CsiDriver {
         &self.settings
     }
 }
-
-/// Extracts the expected outcome variant, or INTERNAL if the driver answered oddly.
-macro_rules! outcome {
-    ($value:expr, $variant:path) => {
-        match $value {
-            $variant(v) => v,
-            other => {
-                return Err(tonic::Status::internal(format!(
-                    "unexpected driver answer: {other:?}"
-                )))
-            }
-        }
-    };
-}
-pub(crate) use outcome;
 
 /// Serves a driver's Identity, Node and (when it has controller features)
 /// Controller services on `listener` until `shutdown` resolves.

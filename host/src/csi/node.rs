@@ -15,7 +15,7 @@ use super::proto::node_service_capability::{self, rpc};
 use super::proto::*;
 use super::records::Placement;
 use super::target::{create_target, exists, io_status, remove_target};
-use super::{outcome, CsiDriver};
+use super::{status, CsiDriver};
 use crate::bindings::node as wit;
 use crate::bindings::types::{Feature, VolumeCapability};
 use crate::call::{Operation, Outcome, WithPaths};
@@ -47,7 +47,7 @@ impl Node for CsiDriver {
         let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
         let staging = required_path(&r.staging_target_path, "staging_target_path")?;
         let cap = convert::required_capability(r.volume_capability, "volume_capability")?;
-        let _held = self.in_flight.claim(volume_id.clone())?;
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
         let placement = Placement {
             volume_id: volume_id.clone(),
             fingerprint: fingerprint(&cap, false),
@@ -91,7 +91,7 @@ impl Node for CsiDriver {
         let r = request.into_inner();
         let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
         let staging = required_path(&r.staging_target_path, "staging_target_path")?;
-        let _held = self.in_flight.claim(volume_id.clone())?;
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
         if exists(&staging) {
             self.call(Operation::NodeUnstage(WithPaths {
                 target_path: staging.clone(),
@@ -129,7 +129,7 @@ impl Node for CsiDriver {
         } else {
             None
         };
-        let _held = self.in_flight.claim(volume_id.clone())?;
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
         let placement = Placement {
             volume_id: volume_id.clone(),
             fingerprint: fingerprint(&cap, r.readonly),
@@ -168,6 +168,9 @@ impl Node for CsiDriver {
             }
             return Err(e);
         }
+        if created {
+            self.records.set_target_made(&key, true)?;
+        }
         self.records.set_published(&key, Some(&placement))?;
         Ok(Response::new(NodePublishVolumeResponse {}))
     }
@@ -179,7 +182,8 @@ impl Node for CsiDriver {
         let r = request.into_inner();
         let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
         let target = required_path(&r.target_path, "target_path")?;
-        let _held = self.in_flight.claim(volume_id.clone())?;
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
+        let key = path_key(&target);
         if exists(&target) {
             self.call(Operation::NodeUnpublish(WithPaths {
                 target_path: target.clone(),
@@ -187,9 +191,13 @@ impl Node for CsiDriver {
                 request: wit::UnpublishRequest { volume_id },
             }))
             .await?;
-            remove_target(&target)?;
+            // The spec has the plugin remove the target it made, and nothing else.
+            if self.records.target_made(&key)? {
+                remove_target(&target)?;
+            }
         }
-        self.records.set_published(&path_key(&target), None)?;
+        self.records.set_target_made(&key, false)?;
+        self.records.set_published(&key, None)?;
         Ok(Response::new(NodeUnpublishVolumeResponse {}))
     }
 
@@ -207,15 +215,15 @@ impl Node for CsiDriver {
                 path.display()
             )));
         }
-        let stats = outcome!(
-            self.call(Operation::NodeGetVolumeStats(WithPaths {
+        let stats = self
+            .call(Operation::NodeGetVolumeStats(WithPaths {
                 target_path: path,
                 staging_path: None,
                 request: wit::VolumeStatsRequest { volume_id },
             }))
-            .await?,
-            Outcome::VolumeStats
-        );
+            .await?
+            .into_volume_stats()
+            .map_err(status::from_call)?;
         Ok(Response::new(NodeGetVolumeStatsResponse {
             usage: stats
                 .usage
@@ -260,16 +268,16 @@ impl Node for CsiDriver {
                 .transpose()?,
             secrets: convert::key_values(r.secrets),
         };
-        let _held = self.in_flight.claim(volume_id)?;
-        let bytes = outcome!(
-            self.call(Operation::NodeExpand(WithPaths {
+        let _held = self.in_flight.try_claim(volume_id)?;
+        let bytes = self
+            .call(Operation::NodeExpand(WithPaths {
                 target_path: path,
                 staging_path: None,
                 request,
             }))
-            .await?,
-            Outcome::CapacityBytes
-        );
+            .await?
+            .into_capacity_bytes()
+            .map_err(status::from_call)?;
         Ok(Response::new(NodeExpandVolumeResponse {
             capacity_bytes: convert::bytes_out(bytes),
         }))

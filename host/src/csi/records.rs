@@ -35,6 +35,26 @@ impl Records {
             .map_err(unavailable)
     }
 
+    /// Whether the host made the target path at `target` (and so may remove it).
+    pub fn target_made(&self, target: &str) -> Result<bool, Status> {
+        Ok(self
+            .0
+            .get::<bool>(&format!("made/{target}"))
+            .map_err(unavailable)?
+            .unwrap_or(false))
+    }
+
+    /// Records that the host made (`true`) or no longer owns (`false`) the target path.
+    pub fn set_target_made(&self, target: &str, made: bool) -> Result<(), Status> {
+        self.0
+            .put(
+                &format!("made/{target}"),
+                made.then_some(&true),
+                Persist::Relaxed,
+            )
+            .map_err(unavailable)
+    }
+
     /// Where a volume is staged, if anywhere.
     pub fn staged(&self, volume_id: &str) -> Result<Option<(String, Placement)>, Status> {
         self.0

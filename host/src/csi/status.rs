@@ -1,9 +1,9 @@
 //! Driver outcomes as gRPC statuses: each driver error case has its own code.
 
-use tonic::{Code, Status};
+use tonic::Status;
 
 use crate::bindings::DriverError;
-use crate::call::CallError;
+use crate::call::{error_parts, CallError};
 
 /// The status a caller sees for a failed call.
 pub fn from_call(e: CallError) -> Status {
@@ -12,33 +12,24 @@ pub fn from_call(e: CallError) -> Status {
         CallError::InvalidRequest(m) => Status::invalid_argument(m),
         CallError::Deadline(_) => Status::deadline_exceeded(e.to_string()),
         CallError::Memory(_) => Status::resource_exhausted(e.to_string()),
-        CallError::Trapped(_) => Status::internal(e.to_string()),
+        CallError::Trapped(_) | CallError::BadAnswer(_) | CallError::UnexpectedAnswer(_) => {
+            Status::internal(e.to_string())
+        }
         CallError::Busy(_) => Status::unavailable(e.to_string()),
         CallError::UnknownDriver(_) => Status::internal(e.to_string()),
     }
 }
 
-/// The code CSI uses for each driver error case.
+/// The code CSI uses for each driver error case (see [`error_parts`]).
 pub fn from_driver(e: DriverError) -> Status {
-    let (code, msg) = match e {
-        DriverError::InvalidArgument(m) => (Code::InvalidArgument, m),
-        DriverError::NotFound(m) => (Code::NotFound, m),
-        DriverError::AlreadyExists(m) => (Code::AlreadyExists, m),
-        DriverError::FailedPrecondition(m) => (Code::FailedPrecondition, m),
-        DriverError::ResourceExhausted(m) => (Code::ResourceExhausted, m),
-        DriverError::OutOfRange(m) => (Code::OutOfRange, m),
-        DriverError::Aborted(m) => (Code::Aborted, m),
-        DriverError::Unavailable(m) => (Code::Unavailable, m),
-        DriverError::PermissionDenied(m) => (Code::PermissionDenied, m),
-        DriverError::Unimplemented(m) => (Code::Unimplemented, m),
-        DriverError::Internal(m) => (Code::Internal, m),
-    };
-    Status::new(code, msg)
+    let (_, code, message) = error_parts(&e);
+    Status::new(code, message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
 
     #[test]
     fn every_driver_error_keeps_its_code() {

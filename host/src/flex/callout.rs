@@ -101,13 +101,9 @@ pub enum BadCall {
 }
 
 fn path(arg: &str, what: &str) -> Result<PathBuf, BadCall> {
-    let p = PathBuf::from(arg);
-    if !p.is_absolute() {
-        return Err(BadCall::Invalid(format!(
-            "{what} must be an absolute path, got `{arg}`"
-        )));
-    }
-    Ok(p)
+    crate::host_path::RequestPath::parse(arg)
+        .map(|p| p.as_path().to_owned())
+        .map_err(|why| BadCall::Invalid(format!("{what} {why}")))
 }
 
 fn size(arg: &str, what: &str) -> Result<u64, BadCall> {

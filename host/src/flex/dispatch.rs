@@ -5,19 +5,21 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use super::callout::CallOut;
 use super::options::FlexOptions;
+use super::records::{Attached, DeviceMounted, FlexRecords, Mounted};
 use super::reply::{Capabilities, Reply};
-use crate::bindings::types::{CapacityRange, DriverError, Feature};
+use crate::bindings::types::{CapacityRange, Feature};
 use crate::bindings::{controller, node};
-use crate::call::{CallError, Operation, Outcome, WithPaths};
+use crate::call::{error_parts, CallError, Operation, Outcome, WithPaths};
 use crate::driver::LoadedDriver;
-use crate::host_records::{HostRecords, Persist};
+use crate::host_path::derived_dir;
+use crate::host_records::HostRecords;
 use crate::policy::FlexName;
 use crate::sys::mount::is_mount_point;
+use crate::volume_locks::{Held, VolumeLocks};
 
 /// Publish-context key a driver sets to name the device it attached.
 pub const DEVICE_KEY: &str = "devicePath";
@@ -26,23 +28,13 @@ pub const DEVICE_KEY: &str = "devicePath";
 pub struct FlexDriver {
     driver: Arc<LoadedDriver>,
     name: FlexName,
-    records: HostRecords,
-    /// Staging dirs the host keeps for drivers that stage but do not attach.
+    records: FlexRecords,
+    /// Host-owned root of the staging dirs the host keeps for drivers that
+    /// stage but do not attach; each is named by [`derived_dir`].
     staging_root: PathBuf,
+    /// One call-out at a time per volume: a second exec waits its turn.
+    locks: VolumeLocks,
     next_request: AtomicU64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Attached {
-    volume_id: String,
-    device: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Mounted {
-    volume_id: String,
-    /// Staging dir the host made for this mount (drivers without attach).
-    host_staging: Option<PathBuf>,
 }
 
 /// A failed step, already worded for kubelet.
@@ -51,7 +43,10 @@ struct Failed(Reply);
 impl From<CallError> for Failed {
     fn from(e: CallError) -> Self {
         Failed(Reply::failure(match e {
-            CallError::Driver(d) => describe(&d),
+            CallError::Driver(d) => {
+                let (kind, _, message) = error_parts(&d);
+                format!("{kind}: {message}")
+            }
             other => other.to_string(),
         }))
     }
@@ -63,29 +58,12 @@ impl From<crate::host_records::RecordError> for Failed {
     }
 }
 
-fn describe(e: &DriverError) -> String {
-    let (code, m) = match e {
-        DriverError::InvalidArgument(m) => ("invalid argument", m),
-        DriverError::NotFound(m) => ("not found", m),
-        DriverError::AlreadyExists(m) => ("already exists", m),
-        DriverError::FailedPrecondition(m) => ("failed precondition", m),
-        DriverError::ResourceExhausted(m) => ("resource exhausted", m),
-        DriverError::OutOfRange(m) => ("out of range", m),
-        DriverError::Aborted(m) => ("aborted", m),
-        DriverError::Unavailable(m) => ("unavailable", m),
-        DriverError::PermissionDenied(m) => ("permission denied", m),
-        DriverError::Unimplemented(m) => ("unimplemented", m),
-        DriverError::Internal(m) => ("internal", m),
-    };
-    format!("{code}: {m}")
-}
-
 fn io_failed(what: &str, path: &Path, e: std::io::Error) -> Failed {
     Failed(Reply::failure(format!("{what} {}: {e}", path.display())))
 }
 
-fn key(prefix: &str, path: &Path) -> String {
-    format!("{prefix}/{}", path.display())
+fn bad_options(m: String) -> Failed {
+    Failed(Reply::failure(m))
 }
 
 impl FlexDriver {
@@ -99,10 +77,22 @@ impl FlexDriver {
         Self {
             driver,
             name,
-            records,
+            records: FlexRecords::new(records),
             staging_root,
+            locks: VolumeLocks::default(),
             next_request: AtomicU64::new(1),
         }
+    }
+
+    /// Waits for the volume named `volume` to be free, then holds it for
+    /// this call-out: two kubelet execs on one volume never interleave.
+    /// A call-out makes at most three driver calls, so it waits for up to
+    /// four deadlines before answering that the volume is busy.
+    fn hold(&self, volume: &str) -> Result<Held, Failed> {
+        let wait = Duration::from_millis(self.driver.policy().limits.deadline_ms) * 4;
+        self.locks
+            .claim_within(format!("volume/{volume}"), wait)
+            .map_err(|busy| Failed(Reply::failure(busy.to_string())))
     }
 
     /// `vendor/name` of this driver.
@@ -156,39 +146,33 @@ impl FlexDriver {
                 if !attaches {
                     return Ok(Reply::not_supported("the driver does not attach"));
                 }
-                let volume = options
-                    .volume_name()
-                    .map_err(|m| Failed(Reply::failure(m)))?;
+                let volume = options.volume_name().map_err(bad_options)?;
+                let _held = self.hold(&volume)?;
                 let volume_id = self.ensure_volume(&options)?;
-                let ctx = match self.call(Operation::ControllerPublish(
-                    controller::ControllerPublishRequest {
-                        volume_id: volume_id.clone(),
-                        node_id: node.clone(),
-                        volume_capability: options.capability(),
-                        readonly: options.read_only,
-                        secrets: Vec::new(),
-                        volume_context: options.volume_context(),
-                    },
-                ))? {
-                    Outcome::PublishContext(c) => c,
-                    other => {
-                        return Err(Failed(Reply::failure(format!(
-                            "unexpected answer {other:?}"
-                        ))))
-                    }
-                };
+                let ctx = self
+                    .call(Operation::ControllerPublish(
+                        controller::ControllerPublishRequest {
+                            volume_id: volume_id.clone(),
+                            node_id: node.clone(),
+                            volume_capability: options.capability(),
+                            readonly: options.read_only,
+                            secrets: Vec::new(),
+                            volume_context: options.volume_context(),
+                        },
+                    ))?
+                    .into_publish_context()?;
                 let device = ctx
                     .iter()
                     .find(|(k, _)| k == DEVICE_KEY)
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default();
-                self.records.put(
-                    &format!("attach/{volume}/{node}"),
+                self.records.set_attached(
+                    &volume,
+                    &node,
                     Some(&Attached {
                         volume_id,
                         device: device.clone(),
                     }),
-                    Persist::Durable,
                 )?;
                 Ok(Reply {
                     device: Some(device),
@@ -208,11 +192,8 @@ impl FlexDriver {
                 if !attaches {
                     return Ok(Reply::not_supported("the driver does not attach"));
                 }
-                let volume = options
-                    .volume_name()
-                    .map_err(|m| Failed(Reply::failure(m)))?;
-                let record: Option<Attached> =
-                    self.records.get(&format!("attach/{volume}/{node}"))?;
+                let volume = options.volume_name().map_err(bad_options)?;
+                let record = self.records.attached(&volume, &node)?;
                 Ok(Reply {
                     attached: Some(record.is_some()),
                     ..Reply::success()
@@ -222,17 +203,17 @@ impl FlexDriver {
                 if !attaches {
                     return Ok(Reply::not_supported("the driver does not attach"));
                 }
-                let key = format!("attach/{volume}/{node}");
-                let record: Option<Attached> = self.records.get(&key)?;
-                let volume_id = record.map_or(volume, |r| r.volume_id);
+                let _held = self.hold(&volume)?;
+                let record = self.records.attached(&volume, &node)?;
+                let volume_id = record.map_or_else(|| volume.clone(), |r| r.volume_id);
                 self.call(Operation::ControllerUnpublish(
                     controller::ControllerUnpublishRequest {
                         volume_id,
-                        node_id: node,
+                        node_id: node.clone(),
                         secrets: Vec::new(),
                     },
                 ))?;
-                self.records.put::<Attached>(&key, None, Persist::Durable)?;
+                self.records.set_attached(&volume, &node, None)?;
                 Ok(Reply::success())
             }
             CallOut::MountDevice {
@@ -243,6 +224,8 @@ impl FlexDriver {
                 if !stages {
                     return Ok(Reply::not_supported("the driver does not stage"));
                 }
+                let volume_name = options.volume_name().map_err(bad_options)?;
+                let _held = self.hold(&volume_name)?;
                 let volume_id = self.ensure_volume(&options)?;
                 self.stage(
                     &volume_id,
@@ -250,35 +233,38 @@ impl FlexDriver {
                     &options,
                     vec![(DEVICE_KEY.to_owned(), device)],
                 )?;
+                let record = DeviceMounted {
+                    volume_name,
+                    volume_id,
+                };
                 self.records
-                    .put(&key("device", &dir), Some(&volume_id), Persist::Durable)?;
-                self.records.put(
-                    &format!("device-of/{volume_id}"),
-                    Some(&dir),
-                    Persist::Durable,
-                )?;
+                    .set_device_mounted(&dir, &record.volume_id, Some(&record))?;
                 Ok(Reply::success())
             }
             CallOut::UnmountDevice { dir } => {
                 if !stages {
                     return Ok(Reply::not_supported("the driver does not stage"));
                 }
-                let record: Option<String> = self.records.get(&key("device", &dir))?;
-                if let Some(volume_id) = record {
-                    self.unstage(&volume_id, &dir)?;
-                    self.records
-                        .put::<String>(&key("device", &dir), None, Persist::Durable)?;
-                    self.records.put::<PathBuf>(
-                        &format!("device-of/{volume_id}"),
-                        None,
-                        Persist::Durable,
-                    )?;
+                if let Some(found) = self.records.device_mounted(&dir)? {
+                    let _held = self.hold(&found.volume_name)?;
+                    // Read again under the lock: a call that held it may have changed it.
+                    if let Some(record) = self.records.device_mounted(&dir)? {
+                        self.unstage(&record.volume_id, &dir)?;
+                        self.records
+                            .set_device_mounted(&dir, &record.volume_id, None)?;
+                    }
                 }
                 Ok(Reply::success())
             }
             CallOut::Mount { dir, options } => self.mount(&dir, &options, attaches, stages),
             CallOut::Unmount { dir } => {
-                let record: Option<Mounted> = self.records.get(&key("mount", &dir))?;
+                // Held by volume when the record names one, else by the dir.
+                let lock_key = match self.records.mounted(&dir)? {
+                    Some(m) if !m.volume_name.is_empty() => m.volume_name,
+                    _ => format!("dir:{}", dir.display()),
+                };
+                let _held = self.hold(&lock_key)?;
+                let record = self.records.mounted(&dir)?;
                 let volume_id = record
                     .as_ref()
                     .map(|r| r.volume_id.clone())
@@ -296,8 +282,7 @@ impl FlexDriver {
                     self.unstage(&volume_id, &staging)?;
                     let _ = std::fs::remove_dir(&staging);
                 }
-                self.records
-                    .put::<Mounted>(&key("mount", &dir), None, Persist::Relaxed)?;
+                self.records.set_mounted(&dir, None)?;
                 Ok(Reply::success())
             }
             CallOut::ExpandVolume {
@@ -306,26 +291,25 @@ impl FlexDriver {
                 if !self.has(Feature::ExpandVolume) {
                     return Ok(Reply::not_supported("the driver does not expand volumes"));
                 }
+                let _held = self.hold(&options.volume_name().map_err(bad_options)?)?;
                 let volume_id = self.ensure_volume(&options)?;
-                match self.call(Operation::ControllerExpand(
-                    controller::ControllerExpandRequest {
-                        volume_id,
-                        capacity_range: Some(CapacityRange {
-                            required_bytes: new_size,
-                            limit_bytes: 0,
-                        }),
-                        secrets: Vec::new(),
-                        volume_capability: Some(options.capability()),
-                    },
-                ))? {
-                    Outcome::Expanded(e) => Ok(Reply {
-                        volume_new_size: Some(e.capacity_bytes),
-                        ..Reply::success()
-                    }),
-                    other => Err(Failed(Reply::failure(format!(
-                        "unexpected answer {other:?}"
-                    )))),
-                }
+                let expanded = self
+                    .call(Operation::ControllerExpand(
+                        controller::ControllerExpandRequest {
+                            volume_id,
+                            capacity_range: Some(CapacityRange {
+                                required_bytes: new_size,
+                                limit_bytes: 0,
+                            }),
+                            secrets: Vec::new(),
+                            volume_capability: Some(options.capability()),
+                        },
+                    ))?
+                    .into_expanded()?;
+                Ok(Reply {
+                    volume_new_size: Some(expanded.capacity_bytes),
+                    ..Reply::success()
+                })
             }
             CallOut::ExpandFs {
                 options,
@@ -336,6 +320,7 @@ impl FlexDriver {
                 if !self.has(Feature::ExpandVolume) {
                     return Ok(Reply::not_supported("the driver does not expand volumes"));
                 }
+                let _held = self.hold(&options.volume_name().map_err(bad_options)?)?;
                 let volume_id = self.ensure_volume(&options)?;
                 self.call(Operation::NodeExpand(WithPaths {
                     target_path: device_mount_dir,
@@ -358,25 +343,23 @@ impl FlexDriver {
     /// Flex has no provisioning step: the volume is created (idempotently)
     /// from the options by drivers that provision; others take the name as id.
     fn ensure_volume(&self, o: &FlexOptions) -> Result<String, Failed> {
-        let name = o.volume_name().map_err(|m| Failed(Reply::failure(m)))?;
+        let name = o.volume_name().map_err(bad_options)?;
         if !self.has(Feature::CreateDeleteVolume) {
             return Ok(name);
         }
-        match self.call(Operation::CreateVolume(controller::CreateVolumeRequest {
-            name,
-            capacity_range: None,
-            volume_capabilities: vec![o.capability()],
-            parameters: o.parameters.clone(),
-            secrets: o.secrets.clone(),
-            content_source: None,
-            accessibility_requirements: None,
-            mutable_parameters: Vec::new(),
-        }))? {
-            Outcome::Volume(v) => Ok(v.volume_id),
-            other => Err(Failed(Reply::failure(format!(
-                "unexpected answer {other:?}"
-            )))),
-        }
+        let volume = self
+            .call(Operation::CreateVolume(controller::CreateVolumeRequest {
+                name,
+                capacity_range: None,
+                volume_capabilities: vec![o.capability()],
+                parameters: o.parameters.clone(),
+                secrets: o.secrets.clone(),
+                content_source: None,
+                accessibility_requirements: None,
+                mutable_parameters: Vec::new(),
+            }))?
+            .into_volume()?;
+        Ok(volume.volume_id)
     }
 
     fn stage(
@@ -425,6 +408,8 @@ impl FlexDriver {
         attaches: bool,
         stages: bool,
     ) -> Result<Reply, Failed> {
+        let volume_name = o.volume_name().map_err(bad_options)?;
+        let _held = self.hold(&volume_name)?;
         let volume_id = self.ensure_volume(o)?;
         // Kubelet makes the dir and skips mounted ones; repeat both for direct callers.
         std::fs::create_dir_all(dir).map_err(|e| io_failed("creating", dir, e))?;
@@ -434,10 +419,12 @@ impl FlexDriver {
         let (staging, host_staging) = match (stages, attaches) {
             (false, _) => (None, None),
             // Kubelet ran mountdevice: find where.
-            (true, true) => (self.device_dir_of(&volume_id)?, None),
-            // No attach, so no mountdevice: the host stages for the driver.
+            (true, true) => (self.records.device_dir_of(&volume_id)?, None),
+            // No attach, so no mountdevice: the host stages for the driver,
+            // in a dir it names itself beneath its own root (never a path
+            // made of the volume id, which the driver or a pod spec chose).
             (true, false) => {
-                let s = self.staging_root.join(&volume_id);
+                let s = derived_dir(&self.staging_root, &volume_id);
                 self.stage(&volume_id, &s, o, Vec::new())?;
                 (Some(s.clone()), Some(s))
             }
@@ -454,19 +441,14 @@ impl FlexDriver {
                 volume_context: o.volume_context(),
             },
         }))?;
-        self.records.put(
-            &key("mount", dir),
+        self.records.set_mounted(
+            dir,
             Some(&Mounted {
+                volume_name,
                 volume_id,
                 host_staging,
             }),
-            Persist::Relaxed,
         )?;
         Ok(Reply::success())
-    }
-
-    /// The device mount dir mountdevice recorded for a volume.
-    fn device_dir_of(&self, volume_id: &str) -> Result<Option<PathBuf>, Failed> {
-        Ok(self.records.get(&format!("device-of/{volume_id}"))?)
     }
 }

@@ -9,6 +9,7 @@ pub mod callout;
 pub mod dispatch;
 pub mod install;
 pub mod options;
+pub mod records;
 pub mod reply;
 
 use std::collections::HashMap;
