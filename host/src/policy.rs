@@ -733,6 +733,44 @@ deadline_ms = 500
     }
 
     #[test]
+    fn mount_hardening_defaults_on_opts_out_per_flag_and_cannot_be_undone_by_options() {
+        let base = format!(
+            "[host]\nstate_dir = \"/x\"\n[[driver]]\nname = \"a\"\ncomponent = \"a.wasm\"\nsha256 = \"{DIGEST}\"\n[driver.grants]\n"
+        );
+        let p = parse(&base).unwrap();
+        assert_eq!(
+            p.drivers[0].grants.mount_hardening,
+            MountHardening::default()
+        );
+        assert_eq!(MountHardening::default().names(), ["nosuid", "nodev"]);
+        let p = parse(&format!(
+            "{base}mount_hardening = {{ nodev = false, noexec = true }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.drivers[0].grants.mount_hardening.names(),
+            ["nosuid", "noexec"]
+        );
+        for undo in ["suid", "dev", "exec", "nodev"] {
+            let err = parse(&format!("{base}mount_options = [\"{undo}\"]\n")).unwrap_err();
+            assert!(err.to_string().contains("mount_hardening"), "{undo}: {err}");
+        }
+        // Only filesystems the host makes and mounts itself.
+        let err = parse(&format!("{base}fs_types = [\"btrfs\"]\n")).unwrap_err();
+        assert!(err.to_string().contains("one of: ext4, xfs"), "{err}");
+        let p = parse(&format!("{base}fs_types = [\"xfs\", \"ext4\"]\n")).unwrap();
+        assert_eq!(
+            p.drivers[0]
+                .grants
+                .fs_types
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            [Fs::Ext4, Fs::Xfs]
+        );
+    }
+
+    #[test]
     fn a_typo_names_line_and_column() {
         let err = parse("[host]\nstate_dir = \"/x\"\nstat_dir = 1\n").unwrap_err();
         let msg = err.to_string();

@@ -412,3 +412,47 @@ pub fn install_flex_shim(f: &Fixture) -> PathBuf {
     );
     plugins.join(format!("wasmvol~{0}/{0}", f.driver))
 }
+
+/// Per-mount options (mountinfo's sixth field, e.g. `rw,nosuid,nodev`) of
+/// the top mount at `path`, as the calling thread sees it.
+pub fn mount_options(path: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").expect("mountinfo");
+    let line = info
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .map(|p| p.replace("\\040", " "))
+                .as_deref()
+                == path.to_str()
+        })
+        .last()
+        .unwrap_or_else(|| panic!("nothing is mounted at {}", path.display()));
+    line.split(' ')
+        .nth(5)
+        .expect("mount options")
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a device node made in `dir` (the null device, made as root
+/// would) can be opened there: never on a `nodev` mount.
+pub fn device_node_opens(dir: &Path) -> bool {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let node = dir.join("wasmvol-test-null");
+    mknod(
+        &node,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        makedev(1, 3),
+    )
+    .expect("mknod as root");
+    let opened = std::fs::OpenOptions::new().write(true).open(&node);
+    std::fs::remove_file(&node).unwrap();
+    match opened {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => false,
+        Err(e) => panic!("opening {}: {e}", node.display()),
+    }
+}

@@ -278,6 +278,17 @@ async fn publish_validates_and_is_idempotent() {
         ),
         Code::NotFound
     );
+    for odd in ["relative/target", "/a/../etc", "/a//b", "/a/./b"] {
+        assert_eq!(
+            code(
+                c.node
+                    .node_publish_volume(publish_req(&v.volume_id, Path::new(odd), false))
+                    .await
+            ),
+            Code::InvalidArgument,
+            "{odd}"
+        );
+    }
     assert!(!target.exists(), "a failed publish leaves no target behind");
 
     for _ in 0..2 {
@@ -303,6 +314,23 @@ async fn publish_validates_and_is_idempotent() {
     }
     assert!(mounts_under(c.f.dir.path()).is_empty());
     assert!(!target.exists(), "unpublish removes the target it created");
+
+    // A target that was there before the publish (made by someone else) stays.
+    std::fs::create_dir_all(&target).unwrap();
+    c.node
+        .node_publish_volume(publish_req(&v.volume_id, &target, false))
+        .await
+        .unwrap();
+    c.node
+        .node_unpublish_volume(unpublish_req(&v.volume_id, &target))
+        .await
+        .unwrap();
+    assert!(mounts_under(c.f.dir.path()).is_empty());
+    assert!(
+        target.is_dir(),
+        "unpublish removed a target it did not make"
+    );
+    std::fs::remove_dir(&target).unwrap();
 
     let stats = c
         .node
@@ -681,6 +709,37 @@ async fn sighup_reopens_a_rotated_audit_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_on_different_volumes_run_in_parallel() {
+    // Proof of overlap: each of these creates succeeds only if the other
+    // runs at the same time (the adversary waits up to 2 s for its partner's
+    // marker); run one by one, the first would fail ABORTED.
+    {
+        let f = Fixture::new(
+            "adversary",
+            FixtureGrants {
+                csi: true,
+                device: true,
+                ..FixtureGrants::default()
+            },
+        );
+        let serve = ServeProcess::start(&f);
+        let ctrl = ControllerClient::new(csi_channel(&serve.socket).await);
+        let calls: Vec<_> = ["overlap-1", "overlap-2"]
+            .into_iter()
+            .map(|name| {
+                let mut ctrl = ctrl.clone();
+                tokio::spawn(async move { ctrl.create_volume(create_req(name, MIB)).await })
+            })
+            .collect();
+        for call in calls {
+            let v = call.await.unwrap().expect("both creates ran at once");
+            assert!(v
+                .into_inner()
+                .volume
+                .unwrap()
+                .volume_id
+                .starts_with("overlap-"));
+        }
+    }
     let mut c = start().await;
     let mut tasks = Vec::new();
     for i in 0..8 {

@@ -82,6 +82,19 @@ fn full_lifecycle_through_the_library_is_idempotent() {
         "publish twice must not stack mounts"
     );
     std::fs::write(target.join("hello.txt"), b"written through the target").unwrap();
+    // A bind the host makes for a driver is nosuid,nodev, and says so in the audit log.
+    let options = wasmvol_tests::mount_options(&target);
+    assert!(
+        options.iter().any(|o| o == "nosuid") && options.iter().any(|o| o == "nodev"),
+        "{options:?}"
+    );
+    assert!(!wasmvol_tests::device_node_opens(&target));
+    let bind = f
+        .audit()
+        .into_iter()
+        .find(|r| r["operation"] == "mount.bind-from-root" && r["decision"] == "allow")
+        .expect("the bind is audited");
+    assert_eq!(bind["args"]["flags"], json!(["nosuid", "nodev"]));
     assert_eq!(
         std::fs::read(f.root().join("volumes").join(&id).join("hello.txt")).unwrap(),
         b"written through the target"

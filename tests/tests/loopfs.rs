@@ -167,6 +167,17 @@ async fn lifecycle_keeps_data_and_never_reformats() {
     }
     assert_eq!(loops_under(f.dir.path()).len(), 1, "attached once");
     h.publish(&id, &staging, &target, false).await;
+    // The filesystem on the device was written by the sandbox: the host
+    // mounts it nosuid,nodev, and a device node on it does not open.
+    for at in [&staging, &target] {
+        let options = wasmvol_tests::mount_options(at);
+        assert!(
+            options.iter().any(|o| o == "nosuid") && options.iter().any(|o| o == "nodev"),
+            "{}: {options:?}",
+            at.display()
+        );
+    }
+    assert!(!wasmvol_tests::device_node_opens(&target));
     std::fs::write(target.join("data"), b"on a real filesystem").unwrap();
     h.unpublish(&id, &target).await;
     h.unstage(&id, &staging).await;

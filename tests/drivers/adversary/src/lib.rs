@@ -33,11 +33,51 @@ impl Driver for Adversary {
         DriverInfo::named(
             "adversary.test.wasmvol.io",
             "0.0.0",
-            &[Feature::CreateDeleteVolume],
+            // Stages without attaching: over FlexVolume the host stages for it.
+            &[Feature::CreateDeleteVolume, Feature::StageUnstageVolume],
         )
     }
 
     fn create_volume(r: CreateVolumeRequest) -> Result<Volume> {
+        // Volume ids chosen to make the host build a path out of them.
+        let hostile_id: Option<String> = match r.name.as_str() {
+            "flex-id-etc" => Some("/etc".into()),
+            "flex-id-dotdot" => Some("../../../../x".into()),
+            "flex-id-slash" => Some("a/b".into()),
+            "flex-id-nul" => Some("a\0b".into()),
+            "flex-id-newline" => Some("a\nb".into()),
+            "flex-id-long" => Some("x".repeat(4096)),
+            _ => None,
+        };
+        if let Some(volume_id) = hostile_id {
+            return Ok(named(volume_id));
+        }
+        // Serialisation probe: fails if another create runs at the same time.
+        if r.name.starts_with("flex-serial") {
+            let root = root()?;
+            if root.exists("busy")? {
+                return Err(DriverError::Aborted(
+                    "two calls on one volume interleaved".into(),
+                ));
+            }
+            root.write_file("busy", b"")?;
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            root.remove_file("busy")?;
+            return Ok(named(r.name));
+        }
+        // Overlap probe: succeeds only if another `overlap-*` create runs at the same time.
+        if let Some(n) = r.name.strip_prefix("overlap-") {
+            let root = root()?;
+            root.create_dir("overlap")?;
+            root.write_file(&format!("overlap/{n}"), b"")?;
+            for _ in 0..400 {
+                if root.list_dir("overlap")?.len() >= 2 {
+                    return Ok(named(r.name));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            return Err(DriverError::Aborted(format!("{} ran alone", r.name)));
+        }
         match r.name.as_str() {
             "escape-dotdot" => root()?.create_dir("volumes/../../escaped")?,
             "escape-absolute" => root()?.write_file("/etc/wasmvol-escaped", b"pwned")?,
@@ -174,8 +214,22 @@ impl Driver for Adversary {
         })
     }
 
-    fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {
+    fn stage(staging: Target, _r: StageRequest) -> Result<()> {
         let root = root()?;
+        root.create_dir("volumes/flex")?;
+        staging.bind_from_root(&root, "volumes/flex", false)
+    }
+
+    fn unstage(staging: Target, _r: UnstageRequest) -> Result<()> {
+        staging.unmount()
+    }
+
+    fn publish(target: Target, staging: Option<Target>, r: PublishRequest) -> Result<()> {
+        let root = root()?;
+        // Staged (over FlexVolume, the host's staging dir): publish from it.
+        if let Some(staging) = staging {
+            return target.bind_from_target(&staging, false);
+        }
         match r.volume_id.as_str() {
             "bind-slash" => target.bind_from_root(&root, "/", false),
             "bind-etc" => target.bind_from_root(&root, "/etc", false),
@@ -223,6 +277,17 @@ impl Driver for Adversary {
 
     fn unpublish(target: Target, _r: UnpublishRequest) -> Result<()> {
         target.unmount()
+    }
+}
+
+/// A volume answer with nothing but its id.
+fn named(volume_id: String) -> Volume {
+    Volume {
+        volume_id,
+        capacity_bytes: 0,
+        volume_context: Vec::new(),
+        content_source: None,
+        accessible_topology: Vec::new(),
     }
 }
 
