@@ -11,48 +11,102 @@ use serde_json::Value;
 
 use crate::bindings::{controller, node, types, DriverError};
 
-/// One call into a driver.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "operation", content = "request", rename_all = "kebab-case")]
-pub enum Operation {
+/// Declares [`Operation`] from one table: per driver call its variant,
+/// request type, name (CLI, audit log, JSON) and where its secrets are.
+/// The enum, [`OPERATION_NAMES`], [`Operation::from_json`],
+/// [`Operation::name`] and [`Operation::strip_secrets`] all come from it, so
+/// adding a driver call is one row here (and its export in `exports.rs`).
+macro_rules! operations {
+    ($($(#[doc = $doc:literal])* $op:ident $(($req:ty))? => $name:literal $(, secrets at $($path:ident).+)?;)*) => {
+        /// One call into a driver.
+        #[derive(Debug, Clone, Serialize)]
+        #[serde(tag = "operation", content = "request")]
+        pub enum Operation {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $op $(($req))?,)*
+        }
+
+        /// Operation names as the CLI and audit log spell them.
+        pub const OPERATION_NAMES: &[&str] = &[$($name,)*];
+
+        impl Operation {
+            /// Builds an operation from its name and a JSON request (the CLI's edge).
+            pub fn from_json(name: &str, request: Value) -> Result<Self, String> {
+                #[allow(dead_code)]
+                fn req<T: serde::de::DeserializeOwned>(name: &str, v: Value) -> Result<T, String> {
+                    serde_json::from_value(v).map_err(|e| format!("request for `{name}`: {e}"))
+                }
+                let _ = &request;
+                $(if name == $name {
+                    return Ok(operations!(@build $op, name, request $(, $req)?));
+                })*
+                Err(format!(
+                    "unknown operation `{name}` (one of: {})",
+                    OPERATION_NAMES.join(", ")
+                ))
+            }
+
+            /// The operation's name (as in [`OPERATION_NAMES`]).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(operations!(@pattern $op $(, $req)?) => $name,)*
+                }
+            }
+
+            /// Empties every secrets field (for drivers without the secrets grant).
+            pub fn strip_secrets(&mut self) {
+                $($(
+                    if let Operation::$op(r) = self {
+                        r$(.$path)+.clear();
+                    }
+                )?)*
+            }
+        }
+    };
+    (@build $op:ident, $n:ident, $r:ident) => { Operation::$op };
+    (@build $op:ident, $n:ident, $r:ident, $req:ty) => { Operation::$op(req($n, $r)?) };
+    (@pattern $op:ident) => { Operation::$op };
+    (@pattern $op:ident, $req:ty) => { Operation::$op(_) };
+}
+
+operations! {
     /// identity.info: name, version, features.
-    Info,
+    Info => "info";
     /// controller.create-volume.
-    CreateVolume(controller::CreateVolumeRequest),
+    CreateVolume(controller::CreateVolumeRequest) => "create-volume", secrets at secrets;
     /// controller.delete-volume.
-    DeleteVolume(controller::DeleteVolumeRequest),
+    DeleteVolume(controller::DeleteVolumeRequest) => "delete-volume", secrets at secrets;
     /// controller.controller-publish (attach).
-    ControllerPublish(controller::ControllerPublishRequest),
+    ControllerPublish(controller::ControllerPublishRequest) => "controller-publish", secrets at secrets;
     /// controller.controller-unpublish (detach).
-    ControllerUnpublish(controller::ControllerUnpublishRequest),
+    ControllerUnpublish(controller::ControllerUnpublishRequest) => "controller-unpublish", secrets at secrets;
     /// controller.validate-volume-capabilities.
-    ValidateVolumeCapabilities(controller::ValidateRequest),
+    ValidateVolumeCapabilities(controller::ValidateRequest) => "validate-volume-capabilities", secrets at secrets;
     /// controller.list-volumes.
-    ListVolumes(controller::ListVolumesRequest),
+    ListVolumes(controller::ListVolumesRequest) => "list-volumes";
     /// controller.get-capacity.
-    GetCapacity(controller::GetCapacityRequest),
+    GetCapacity(controller::GetCapacityRequest) => "get-capacity";
     /// controller.create-snapshot.
-    CreateSnapshot(controller::CreateSnapshotRequest),
+    CreateSnapshot(controller::CreateSnapshotRequest) => "create-snapshot", secrets at secrets;
     /// controller.delete-snapshot.
-    DeleteSnapshot(controller::DeleteSnapshotRequest),
+    DeleteSnapshot(controller::DeleteSnapshotRequest) => "delete-snapshot", secrets at secrets;
     /// controller.list-snapshots.
-    ListSnapshots(controller::ListSnapshotsRequest),
+    ListSnapshots(controller::ListSnapshotsRequest) => "list-snapshots", secrets at secrets;
     /// controller.expand-volume.
-    ControllerExpand(controller::ControllerExpandRequest),
+    ControllerExpand(controller::ControllerExpandRequest) => "controller-expand", secrets at secrets;
     /// node.stage, at the staging path.
-    NodeStage(WithPaths<node::StageRequest>),
+    NodeStage(WithPaths<node::StageRequest>) => "node-stage", secrets at request.secrets;
     /// node.unstage, at the staging path.
-    NodeUnstage(WithPaths<node::UnstageRequest>),
+    NodeUnstage(WithPaths<node::UnstageRequest>) => "node-unstage";
     /// node.publish, at the target (and staging) path.
-    NodePublish(WithPaths<node::PublishRequest>),
+    NodePublish(WithPaths<node::PublishRequest>) => "node-publish", secrets at request.secrets;
     /// node.unpublish, at the target path.
-    NodeUnpublish(WithPaths<node::UnpublishRequest>),
+    NodeUnpublish(WithPaths<node::UnpublishRequest>) => "node-unpublish";
     /// node.get-volume-stats, at the volume path.
-    NodeGetVolumeStats(WithPaths<node::VolumeStatsRequest>),
+    NodeGetVolumeStats(WithPaths<node::VolumeStatsRequest>) => "node-get-volume-stats";
     /// node.expand-volume, at the volume path.
-    NodeExpand(WithPaths<node::NodeExpandRequest>),
+    NodeExpand(WithPaths<node::NodeExpandRequest>) => "node-expand", secrets at request.secrets;
     /// node.get-info.
-    NodeGetInfo,
+    NodeGetInfo => "node-get-info";
 }
 
 /// A node request plus the host paths kubelet passed with it.
@@ -70,114 +124,6 @@ pub struct WithPaths<R> {
     /// The driver-world request.
     #[serde(flatten)]
     pub request: R,
-}
-
-/// Operation names as the CLI and audit log spell them.
-pub const OPERATION_NAMES: &[&str] = &[
-    "info",
-    "create-volume",
-    "delete-volume",
-    "controller-publish",
-    "controller-unpublish",
-    "validate-volume-capabilities",
-    "list-volumes",
-    "get-capacity",
-    "create-snapshot",
-    "delete-snapshot",
-    "list-snapshots",
-    "controller-expand",
-    "node-stage",
-    "node-unstage",
-    "node-publish",
-    "node-unpublish",
-    "node-get-volume-stats",
-    "node-expand",
-    "node-get-info",
-];
-
-impl Operation {
-    /// Builds an operation from its name and a JSON request (the CLI's edge).
-    pub fn from_json(name: &str, request: Value) -> Result<Self, String> {
-        fn req<T: serde::de::DeserializeOwned>(name: &str, v: Value) -> Result<T, String> {
-            serde_json::from_value(v).map_err(|e| format!("request for `{name}`: {e}"))
-        }
-        Ok(match name {
-            "info" => Operation::Info,
-            "create-volume" => Operation::CreateVolume(req(name, request)?),
-            "delete-volume" => Operation::DeleteVolume(req(name, request)?),
-            "controller-publish" => Operation::ControllerPublish(req(name, request)?),
-            "controller-unpublish" => Operation::ControllerUnpublish(req(name, request)?),
-            "validate-volume-capabilities" => {
-                Operation::ValidateVolumeCapabilities(req(name, request)?)
-            }
-            "list-volumes" => Operation::ListVolumes(req(name, request)?),
-            "get-capacity" => Operation::GetCapacity(req(name, request)?),
-            "create-snapshot" => Operation::CreateSnapshot(req(name, request)?),
-            "delete-snapshot" => Operation::DeleteSnapshot(req(name, request)?),
-            "list-snapshots" => Operation::ListSnapshots(req(name, request)?),
-            "controller-expand" => Operation::ControllerExpand(req(name, request)?),
-            "node-stage" => Operation::NodeStage(req(name, request)?),
-            "node-unstage" => Operation::NodeUnstage(req(name, request)?),
-            "node-publish" => Operation::NodePublish(req(name, request)?),
-            "node-unpublish" => Operation::NodeUnpublish(req(name, request)?),
-            "node-get-volume-stats" => Operation::NodeGetVolumeStats(req(name, request)?),
-            "node-expand" => Operation::NodeExpand(req(name, request)?),
-            "node-get-info" => Operation::NodeGetInfo,
-            other => {
-                return Err(format!(
-                    "unknown operation `{other}` (one of: {})",
-                    OPERATION_NAMES.join(", ")
-                ))
-            }
-        })
-    }
-
-    /// The operation's name (as in [`OPERATION_NAMES`]).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Operation::Info => "info",
-            Operation::CreateVolume(_) => "create-volume",
-            Operation::DeleteVolume(_) => "delete-volume",
-            Operation::ControllerPublish(_) => "controller-publish",
-            Operation::ControllerUnpublish(_) => "controller-unpublish",
-            Operation::ValidateVolumeCapabilities(_) => "validate-volume-capabilities",
-            Operation::ListVolumes(_) => "list-volumes",
-            Operation::GetCapacity(_) => "get-capacity",
-            Operation::CreateSnapshot(_) => "create-snapshot",
-            Operation::DeleteSnapshot(_) => "delete-snapshot",
-            Operation::ListSnapshots(_) => "list-snapshots",
-            Operation::ControllerExpand(_) => "controller-expand",
-            Operation::NodeStage(_) => "node-stage",
-            Operation::NodeUnstage(_) => "node-unstage",
-            Operation::NodePublish(_) => "node-publish",
-            Operation::NodeUnpublish(_) => "node-unpublish",
-            Operation::NodeGetVolumeStats(_) => "node-get-volume-stats",
-            Operation::NodeExpand(_) => "node-expand",
-            Operation::NodeGetInfo => "node-get-info",
-        }
-    }
-
-    /// Empties every secrets field (for drivers without the secrets grant).
-    pub fn strip_secrets(&mut self) {
-        let s: Option<&mut Vec<(String, String)>> = match self {
-            Operation::CreateVolume(r) => Some(&mut r.secrets),
-            Operation::DeleteVolume(r) => Some(&mut r.secrets),
-            Operation::ControllerPublish(r) => Some(&mut r.secrets),
-            Operation::ControllerUnpublish(r) => Some(&mut r.secrets),
-            Operation::ValidateVolumeCapabilities(r) => Some(&mut r.secrets),
-            Operation::CreateSnapshot(r) => Some(&mut r.secrets),
-            Operation::DeleteSnapshot(r) => Some(&mut r.secrets),
-            Operation::ListSnapshots(r) => Some(&mut r.secrets),
-            Operation::ControllerExpand(r) => Some(&mut r.secrets),
-            Operation::NodeStage(r) => Some(&mut r.request.secrets),
-            Operation::NodePublish(r) => Some(&mut r.request.secrets),
-            Operation::NodeExpand(r) => Some(&mut r.request.secrets),
-            _ => None,
-        };
-        if let Some(s) = s {
-            s.clear();
-        }
-    }
 }
 
 /// What a call returned.
@@ -345,4 +291,41 @@ pub enum CallError {
     /// No driver of that name.
     #[error("no driver named `{0}`")]
     UnknownDriver(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_operation_round_trips_by_name_and_keeps_its_secrets_only_when_asked() {
+        assert_eq!(OPERATION_NAMES.len(), 19);
+        for name in OPERATION_NAMES {
+            let err = Operation::from_json(name, json!({"not": "a request"}));
+            if let Ok(op) = err {
+                // Only the calls without a request take anything.
+                assert!(
+                    matches!(op, Operation::Info | Operation::NodeGetInfo),
+                    "{name}"
+                );
+                assert_eq!(op.name(), *name);
+                assert_eq!(serde_json::to_value(&op).unwrap()["operation"], *name);
+            }
+        }
+        assert!(Operation::from_json("mount-everything", json!({}))
+            .unwrap_err()
+            .contains("one of: info, create-volume"));
+        let mut op = Operation::from_json(
+            "node-publish",
+            json!({"target_path": "/t", "volume_id": "v", "publish_context": [],
+                   "volume_capability": {"access_type": "Block", "access_mode": "SingleNodeWriter"},
+                   "readonly": false, "secrets": [["k", "s3cret"]], "volume_context": []}),
+        )
+        .unwrap();
+        assert_eq!(op.name(), "node-publish");
+        assert!(serde_json::to_string(&op).unwrap().contains("s3cret"));
+        op.strip_secrets();
+        assert!(!serde_json::to_string(&op).unwrap().contains("s3cret"));
+    }
 }

@@ -15,7 +15,8 @@ pub fn ensure_not_served(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds `path` for serving.
+/// Binds `path` for serving. The socket is bound beside it, given `mode`,
+/// then renamed into place, so no client ever finds it with another mode.
 pub fn bind(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -25,9 +26,21 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(format!(".{}.new", std::process::id()));
+    let staged = std::path::PathBuf::from(staged);
+    let _ = std::fs::remove_file(&staged);
     let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {:o} {}", mode, path.display()))?;
+        UnixListener::bind(&staged).with_context(|| format!("binding {}", staged.display()))?;
+    let placed = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {:o} {}", mode, staged.display()))
+        .and_then(|()| {
+            std::fs::rename(&staged, path)
+                .with_context(|| format!("moving the socket to {}", path.display()))
+        });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
+    }
     Ok(listener)
 }

@@ -419,14 +419,14 @@ pub fn mount_options(path: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/thread-self/mountinfo").expect("mountinfo");
     let line = info
         .lines()
-        .filter(|l| {
+        .rev()
+        .find(|l| {
             l.split(' ')
                 .nth(4)
                 .map(|p| p.replace("\\040", " "))
                 .as_deref()
                 == path.to_str()
         })
-        .last()
         .unwrap_or_else(|| panic!("nothing is mounted at {}", path.display()));
     line.split(' ')
         .nth(5)

@@ -146,12 +146,12 @@ fn volume_ids_shaped_as_paths_are_contained_in_the_hosts_staging_root() {
         let records = fx.f.audit();
         let stage_bind = records
             .iter()
-            .filter(|r| {
+            .rev()
+            .find(|r| {
                 r["operation"] == "mount.bind-from-root"
                     && r["args"]["role"] == "Staging"
                     && r["decision"] == "allow"
             })
-            .last()
             .unwrap_or_else(|| panic!("{attack}: no staging bind audited"));
         let staged_at = PathBuf::from(stage_bind["args"]["target"].as_str().unwrap());
         assert_eq!(staged_at.parent(), Some(fx.staging_root().as_path()));
