@@ -18,7 +18,8 @@
 
 #![allow(clippy::too_many_arguments)]
 
-/// Bindings generated from the `wasmvol:driver` WIT world.
+/// Bindings generated from the `wasmvol:driver` WIT world (documented there).
+#[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

@@ -59,18 +59,22 @@ pub trait Record: Serialize + DeserializeOwned {
     /// This record's id (the key is `PREFIX` + id).
     fn id(&self) -> &str;
 
+    /// The record with this id, if there is one.
     fn load(id: &str) -> Result<Option<Self>> {
         load(&format!("{}{id}", Self::PREFIX))
     }
 
+    /// Every record of this kind, in id order.
     fn all() -> Result<Vec<Self>> {
         all(Self::PREFIX)
     }
 
+    /// Writes the record under its id (durably).
     fn save(&self) -> Result<()> {
         save(&format!("{}{}", Self::PREFIX, self.id()), self)
     }
 
+    /// Removes the record with this id (none there is success).
     fn delete(id: &str) -> Result<()> {
         delete(&format!("{}{id}", Self::PREFIX))
     }

@@ -4,6 +4,9 @@
 //! call instead of reaching a capability. Data types derive serde so the CLI
 //! can take requests as JSON.
 
+// Generated code: its documentation is the WIT files' own.
+#![allow(missing_docs)]
+
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "volume-driver",

@@ -297,7 +297,7 @@ fn flex(command: FlexCommand) -> anyhow::Result<()> {
         }
         FlexCommand::Uninstall { driver, plugin_dir } => {
             let name = FlexName::parse(&driver).map_err(|e| anyhow!("--driver: {e}"))?;
-            wasmvol::flex::install::uninstall(&plugin_dir, &name)
+            Ok(wasmvol::flex::install::uninstall(&plugin_dir, &name)?)
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::artifact_cache::ArtifactCache;
@@ -36,21 +35,57 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallContext>
     Ok(linker)
 }
 
+/// Why the runtime did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `only` named a driver the policy does not list.
+    #[error("{policy}: no driver named `{driver}`")]
+    NoSuchDriver {
+        /// The policy file.
+        policy: String,
+        /// The name asked for.
+        driver: String,
+    },
+    /// The wasmtime engine or linker could not be set up.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// The durable store did not open.
+    #[error("state store in {dir}: {source}")]
+    State {
+        /// The state dir.
+        dir: String,
+        /// Why.
+        source: crate::state_store::StateError,
+    },
+    /// The audit log did not open.
+    #[error("audit log {path}: {source}")]
+    Audit {
+        /// The log file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A driver failed its load checks.
+    #[error(transparent)]
+    Load(#[from] crate::driver::LoadError),
+}
+
 impl Runtime {
     /// Loads the drivers of `policy` (only `only`, when given). Any driver
     /// that fails its checks stops the start with an error naming it.
-    pub fn start(policy: &Policy, only: Option<&str>) -> anyhow::Result<Self> {
+    pub fn start(policy: &Policy, only: Option<&str>) -> Result<Self, StartError> {
         let selected: Vec<_> = policy
             .drivers
             .iter()
             .filter(|d| only.is_none_or(|n| d.name.as_str() == n))
             .collect();
         if let Some(n) = only {
-            anyhow::ensure!(
-                !selected.is_empty(),
-                "{}: no driver named `{n}`",
-                policy.source.display()
-            );
+            if selected.is_empty() {
+                return Err(StartError::NoSuchDriver {
+                    policy: policy.source.display().to_string(),
+                    driver: n.to_owned(),
+                });
+            }
         }
         let max_memory = selected
             .iter()
@@ -59,17 +94,23 @@ impl Runtime {
             .unwrap_or(64 << 20);
         // One pooled instance for every call policy lets run at once.
         let instances = selected.iter().map(|d| d.limits.concurrency).sum();
-        let engine =
-            DriverEngine::new(max_memory, instances).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let linker = linker(engine.engine()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let engine = DriverEngine::new(max_memory, instances)
+            .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let linker = linker(engine.engine()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let state = Arc::new(
-            StateStore::open(&policy.host.state_dir.join("state.redb"))
-                .with_context(|| format!("state store in {}", policy.host.state_dir.display()))?,
+            StateStore::open(&policy.host.state_dir.join("state.redb")).map_err(|source| {
+                StartError::State {
+                    dir: policy.host.state_dir.display().to_string(),
+                    source,
+                }
+            })?,
         );
-        let audit = Arc::new(
-            AuditLog::open(&policy.host.audit_log)
-                .with_context(|| format!("audit log {}", policy.host.audit_log.display()))?,
-        );
+        let audit = Arc::new(AuditLog::open(&policy.host.audit_log).map_err(|source| {
+            StartError::Audit {
+                path: policy.host.audit_log.display().to_string(),
+                source,
+            }
+        })?);
         let cache = ArtifactCache::new(&policy.host.cache_dir);
         let mut drivers = BTreeMap::new();
         for d in selected {

@@ -2,42 +2,59 @@
 //! file replaced, one a live process serves refused.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use tokio::net::UnixListener;
 
+/// Why a socket could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// A live process answers on the path.
+    #[error("{}: another process is serving this socket", .0.display())]
+    Served(PathBuf),
+    /// A file step failed.
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        /// The step.
+        what: &'static str,
+        /// The path it acted on.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SocketError {
+    let path = path.to_owned();
+    move |source| SocketError::Io { what, path, source }
+}
+
 /// Fails if a live process answers on `path`.
-pub fn ensure_not_served(path: &Path) -> anyhow::Result<()> {
+pub fn ensure_not_served(path: &Path) -> Result<(), SocketError> {
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        bail!("{}: another process is serving this socket", path.display());
+        return Err(SocketError::Served(path.to_owned()));
     }
     Ok(())
 }
 
 /// Binds `path` for serving. The socket is bound beside it, given `mode`,
 /// then renamed into place, so no client ever finds it with another mode.
-pub fn bind(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
-    if path.exists() || std::fs::symlink_metadata(path).is_ok() {
+    if std::fs::symlink_metadata(path).is_ok() {
         ensure_not_served(path)?;
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
     }
     let mut staged = path.as_os_str().to_owned();
     staged.push(format!(".{}.new", std::process::id()));
-    let staged = std::path::PathBuf::from(staged);
+    let staged = PathBuf::from(staged);
     let _ = std::fs::remove_file(&staged);
-    let listener =
-        UnixListener::bind(&staged).with_context(|| format!("binding {}", staged.display()))?;
+    let listener = UnixListener::bind(&staged).map_err(io("binding", &staged))?;
     let placed = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {:o} {}", mode, staged.display()))
-        .and_then(|()| {
-            std::fs::rename(&staged, path)
-                .with_context(|| format!("moving the socket to {}", path.display()))
-        });
+        .map_err(io("setting the mode of", &staged))
+        .and_then(|()| std::fs::rename(&staged, path).map_err(io("moving the socket to", path)));
     if let Err(e) = placed {
         let _ = std::fs::remove_file(&staged);
         return Err(e);

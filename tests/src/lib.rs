@@ -81,12 +81,19 @@ pub fn sha256_file(path: &Path) -> String {
 /// Grants of a fixture's driver, written into its policy.
 #[derive(Clone, Debug)]
 pub struct FixtureGrants {
+    /// `grants.mount`.
     pub mount: bool,
+    /// `grants.storage.access` of the fixture's root (`read-write`, `read-only`), or none.
     pub storage: Option<&'static str>,
+    /// `grants.storage.wasi_preopen`.
     pub wasi_preopen: bool,
+    /// `grants.state_quota_bytes`.
     pub state_quota: Option<u64>,
+    /// `grants.secrets`.
     pub secrets: bool,
+    /// `limits.deadline_ms`.
     pub deadline_ms: u64,
+    /// `limits.memory_bytes`.
     pub memory_bytes: u64,
     /// Calls in flight at once (`limits.concurrency`).
     pub concurrency: u32,
@@ -119,8 +126,11 @@ impl Default for FixtureGrants {
 /// A private directory with a storage root, a targets folder, host state and
 /// a policy for one driver. Unmounts everything beneath it on drop.
 pub struct Fixture {
+    /// The private directory (removed on drop).
     pub dir: tempfile::TempDir,
+    /// The driver's component and policy name.
     pub driver: String,
+    /// Where its policy is written.
     pub policy_path: PathBuf,
 }
 
@@ -269,6 +279,7 @@ impl Drop for Fixture {
 /// process serving a CSI socket. Stopped (SIGTERM, then SIGKILL) on drop.
 pub struct ServeProcess {
     child: std::process::Child,
+    /// The socket it was awaited on.
     pub socket: PathBuf,
 }
 

@@ -5,9 +5,22 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use crate::policy::FlexName;
+
+/// A step of installing or removing a shim that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct InstallError {
+    /// The step, with the path it acted on.
+    what: String,
+    /// Why.
+    source: std::io::Error,
+}
+
+fn step(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> InstallError {
+    let what = what.into();
+    move |source| InstallError { what, source }
+}
 
 /// Kubelet's default FlexVolume plugin dir.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec";
@@ -20,27 +33,26 @@ pub fn install(
     plugin_dir: &Path,
     driver: &FlexName,
     socket: &Path,
-) -> anyhow::Result<PathBuf> {
+) -> Result<PathBuf, InstallError> {
     let dir = plugin_dir.join(driver.dir_name());
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(step(format!("creating {}", dir.display())))?;
     let dest = dir.join(&driver.name);
     let tmp = dir.join(format!(
         ".{}.wasmvol-tmp-{}",
         driver.name,
         std::process::id()
     ));
-    let write = || -> anyhow::Result<()> {
+    let write = || -> Result<(), InstallError> {
         let mut bytes =
-            std::fs::read(shim).with_context(|| format!("reading shim {}", shim.display()))?;
+            std::fs::read(shim).map_err(step(format!("reading shim {}", shim.display())))?;
         bytes.extend(wasmvol_flex::trailer(socket.as_os_str().as_bytes()));
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &dest)
-            .with_context(|| format!("renaming into {}", dest.display()))?;
-        Ok(())
+        let writing = || format!("writing {}", tmp.display());
+        let mut f = std::fs::File::create(&tmp).map_err(step(writing()))?;
+        f.write_all(&bytes).map_err(step(writing()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(step(writing()))?;
+        f.sync_all().map_err(step(writing()))?;
+        std::fs::rename(&tmp, &dest).map_err(step(format!("renaming into {}", dest.display())))
     };
     write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
@@ -49,11 +61,11 @@ pub fn install(
 }
 
 /// Removes an installed shim and its directory (when empty).
-pub fn uninstall(plugin_dir: &Path, driver: &FlexName) -> anyhow::Result<()> {
+pub fn uninstall(plugin_dir: &Path, driver: &FlexName) -> Result<(), InstallError> {
     let dir = plugin_dir.join(driver.dir_name());
     match std::fs::remove_file(dir.join(&driver.name)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing {}", dir.display()))
+            return Err(step(format!("removing {}", dir.display()))(e))
         }
         _ => {}
     }

@@ -130,7 +130,7 @@ impl Driver for Adversary {
                 let raw = state::get(HANDLE_KEY)?
                     .ok_or_else(|| DriverError::FailedPrecondition("no handle stashed".into()))?;
                 let raw = u32::from_le_bytes(raw.try_into().expect("4 bytes"));
-                // SAFETY (for the guest): deliberately forged; the host must contain it.
+                // SAFETY: not sound on purpose: a forged handle the host must contain.
                 let forged = unsafe { Target::from_handle(raw) };
                 forged.bind_from_root(&root()?, "volumes/loot", false)?;
             }
@@ -169,7 +169,7 @@ impl Driver for Adversary {
                 };
             }
             "device-forged" => {
-                // SAFETY (for the guest): a made-up handle; the host must contain it.
+                // SAFETY: not sound on purpose: a made-up handle the host must contain.
                 let forged = unsafe { BlockDevice::from_handle(1) };
                 forged.make_filesystem(FsType::Ext4, &MkfsOptions { label: None })?;
             }
