@@ -129,7 +129,7 @@ fn main() {
         return;
     }
     let source = f.root().join("volumes").join(&vol);
-    let root = wasmvol::driver::LoadedDriver::open_root("bench", &f.root()).unwrap();
+    let root = wasmvol::runtime::driver::LoadedDriver::open_root("bench", &f.root()).unwrap();
     let [wasm_pair, native_pair, host_mechanics] = measure_pairs(
         1000,
         [

@@ -240,7 +240,7 @@ fn check_id(what: &str, id: &str) -> Result<(), String> {
 }
 
 impl Outcome {
-    /// Checks every id in a driver's answer (see [`check_id`]); the error
+    /// Checks every id in a driver's answer (1 to [`MAX_ID_BYTES`] bytes, no control character); the error
     /// says which one is wrong and how.
     pub fn check_ids(&self) -> Result<(), String> {
         let volume = |v: &types::Volume| check_id("volume id", &v.volume_id);

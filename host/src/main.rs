@@ -7,16 +7,16 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use wasmvol::artifact_cache::ArtifactCache;
 use wasmvol::call::Operation;
+use wasmvol::capability::imports::{ImportKind, Surface};
 use wasmvol::capability::table::Capability;
 use wasmvol::csi::CsiDriver;
 use wasmvol::digest::Sha256Digest;
-use wasmvol::driver::{component_shape_problem, read_pinned};
-use wasmvol::engine::DriverEngine;
 use wasmvol::flex::dispatch::FlexDriver;
-use wasmvol::interfaces::{ImportKind, Surface};
 use wasmvol::policy::{FlexName, Policy};
+use wasmvol::runtime::artifact_cache::ArtifactCache;
+use wasmvol::runtime::driver::{component_shape_problem, read_pinned};
+use wasmvol::runtime::engine::DriverEngine;
 use wasmvol::runtime::Runtime;
 
 /// Run Kubernetes storage drivers as sandboxed WebAssembly components.
@@ -172,7 +172,9 @@ fn serve(config: &Path) -> anyhow::Result<()> {
         .worker_threads(workers)
         .enable_all()
         .build()?;
-    let sync_calls = Arc::new(wasmvol::sync_calls::SyncCalls::for_workers(workers));
+    let sync_calls = Arc::new(wasmvol::runtime::sync_calls::SyncCalls::for_workers(
+        workers,
+    ));
     rt.block_on(async {
         // Registered before the sockets open: from then on SIGHUP (logrotate's
         // signal) reopens the audit log instead of ending the host.
@@ -206,7 +208,7 @@ fn serve(config: &Path) -> anyhow::Result<()> {
             .filter_map(|d| {
                 let name = d.flex.clone()?;
                 let loaded = runtime.driver(d.name.as_str()).expect("loaded").clone();
-                let records = wasmvol::host_records::HostRecords::new(runtime.state().clone(), "flex", d.name.as_str());
+                let records = wasmvol::store::records::HostRecords::new(runtime.state().clone(), "flex", d.name.as_str());
                 let staging = policy.host.state_dir.join("flex-staging").join(d.name.as_str());
                 Some((name.full(), Arc::new(FlexDriver::new(loaded, name, records, staging))))
             })

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::digest::Sha256Digest;
-use crate::engine::MAX_POOLED_INSTANCES;
+use crate::runtime::engine::MAX_POOLED_INSTANCES;
 use crate::sys::fstools::Fs;
 
 /// A policy file that could not be used, naming the file and what is wrong.

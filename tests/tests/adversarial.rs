@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use wasmvol::bindings::DriverError;
 use wasmvol::call::{CallError, Operation, Outcome};
+use wasmvol::runtime::sync_calls::SyncCalls;
 use wasmvol::runtime::Runtime;
-use wasmvol::sync_calls::SyncCalls;
 use wasmvol_tests::{Fixture, FixtureGrants};
 
 fn fixture(grants: FixtureGrants) -> (Fixture, Runtime) {

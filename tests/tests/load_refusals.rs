@@ -124,12 +124,15 @@ fn a_compiled_artifact_is_cached_across_restarts() {
     let first = f.runtime();
     assert_eq!(
         first.driver("hostpath").unwrap().provenance(),
-        wasmvol::artifact_cache::Provenance::Compiled
+        wasmvol::runtime::artifact_cache::Provenance::Compiled
     );
     drop(first);
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
     let rt = f.runtime();
     let d = rt.driver("hostpath").unwrap();
-    assert_eq!(d.provenance(), wasmvol::artifact_cache::Provenance::Cached);
+    assert_eq!(
+        d.provenance(),
+        wasmvol::runtime::artifact_cache::Provenance::Cached
+    );
     assert_eq!(d.info().name, "hostpath.wasmvol.io");
 }

@@ -20,10 +20,10 @@ use crate::bindings::device::{FsCheck, FsType, Host, HostBlockDevice, MkfsOption
 use crate::bindings::mount::TargetShape;
 use crate::bindings::volumes::Root;
 use crate::bindings::DriverError;
+use crate::capability::context::{io_error, CallContext, CapError};
 use crate::capability::mount::TargetHandle;
 use crate::capability::table::{CapOp, Need};
 use crate::capability::volumes::BeneathRoot;
-use crate::context::{io_error, CallContext, CapError};
 use crate::sys::fstools::{self, Fs, Label};
 use crate::sys::loopdev::{backing_of, Backing, LoopDevice};
 use crate::sys::mount as sys_mount;

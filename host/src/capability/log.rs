@@ -6,12 +6,12 @@
 //! host, so it is not audited.
 
 use crate::bindings::log::{Host, Level};
-use crate::context::CallContext;
+use crate::capability::context::CallContext;
 
 /// Longest message or field value forwarded, in bytes; the rest is cut.
 const MAX_TEXT: usize = 4096;
 
-/// Driver text made safe for any log sink: at most [`MAX_TEXT`] bytes, and
+/// Driver text made safe for any log sink: at most 4 KiB, and
 /// every control character (newline, carriage return, escape, NUL...)
 /// written as an escape (`\n`, `\u{1b}`), so a driver can neither start a
 /// line of its own nor colour or move a terminal: whatever it prints stays

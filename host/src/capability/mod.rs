@@ -1,7 +1,9 @@
 //! Host implementations of the capability interfaces, one file per WIT interface.
-//! Every use that touches the host passes through [`CallContext::gate`](crate::context::CallContext::gate).
+//! Every use that touches the host passes through [`CallContext::gate`](crate::capability::context::CallContext::gate).
 
+pub mod context;
 pub mod device;
+pub mod imports;
 pub mod log;
 pub mod mount;
 pub mod state;
@@ -10,6 +12,6 @@ pub mod volumes;
 pub mod wasi_io;
 
 use crate::bindings::types::Host as TypesHost;
-use crate::context::CallContext;
+use crate::capability::context::CallContext;
 
 impl TypesHost for CallContext {}

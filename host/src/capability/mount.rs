@@ -15,9 +15,9 @@ use wasmtime::component::Resource;
 use crate::bindings::mount::{Host, HostTarget, TargetRole, TargetShape};
 use crate::bindings::volumes::{FsStats, Root};
 use crate::bindings::DriverError;
+use crate::capability::context::{io_error, CallContext, CapError};
 use crate::capability::table::CapOp;
 use crate::capability::volumes::BeneathRoot;
-use crate::context::{io_error, CallContext, CapError};
 use crate::sys::mount as sys;
 
 /// A mount point kubelet handed over for one request.

@@ -1,15 +1,15 @@
 //! `wasmvol:driver/state`: the driver's durable key-value store.
 //!
-//! Keys live in the host's [`StateStore`](crate::state_store::StateStore)
+//! Keys live in the host's [`StateStore`](crate::store::state::StateStore)
 //! under the driver's name, so drivers never see each other's state.
 
 use serde_json::json;
 
 use crate::bindings::state::Host;
 use crate::bindings::DriverError;
+use crate::capability::context::{CallContext, CapError};
 use crate::capability::table::CapOp;
-use crate::context::{CallContext, CapError};
-use crate::state_store::StateError;
+use crate::store::state::StateError;
 
 fn state_err(e: StateError) -> CapError {
     CapError::Failed(match e {

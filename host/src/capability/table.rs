@@ -3,7 +3,7 @@
 //! call ([`CapOp`]) with its audit name, the grants it needs, whether it may
 //! block and which of its arguments the audit log leaves out.
 //!
-//! The load-time import check, [`CallContext::gate`](crate::context::CallContext::gate)
+//! The load-time import check, [`CallContext::gate`](crate::capability::context::CallContext::gate)
 //! and `wasmvol audit` all read this table, so a grant is named, checked
 //! and reported the same way everywhere.
 
@@ -174,7 +174,7 @@ macro_rules! cap_ops {
             /// Whether it may block for long (device work and the tools it
             /// runs, walks of trees, file contents, durable commits). Before
             /// one, a call running in place on a tokio worker lets go of the
-            /// task waiting on that worker (see [`crate::sync_calls`]).
+            /// task waiting on that worker (see [`crate::runtime::sync_calls`]).
             pub fn may_block(self) -> bool {
                 match self { $(CapOp::$op => cap_ops!(@blocks $blocks),)* }
             }

@@ -11,8 +11,8 @@ use wasmtime::component::Resource;
 
 use crate::bindings::volumes::{Entry, EntryKind, FsStats, Host, HostRoot, Usage};
 use crate::bindings::DriverError;
+use crate::capability::context::{io_error, CallContext, CapError};
 use crate::capability::table::CapOp;
-use crate::context::{io_error, CallContext, CapError};
 use crate::sys::tree;
 
 /// Largest file `read-file` returns (guards the guest's memory and ours).

@@ -26,7 +26,7 @@ use wasmtime_wasi::p2::bindings::sync::sockets::udp_create_socket;
 use wasmtime_wasi::p2::{DynPollable, Pollable, SocketError, StreamResult};
 use wasmtime_wasi::sockets::{WasiSocketsCtxView, WasiSocketsView};
 
-use crate::context::CallContext;
+use crate::capability::context::CallContext;
 
 /// The io view of one call: its resource table and its deadline.
 pub struct CallIo<'a> {
@@ -67,7 +67,7 @@ pub fn off_worker<R>(wait: impl FnOnce() -> R) -> R {
     let on_worker = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if on_worker {
-        crate::sync_calls::may_block();
+        crate::runtime::sync_calls::may_block();
         tokio::task::block_in_place(wait)
     } else {
         wait()

@@ -23,10 +23,10 @@ use tonic::Status;
 
 use crate::bindings::types::Feature;
 use crate::call::{Operation, Outcome};
-use crate::driver::LoadedDriver;
 use crate::policy::CsiSettings;
-use crate::state_store::StateStore;
-use crate::sync_calls::SyncCalls;
+use crate::runtime::driver::LoadedDriver;
+use crate::runtime::sync_calls::SyncCalls;
+use crate::store::state::StateStore;
 use crate::volume_locks::VolumeLocks;
 
 /// The generated CSI v1 messages, servers and clients.
@@ -67,7 +67,7 @@ impl CsiDriver {
         sync_calls: Arc<SyncCalls>,
     ) -> Self {
         let node_id = settings.node_id.clone().unwrap_or_else(host_name);
-        let records = records::Records(crate::host_records::HostRecords::new(
+        let records = records::Records(crate::store::records::HostRecords::new(
             store,
             "csi",
             driver.name(),

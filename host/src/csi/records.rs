@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 
-use crate::host_records::{HostRecords, Persist, RecordError};
+use crate::store::records::{HostRecords, Persist, RecordError};
 
 /// What a publish or stage was asked for; a repeat must ask for the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,10 +14,10 @@ use super::reply::{Capabilities, Reply};
 use crate::bindings::types::{CapacityRange, Feature};
 use crate::bindings::{controller, node};
 use crate::call::{error_parts, CallError, Operation, Outcome, WithPaths};
-use crate::driver::LoadedDriver;
 use crate::host_path::derived_dir;
-use crate::host_records::HostRecords;
 use crate::policy::FlexName;
+use crate::runtime::driver::LoadedDriver;
+use crate::store::records::HostRecords;
 use crate::sys::mount::is_mount_point;
 use crate::volume_locks::{Held, VolumeLocks};
 
@@ -52,8 +52,8 @@ impl From<CallError> for Failed {
     }
 }
 
-impl From<crate::host_records::RecordError> for Failed {
-    fn from(e: crate::host_records::RecordError) -> Self {
+impl From<crate::store::records::RecordError> for Failed {
+    fn from(e: crate::store::records::RecordError) -> Self {
         Failed(Reply::failure(e.to_string()))
     }
 }

@@ -1,12 +1,12 @@
 //! The Flex front end's records: what is attached, device-mounted and
-//! mounted where, typed. Keys are built in one place ([`Key`]) from the
+//! mounted where, typed. Keys are built in one place (`Key`) from the
 //! names kubelet passed; no record names a path the host derives from them.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::host_records::{HostRecords, Persist, RecordError};
+use crate::store::records::{HostRecords, Persist, RecordError};
 
 /// An attach of a volume to a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,20 +1,27 @@
 //! The runtime: every driver of a policy, loaded on one engine, sharing the
 //! state store and the audit log.
 
+pub mod artifact_cache;
+pub mod concurrency;
+pub mod driver;
+pub mod engine;
+pub mod exports;
+pub mod sync_calls;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::artifact_cache::ArtifactCache;
 use crate::audit::AuditLog;
 use crate::bindings::VolumeDriver;
 use crate::call::{CallError, Operation, Outcome};
-use crate::context::{CallContext, DriverEnv};
-use crate::driver::LoadedDriver;
-use crate::engine::DriverEngine;
+use crate::capability::context::{CallContext, DriverEnv};
 use crate::policy::Policy;
-use crate::state_store::StateStore;
+use crate::runtime::artifact_cache::ArtifactCache;
+use crate::runtime::driver::LoadedDriver;
+use crate::runtime::engine::DriverEngine;
+use crate::store::state::StateStore;
 
 /// All loaded drivers of one policy.
 pub struct Runtime {
@@ -55,7 +62,7 @@ pub enum StartError {
         /// The state dir.
         dir: String,
         /// Why.
-        source: crate::state_store::StateError,
+        source: crate::store::state::StateError,
     },
     /// The audit log did not open.
     #[error("audit log {path}: {source}")]
@@ -67,7 +74,7 @@ pub enum StartError {
     },
     /// A driver failed its load checks.
     #[error(transparent)]
-    Load(#[from] crate::driver::LoadError),
+    Load(#[from] crate::runtime::driver::LoadError),
 }
 
 impl Runtime {

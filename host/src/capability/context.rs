@@ -16,7 +16,7 @@ use crate::audit::{now_rfc3339, redact, AuditBatch, AuditLog, AuditRecord, Decis
 use crate::bindings::DriverError;
 use crate::capability::table::{CapOp, Need};
 use crate::policy::{DriverPolicy, StorageAccess};
-use crate::state_store::StateStore;
+use crate::store::state::StateStore;
 
 /// Bytes of guest stdout/stderr kept per call (then forwarded to tracing).
 const STDIO_CAPTURE_BYTES: usize = 64 * 1024;
@@ -172,7 +172,7 @@ impl CallContext {
             return Err(DriverError::PermissionDenied(msg));
         }
         if op.may_block() {
-            crate::sync_calls::may_block();
+            crate::runtime::sync_calls::may_block();
         }
         match f(self) {
             Ok(v) => {

@@ -9,18 +9,18 @@ use serde_json::{json, Value};
 use wasmtime::component::{InstancePre, Linker, Resource};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use crate::artifact_cache::{ArtifactCache, Provenance};
 use crate::audit::Decision;
 use crate::bindings::mount::TargetRole;
 use crate::bindings::types::DriverInfo;
 use crate::call::{CallError, Operation, Outcome};
+use crate::capability::context::{CallContext, DriverEnv};
+use crate::capability::imports::Surface;
 use crate::capability::mount::TargetHandle;
-use crate::concurrency::CallSlots;
-use crate::context::{CallContext, DriverEnv};
 use crate::digest::Sha256Digest;
-use crate::engine::DriverEngine;
-use crate::exports::Exports;
-use crate::interfaces::Surface;
+use crate::runtime::artifact_cache::{ArtifactCache, Provenance};
+use crate::runtime::concurrency::CallSlots;
+use crate::runtime::engine::DriverEngine;
+use crate::runtime::exports::Exports;
 
 /// Why a driver could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -324,7 +324,7 @@ impl LoadedDriver {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |cx| {
             if std::mem::take(&mut first_tick) {
-                crate::sync_calls::may_block();
+                crate::runtime::sync_calls::may_block();
             }
             let left = cx.data().deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

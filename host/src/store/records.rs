@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use crate::state_store::Persist;
-use crate::state_store::{StateError, StateStore};
+pub use crate::store::state::Persist;
+use crate::store::state::{StateError, StateStore};
 
 /// Bytes one front end's records for one driver may hold.
 const RECORD_QUOTA: u64 = 256 << 20;
