@@ -1,0 +1,103 @@
+//! `wasmvol audit`: per driver, what policy grants beside what the component imports.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use serde_json::json;
+
+use wasmvol::capability::imports::Surface;
+use wasmvol::capability::table::Capability;
+use wasmvol::policy::Policy;
+use wasmvol::runtime::artifact_cache::ArtifactCache;
+use wasmvol::runtime::driver::read_pinned;
+
+use super::inspect::engine;
+
+pub(crate) fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
+    let policy = Policy::load(config)?;
+    let engine = engine()?;
+    let cache = ArtifactCache::new(&policy.host.cache_dir);
+    let mut reports = Vec::new();
+    for d in &policy.drivers {
+        let grants = &d.grants;
+        let granted: Vec<&str> = Capability::granted(grants)
+            .into_iter()
+            .map(Capability::name)
+            .collect();
+        let report = match read_pinned(d.name.as_str(), &d.component, &d.sha256) {
+            Err(e) => {
+                json!({"driver": d.name.as_str(), "sha256": d.sha256.to_hex(), "error": e.to_string(), "granted": granted})
+            }
+            Ok(bytes) => {
+                let (component, _) = cache
+                    .load_or_compile(engine.engine(), &d.sha256, &bytes)
+                    .map_err(|e| anyhow!("driver `{}`: {e:#}", d.name))?;
+                let surface = Surface::of(engine.engine(), &component);
+                let used: Vec<&str> = surface
+                    .imports
+                    .iter()
+                    .filter(|i| !i.functions.is_empty())
+                    .map(|i| i.kind.label())
+                    .collect();
+                // Secrets are not an import: a grant of them is never "unused" by this measure.
+                let unused: Vec<&str> = granted
+                    .iter()
+                    .copied()
+                    .filter(|g| *g != Capability::Secrets.name() && !used.contains(g))
+                    .collect();
+                let missing: Vec<&str> =
+                    surface.ungranted(grants).map(|i| i.name.as_str()).collect();
+                json!({
+                    "driver": d.name.as_str(), "component": d.component, "sha256": d.sha256.to_hex(),
+                    "imports": surface.imports.iter().map(|i| &i.name).collect::<Vec<_>>(),
+                    "granted": granted, "granted_but_unused": unused, "imported_but_not_granted": missing,
+                    "storage_root": grants.storage.as_ref().map(|s| &s.root),
+                    "fs_types": grants.fs_types, "mount_options": grants.mount_options,
+                    "state_quota_bytes": grants.state_quota_bytes, "limits": {
+                        "memory_bytes": d.limits.memory_bytes, "deadline_ms": d.limits.deadline_ms, "concurrency": d.limits.concurrency,
+                    },
+                })
+            }
+        };
+        reports.push(report);
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    for r in &reports {
+        println!("driver {}", r["driver"].as_str().unwrap_or("?"));
+        println!(
+            "  sha256                    {}",
+            r["sha256"].as_str().unwrap_or("")
+        );
+        if let Some(e) = r.get("error") {
+            println!("  ERROR                     {}", e.as_str().unwrap_or(""));
+            continue;
+        }
+        for (label, key) in [
+            ("imports", "imports"),
+            ("granted", "granted"),
+            ("granted but unused", "granted_but_unused"),
+            ("imported but not granted", "imported_but_not_granted"),
+        ] {
+            let items: Vec<String> = r[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "  {label:<25} {}",
+                if items.is_empty() {
+                    "-".into()
+                } else {
+                    items.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
+}

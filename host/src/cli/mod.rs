@@ -1,0 +1,6 @@
+//! The subcommands, one file each.
+
+pub(crate) mod audit;
+pub(crate) mod flex;
+pub(crate) mod inspect;
+pub(crate) mod serve;
