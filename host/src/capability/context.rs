@@ -258,3 +258,140 @@ impl wasmtime::ResourceLimiter for CallContext {
         Ok(desired <= 100_000)
     }
 }
+
+/// A call context with no wasm behind it, for unit tests of the gate and
+/// of each capability: a temp dir holding the storage root, the state store
+/// and the audit log.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::policy::{DriverName, DriverPolicy, Grants, Limits, StorageGrant};
+
+    /// One call's context over a temp dir.
+    pub struct TestCall {
+        /// The context the capabilities run on.
+        pub ctx: CallContext,
+        /// Holds `root/` (the storage root), `outside/`, the store and the log.
+        pub dir: tempfile::TempDir,
+    }
+
+    impl TestCall {
+        /// A call of driver `t` with `grants`; the storage root (when
+        /// `storage` is given) is `<dir>/root`.
+        pub fn new(storage: Option<StorageAccess>, grants: Grants) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let root_path = dir.path().join("root");
+            std::fs::create_dir_all(&root_path).unwrap();
+            std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+            let grants = Grants {
+                storage: storage.map(|access| StorageGrant {
+                    root: root_path.clone(),
+                    access,
+                    wasi_preopen: false,
+                }),
+                ..grants
+            };
+            let root = grants.storage.as_ref().map(|_| {
+                cap_std::fs::Dir::open_ambient_dir(&root_path, cap_std::ambient_authority())
+                    .unwrap()
+            });
+            let env = DriverEnv {
+                policy: DriverPolicy {
+                    name: DriverName::parse("t").unwrap(),
+                    component: "t.wasm".into(),
+                    sha256: crate::digest::Sha256Digest::of(b"t"),
+                    grants,
+                    limits: Limits::default(),
+                    csi: None,
+                    flex: None,
+                },
+                root,
+                state: Arc::new(StateStore::open(&dir.path().join("state.redb")).unwrap()),
+                audit: Arc::new(AuditLog::open(&dir.path().join("audit.jsonl")).unwrap()),
+            };
+            let ctx = CallContext::new(Arc::new(env), "test-1".into()).unwrap();
+            Self { ctx, dir }
+        }
+
+        /// Ends the call and returns every audit record written.
+        pub fn audit(&mut self) -> Vec<Value> {
+            self.ctx.finish();
+            std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::TestCall;
+    use super::*;
+    use crate::policy::Grants;
+
+    #[test]
+    fn the_gate_denies_what_is_not_granted_audits_it_and_never_runs_the_operation() {
+        let mut t = TestCall::new(Some(StorageAccess::ReadOnly), Grants::default());
+        let mut ran = false;
+        let denied = t.ctx.gate(
+            CapOp::VolumesWriteFile,
+            &[],
+            serde_json::json!({"path": "x"}),
+            |_| {
+                ran = true;
+                Ok(())
+            },
+        );
+        assert!(matches!(denied, Err(DriverError::PermissionDenied(m)) if m.contains("read-only")));
+        assert!(!ran, "a denied operation ran");
+        // Needs from the arguments are checked by the gate too.
+        let too_big = t.ctx.gate(
+            CapOp::VolumesExists,
+            &[Need::FileBytes(1)],
+            Value::Null,
+            |_| Ok(()),
+        );
+        assert!(
+            matches!(too_big, Err(DriverError::PermissionDenied(m)) if m.contains("max_file_bytes"))
+        );
+        let allowed = t
+            .ctx
+            .gate(CapOp::VolumesExists, &[], Value::Null, |_| Ok(7));
+        assert_eq!(allowed.unwrap(), 7);
+        let failed = t.ctx.gate(
+            CapOp::VolumesExists,
+            &[],
+            Value::Null,
+            |_| -> Result<(), _> { Err(CapError::Failed(DriverError::NotFound("gone".into()))) },
+        );
+        assert!(matches!(failed, Err(DriverError::NotFound(_))));
+        let records = t.audit();
+        let summary: Vec<(String, String)> = records
+            .iter()
+            .map(|r| {
+                (
+                    format!(
+                        "{}:{}",
+                        r["operation"].as_str().unwrap(),
+                        r["decision"].as_str().unwrap()
+                    ),
+                    r["outcome"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(summary[0].0, "volumes.write-file:deny");
+        assert_eq!(summary[0].1, "storage root is granted read-only");
+        assert_eq!(summary[1].0, "volumes.exists:deny");
+        assert_eq!(summary[2], ("volumes.exists:allow".into(), "ok".into()));
+        assert!(
+            summary[3].1.contains("NotFound(\"gone\")"),
+            "{:?}",
+            summary[3]
+        );
+        assert!(records
+            .iter()
+            .all(|r| r["driver"] == "t" && r["request_id"] == "test-1"));
+    }
+}

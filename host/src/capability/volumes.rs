@@ -341,3 +341,72 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod capability_tests {
+    use super::*;
+    use crate::capability::context::testing::TestCall;
+    use crate::policy::{Grants, StorageAccess};
+
+    fn root_of(t: &mut TestCall) -> Resource<StorageRoot> {
+        crate::bindings::volumes::Host::open_root(&mut t.ctx)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn writes_land_beneath_the_root_and_escapes_are_denied_audited_and_do_nothing() {
+        let mut t = TestCall::new(Some(StorageAccess::ReadWrite), Grants::default());
+        let outside = t.dir.path().join("outside");
+        std::os::unix::fs::symlink(&outside, t.dir.path().join("root/link")).unwrap();
+        let r = root_of(&mut t);
+        HostRoot::create_dir(&mut t.ctx, Resource::new_borrow(r.rep()), "a/b".into())
+            .unwrap()
+            .unwrap();
+        assert!(t.dir.path().join("root/a/b").is_dir());
+        for escape in ["../outside/x", "/etc/x", "link/x"] {
+            let e = HostRoot::write_file(
+                &mut t.ctx,
+                Resource::new_borrow(r.rep()),
+                escape.into(),
+                b"pwned".to_vec(),
+            )
+            .unwrap()
+            .unwrap_err();
+            assert!(
+                matches!(e, DriverError::PermissionDenied(_)),
+                "{escape}: {e:?}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "written outside"
+        );
+        let records = t.audit();
+        let denials = records
+            .iter()
+            .filter(|r| r["operation"] == "volumes.write-file" && r["decision"] == "deny")
+            .count();
+        assert_eq!(denials, 3, "{records:#?}");
+    }
+
+    #[test]
+    fn a_read_only_root_refuses_every_write_before_touching_it() {
+        let mut t = TestCall::new(Some(StorageAccess::ReadOnly), Grants::default());
+        let r = root_of(&mut t);
+        std::fs::create_dir(t.dir.path().join("root/keep")).unwrap();
+        let b = || Resource::new_borrow(r.rep());
+        let results = [
+            HostRoot::create_dir(&mut t.ctx, b(), "new".into()).unwrap(),
+            HostRoot::remove_tree(&mut t.ctx, b(), "keep".into()).unwrap(),
+            HostRoot::rename(&mut t.ctx, b(), "keep".into(), "moved".into()).unwrap(),
+        ];
+        for r in results {
+            assert!(matches!(r, Err(DriverError::PermissionDenied(_))), "{r:?}");
+        }
+        assert!(t.dir.path().join("root/keep").is_dir());
+        assert!(!t.dir.path().join("root/new").exists());
+        assert!(t.audit().iter().filter(|r| r["decision"] == "deny").count() >= 3);
+    }
+}
