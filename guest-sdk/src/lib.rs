@@ -31,6 +31,7 @@ pub mod bindings {
     });
 }
 
+pub mod capacity;
 pub mod ids;
 pub mod paging;
 #[cfg(feature = "json")]

@@ -11,6 +11,7 @@ mod records;
 use wasmvol_driver_sdk::*;
 
 use records::{SnapshotRecord, VolumeRecord};
+use wasmvol_driver_sdk::capacity;
 use wasmvol_driver_sdk::ids::{self, not_found};
 use wasmvol_driver_sdk::paging;
 use wasmvol_driver_sdk::records::{id_for, Record};
@@ -49,29 +50,6 @@ fn materialize(root: &Root, dir: &str, fill: impl FnOnce(&Root, &str) -> Result<
     root.rename(&tmp, dir)
 }
 
-fn wanted_capacity(range: &Option<CapacityRange>) -> Result<u64> {
-    let Some(r) = range else {
-        return Ok(DEFAULT_CAPACITY);
-    };
-    if r.limit_bytes != 0 && r.required_bytes > r.limit_bytes {
-        return Err(DriverError::OutOfRange(format!(
-            "required {} bytes exceeds limit {} bytes",
-            r.required_bytes, r.limit_bytes
-        )));
-    }
-    Ok(match (r.required_bytes, r.limit_bytes) {
-        (0, 0) => DEFAULT_CAPACITY,
-        (0, limit) => limit.min(DEFAULT_CAPACITY),
-        (required, _) => required,
-    })
-}
-
-fn fits(range: &Option<CapacityRange>, capacity: u64) -> bool {
-    range.as_ref().is_none_or(|r| {
-        r.required_bytes <= capacity && (r.limit_bytes == 0 || capacity <= r.limit_bytes)
-    })
-}
-
 fn check_mount_access(caps: &[VolumeCapability]) -> Result<()> {
     for c in caps {
         if let AccessType::Block = c.access_type {
@@ -81,16 +59,6 @@ fn check_mount_access(caps: &[VolumeCapability]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos(),
-    }
 }
 
 impl Driver for HostPath {
@@ -121,7 +89,9 @@ impl Driver for HostPath {
         check_mount_access(&r.volume_capabilities)?;
         let id = id_for("hp", &r.name);
         if let Some(existing) = VolumeRecord::load(&id)? {
-            if !fits(&r.capacity_range, existing.capacity) || existing.source != r.content_source {
+            if !capacity::fits(&r.capacity_range, existing.capacity)
+                || existing.source != r.content_source
+            {
                 return Err(DriverError::AlreadyExists(format!(
                     "volume `{}` exists with another size or source",
                     r.name
@@ -129,7 +99,7 @@ impl Driver for HostPath {
             }
             return Ok(existing.to_volume());
         }
-        let capacity = wanted_capacity(&r.capacity_range)?;
+        let capacity = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
         let root = root()?;
         let available = root.statvfs("")?.available_bytes;
         if capacity > available {
@@ -230,7 +200,10 @@ impl Driver for HostPath {
             name: r.name,
             source: r.source_volume_id,
             size: root.usage(&dir)?.bytes,
-            created: (now().seconds, now().nanos),
+            created: {
+                let t = capacity::now();
+                (t.seconds, t.nanos)
+            },
         };
         record.save()?;
         Ok(record.to_snapshot())
@@ -260,7 +233,7 @@ impl Driver for HostPath {
     fn controller_expand(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
         let mut v =
             VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
-        let wanted = wanted_capacity(&r.capacity_range)?;
+        let wanted = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
         if wanted > v.capacity {
             v.capacity = wanted;
             v.save()?;

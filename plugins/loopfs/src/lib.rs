@@ -12,6 +12,7 @@
 mod records;
 
 use records::{snapshot_file, volume_file, SnapshotRecord, VolumeRecord};
+use wasmvol_driver_sdk::capacity;
 use wasmvol_driver_sdk::ids::not_found;
 use wasmvol_driver_sdk::records::{id_for, Record};
 use wasmvol_driver_sdk::*;
@@ -50,27 +51,12 @@ fn fs_type(name: &str) -> FsType {
     }
 }
 
-fn wanted(range: &Option<CapacityRange>) -> u64 {
-    match range {
-        Some(r) if r.required_bytes > 0 => r.required_bytes,
-        Some(r) if r.limit_bytes > 0 => r.limit_bytes.min(DEFAULT_CAPACITY),
-        _ => DEFAULT_CAPACITY,
-    }
-}
-
 /// The volume's device: the one the host already attached, or a new attach.
 fn attached(root: &Root, v: &VolumeRecord) -> Result<BlockDevice> {
     match device::find_attached(root, &v.file()?)? {
         Some(d) => Ok(d),
         None => device::attach(root, &v.file()?),
     }
-}
-
-fn now() -> (i64, u32) {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as i64, d.subsec_nanos())
 }
 
 impl Driver for LoopFs {
@@ -105,13 +91,9 @@ impl Driver for LoopFs {
         };
         let fs = if fs.is_empty() { "ext4".to_owned() } else { fs };
         let id = id_for("lo", &r.name);
-        let capacity = wanted(&r.capacity_range);
+        let capacity = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
         if let Some(v) = VolumeRecord::load(&id)? {
-            let fits = r.capacity_range.as_ref().is_none_or(|c| {
-                c.required_bytes <= v.capacity
-                    && (c.limit_bytes == 0 || v.capacity <= c.limit_bytes)
-            });
-            if !fits {
+            if !capacity::fits(&r.capacity_range, v.capacity) {
                 return Err(DriverError::AlreadyExists(format!(
                     "volume `{}` exists with another size",
                     r.name
@@ -238,7 +220,10 @@ impl Driver for LoopFs {
             source: v.id.clone(),
             size: v.capacity,
             fs: v.fs.clone(),
-            created: now(),
+            created: {
+                let t = capacity::now();
+                (t.seconds, t.nanos)
+            },
         };
         s.save()?;
         Ok(s.to_snapshot())
@@ -262,7 +247,7 @@ impl Driver for LoopFs {
 
     fn controller_expand(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
         let mut v = volume(&r.volume_id)?;
-        let size = wanted(&r.capacity_range);
+        let size = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
         if size > v.capacity {
             let root = root()?;
             device::grow_backing_file(&root, &v.file()?, size)?;
