@@ -279,8 +279,16 @@ impl FlexDriver {
                     }))?;
                 }
                 if let Some(staging) = record.and_then(|r| r.host_staging) {
-                    self.unstage(&volume_id, &staging)?;
-                    let _ = std::fs::remove_dir(&staging);
+                    // Only ever the dir the host derives for this volume: a
+                    // record written by an older host (which joined the id
+                    // onto its root) is not trusted to name a path.
+                    if staging == derived_dir(&self.staging_root, &volume_id) {
+                        self.unstage(&volume_id, &staging)?;
+                        let _ = std::fs::remove_dir(&staging);
+                    } else {
+                        tracing::warn!(driver = self.driver.name(), staging = %staging.display(),
+                            "ignoring a host staging dir the host did not derive");
+                    }
                 }
                 self.records.set_mounted(&dir, None)?;
                 Ok(Reply::success())
