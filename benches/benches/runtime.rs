@@ -217,20 +217,43 @@ fn host_unmount(target: &Path) {
 /// Time from spawning `wasmvol serve` with three drivers to its ready line.
 fn serve_start(f: &Fixture) {
     let state = f.dir.path().join("serve-state");
-    let mut text = format!("[host]\nstate_dir = \"{}\"\n", state.display());
-    for (name, comp) in [
+    use wasmvol::policy::file::*;
+    let drivers = [
         ("hostpath", "hostpath"),
         ("hostpath-b", "hostpath"),
         ("loopfs", "loopfs"),
-    ] {
+    ]
+    .map(|(name, comp)| {
         let path = component(comp);
-        text += &format!(
-            "\n[[driver]]\nname = \"{name}\"\ncomponent = \"{}\"\nsha256 = \"{}\"\n[driver.grants]\nmount = true\nstate_quota_bytes = 65536\nstorage = {{ root = \"{}\", access = \"read-write\" }}\ndevice = {{ max_file_bytes = 1073741824 }}\nfs_types = [\"ext4\"]\n",
-            path.display(),
-            sha256_file(&path),
-            f.root().display()
-        );
+        DriverEntry {
+            name: name.into(),
+            sha256: sha256_file(&path),
+            component: path,
+            grants: GrantsEntry {
+                mount: true,
+                state_quota_bytes: Some(65536),
+                storage: Some(StorageEntry {
+                    root: f.root(),
+                    access: wasmvol::policy::StorageAccess::ReadWrite,
+                    wasi_preopen: false,
+                }),
+                device: Some(DeviceEntry {
+                    max_file_bytes: 1 << 30,
+                }),
+                fs_types: vec!["ext4".into()],
+                ..GrantsEntry::default()
+            },
+            ..DriverEntry::default()
+        }
+    });
+    let text = PolicyFile {
+        host: HostEntry {
+            state_dir: state,
+            ..HostEntry::default()
+        },
+        drivers: drivers.into(),
     }
+    .to_toml();
     let policy = f.dir.path().join("serve.toml");
     std::fs::write(&policy, text).unwrap();
     let start_once = || {

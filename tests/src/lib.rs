@@ -158,49 +158,63 @@ impl Fixture {
 
     /// Rewrites the policy (e.g. with another digest or grants).
     pub fn write_policy(&self, component: &Path, sha256: &str, g: &FixtureGrants) {
-        let mut grants = format!("mount = {}\nsecrets = {}\n", g.mount, g.secrets);
-        if let Some(q) = g.state_quota {
-            grants += &format!("state_quota_bytes = {q}\n");
-        }
+        use wasmvol::policy::file::*;
+        use wasmvol::policy::StorageAccess;
+        let mut grants = GrantsEntry {
+            mount: g.mount,
+            secrets: g.secrets,
+            state_quota_bytes: g.state_quota,
+            storage: g.storage.map(|access| StorageEntry {
+                root: self.root(),
+                access: match access {
+                    "read-only" => StorageAccess::ReadOnly,
+                    "read-write" => StorageAccess::ReadWrite,
+                    other => panic!("storage access `{other}`"),
+                },
+                wasi_preopen: g.wasi_preopen,
+            }),
+            ..GrantsEntry::default()
+        };
         if g.device {
-            grants += &format!(
-                "device = {{ max_file_bytes = 1073741824 }}\nfs_types = [{}]\nmount_options = [\"noatime\", \"nodiratime\"]\n",
-                if self.driver == "adversary" { "\"ext4\"" } else { "\"ext4\", \"xfs\"" }
-            );
+            grants.device = Some(DeviceEntry {
+                max_file_bytes: 1 << 30,
+            });
+            grants.fs_types = if self.driver == "adversary" {
+                vec!["ext4".into()]
+            } else {
+                vec!["ext4".into(), "xfs".into()]
+            };
+            grants.mount_options = vec!["noatime".into(), "nodiratime".into()];
         }
-        if let Some(access) = g.storage {
-            grants += &format!(
-                "storage = {{ root = \"{}\", access = \"{access}\", wasi_preopen = {} }}\n",
-                self.root().display(),
-                g.wasi_preopen
-            );
-        }
-        let csi = if g.csi {
-            format!(
-                "[driver.csi]\nname = \"{}.csi.wasmvol.io\"\nsocket = \"{}\"\nnode_id = \"test-node\"\n",
-                self.driver,
-                self.csi_socket().display()
-            )
-        } else {
-            String::new()
+        let policy = PolicyFile {
+            host: HostEntry {
+                state_dir: self.dir.path().join("state"),
+                cache_dir: Some(shared_cache_dir()),
+                flex_socket: Some(self.flex_socket()),
+                ..HostEntry::default()
+            },
+            drivers: vec![DriverEntry {
+                name: self.driver.clone(),
+                component: component.to_owned(),
+                sha256: sha256.to_owned(),
+                grants,
+                limits: LimitsEntry {
+                    deadline_ms: Some(g.deadline_ms),
+                    memory_bytes: Some(g.memory_bytes),
+                    concurrency: Some(g.concurrency),
+                },
+                csi: g.csi.then(|| CsiEntry {
+                    name: format!("{}.csi.wasmvol.io", self.driver),
+                    socket: Some(self.csi_socket()),
+                    node_id: Some("test-node".into()),
+                    ..CsiEntry::default()
+                }),
+                flex: g.flex.then(|| FlexEntry {
+                    name: format!("wasmvol/{}", self.driver),
+                }),
+            }],
         };
-        let flex = if g.flex {
-            format!("[driver.flex]\nname = \"wasmvol/{}\"\n", self.driver)
-        } else {
-            String::new()
-        };
-        let text = format!(
-            "[host]\nstate_dir = \"{}\"\ncache_dir = \"{}\"\nflex_socket = \"{}\"\n\n[[driver]]\nname = \"{}\"\ncomponent = \"{}\"\nsha256 = \"{sha256}\"\n[driver.grants]\n{grants}[driver.limits]\ndeadline_ms = {}\nmemory_bytes = {}\nconcurrency = {}\n{csi}{flex}",
-            self.dir.path().join("state").display(),
-            shared_cache_dir().display(),
-            self.flex_socket().display(),
-            self.driver,
-            component.display(),
-            g.deadline_ms,
-            g.memory_bytes,
-            g.concurrency,
-        );
-        std::fs::write(&self.policy_path, text).unwrap();
+        std::fs::write(&self.policy_path, policy.to_toml()).unwrap();
     }
 
     /// Rewrites the policy for this fixture's own component with other grants.

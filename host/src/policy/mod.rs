@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod file;
+
+use file::PolicyFile;
+
 use crate::digest::Sha256Digest;
 use crate::runtime::engine::MAX_POOLED_INSTANCES;
 use crate::sys::fstools::Fs;
@@ -216,7 +220,7 @@ impl fmt::Display for DriverName {
 }
 
 /// Whether the storage root may be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StorageAccess {
     /// Listing, reading and statistics only.
@@ -325,100 +329,6 @@ impl Default for Limits {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    host: RawHost,
-    #[serde(default, rename = "driver")]
-    drivers: Vec<RawDriver>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHost {
-    state_dir: PathBuf,
-    cache_dir: Option<PathBuf>,
-    audit_log: Option<PathBuf>,
-    flex_socket: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDriver {
-    name: String,
-    component: PathBuf,
-    sha256: String,
-    #[serde(default)]
-    grants: RawGrants,
-    #[serde(default)]
-    limits: RawLimits,
-    csi: Option<RawCsi>,
-    flex: Option<RawFlex>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFlex {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCsi {
-    name: String,
-    socket: Option<PathBuf>,
-    socket_mode: Option<String>,
-    node_id: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawGrants {
-    storage: Option<RawStorage>,
-    #[serde(default)]
-    mount: bool,
-    #[serde(default)]
-    fs_types: Vec<String>,
-    #[serde(default)]
-    mount_options: Vec<String>,
-    state_quota_bytes: Option<u64>,
-    #[serde(default)]
-    secrets: bool,
-    device: Option<RawDevice>,
-    mount_hardening: Option<RawHardening>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHardening {
-    nosuid: Option<bool>,
-    nodev: Option<bool>,
-    noexec: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDevice {
-    max_file_bytes: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    root: PathBuf,
-    access: StorageAccess,
-    #[serde(default)]
-    wasi_preopen: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    memory_bytes: Option<u64>,
-    deadline_ms: Option<u64>,
-    concurrency: Option<u32>,
-}
-
 /// Mount options that would undo [`MountHardening`]: a policy sets those
 /// through `mount_hardening`, never through `mount_options`.
 const HARDENING_OPTIONS: &[&str] = &["suid", "dev", "exec", "nosuid", "nodev", "noexec"];
@@ -435,7 +345,7 @@ impl Policy {
 
     /// Parses policy text; `path` names the file in errors and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+        let raw: PolicyFile = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
                 .map(|span| line_column(text, span.start))
@@ -768,6 +678,52 @@ deadline_ms = 500
                 .collect::<Vec<_>>(),
             [Fs::Ext4, Fs::Xfs]
         );
+    }
+
+    #[test]
+    fn a_policy_file_built_in_code_reads_back_as_written() {
+        use file::*;
+        let built = PolicyFile {
+            host: HostEntry {
+                state_dir: "/var/lib/wasmvol".into(),
+                ..HostEntry::default()
+            },
+            drivers: vec![DriverEntry {
+                name: "hostpath".into(),
+                component: "/opt/hostpath.wasm".into(),
+                sha256: DIGEST.into(),
+                grants: GrantsEntry {
+                    mount: true,
+                    storage: Some(StorageEntry {
+                        root: "/srv/hp".into(),
+                        access: StorageAccess::ReadOnly,
+                        wasi_preopen: false,
+                    }),
+                    mount_hardening: Some(HardeningEntry {
+                        noexec: Some(true),
+                        ..HardeningEntry::default()
+                    }),
+                    ..GrantsEntry::default()
+                },
+                flex: Some(FlexEntry {
+                    name: "wasmvol/hostpath".into(),
+                }),
+                ..DriverEntry::default()
+            }],
+        };
+        let p = parse(&built.to_toml()).unwrap();
+        let d = &p.drivers[0];
+        assert_eq!(d.name.as_str(), "hostpath");
+        assert!(d.grants.mount && d.grants.state_quota_bytes.is_none());
+        assert_eq!(
+            d.grants.storage.as_ref().unwrap().access,
+            StorageAccess::ReadOnly
+        );
+        assert_eq!(
+            d.grants.mount_hardening.names(),
+            ["nosuid", "nodev", "noexec"]
+        );
+        assert_eq!(d.flex.as_ref().unwrap().full(), "wasmvol/hostpath");
     }
 
     #[test]
