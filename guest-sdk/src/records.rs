@@ -79,3 +79,99 @@ pub trait Record: Serialize + DeserializeOwned {
         delete(&format!("{}{id}", Self::PREFIX))
     }
 }
+
+/// A snapshot record as every driver keeps one: id, the CSI name it was
+/// made for, its source volume, size and creation time, plus whatever the
+/// driver adds (`extra`, flattened into the same record; `NoExtra` for none).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotRecord<X = NoExtra> {
+    /// The snapshot id (the record key).
+    pub id: String,
+    /// The CSI name it was created for (a repeat create finds it).
+    pub name: String,
+    /// The source volume's id.
+    pub source: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Creation time: seconds and nanoseconds since the epoch.
+    pub created: (i64, u32),
+    /// The driver's own fields.
+    #[serde(flatten)]
+    pub extra: X,
+}
+
+/// No fields beyond the common ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NoExtra {}
+
+impl<X: Serialize + DeserializeOwned> Record for SnapshotRecord<X> {
+    const PREFIX: &'static str = "snap/";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl<X> SnapshotRecord<X> {
+    /// A new record for `name`, created now.
+    pub fn new(id: String, name: String, source: String, size: u64, extra: X) -> Self {
+        let t = crate::capacity::now();
+        Self {
+            id,
+            name,
+            source,
+            size,
+            created: (t.seconds, t.nanos),
+            extra,
+        }
+    }
+
+    /// The snapshot as the WIT world answers it (always ready: snapshots are copies).
+    pub fn to_snapshot(&self) -> crate::Snapshot {
+        crate::Snapshot {
+            snapshot_id: self.id.clone(),
+            source_volume_id: self.source.clone(),
+            size_bytes: self.size,
+            creation_time: crate::Timestamp {
+                seconds: self.created.0,
+                nanos: self.created.1,
+            },
+            ready_to_use: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_records_keep_the_driver_s_fields_beside_the_common_ones() {
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Fs {
+            fs: String,
+        }
+        let r = SnapshotRecord::new(
+            "s1".into(),
+            "n".into(),
+            "v1".into(),
+            7,
+            Fs { fs: "xfs".into() },
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["fs"], "xfs", "{json}");
+        assert_eq!(json["source"], "v1");
+        let back: SnapshotRecord<Fs> = serde_json::from_value(json).unwrap();
+        assert_eq!(back.extra, Fs { fs: "xfs".into() });
+        assert_eq!(back.to_snapshot().snapshot_id, "s1");
+        let plain = serde_json::to_value(SnapshotRecord::new(
+            "s2".into(),
+            "n".into(),
+            "v".into(),
+            1,
+            NoExtra {},
+        ))
+        .unwrap();
+        assert_eq!(plain.as_object().unwrap().len(), 5, "{plain}");
+    }
+}

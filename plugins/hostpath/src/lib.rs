@@ -195,16 +195,8 @@ impl Driver for HostPath {
         materialize(&root, &dir, |root, tmp| {
             root.copy(&volume_dir(&r.source_volume_id)?, tmp)
         })?;
-        let record = SnapshotRecord {
-            id,
-            name: r.name,
-            source: r.source_volume_id,
-            size: root.usage(&dir)?.bytes,
-            created: {
-                let t = capacity::now();
-                (t.seconds, t.nanos)
-            },
-        };
+        let size = root.usage(&dir)?.bytes;
+        let record = SnapshotRecord::new(id, r.name, r.source_volume_id, size, Default::default());
         record.save()?;
         Ok(record.to_snapshot())
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use wasmvol_driver_sdk::records::Record;
-use wasmvol_driver_sdk::{ContentSource, Snapshot, Timestamp, Volume};
+use wasmvol_driver_sdk::{ContentSource, Volume};
 
 /// Content source as stored (the WIT type has no serde).
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
@@ -64,34 +64,4 @@ impl VolumeRecord {
 }
 
 /// A snapshot (a full copy of its source volume).
-#[derive(Serialize, Deserialize)]
-pub struct SnapshotRecord {
-    pub id: String,
-    pub name: String,
-    pub source: String,
-    pub size: u64,
-    pub created: (i64, u32),
-}
-
-impl Record for SnapshotRecord {
-    const PREFIX: &'static str = "snap/";
-
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-impl SnapshotRecord {
-    pub fn to_snapshot(&self) -> Snapshot {
-        Snapshot {
-            snapshot_id: self.id.clone(),
-            source_volume_id: self.source.clone(),
-            size_bytes: self.size,
-            creation_time: Timestamp {
-                seconds: self.created.0,
-                nanos: self.created.1,
-            },
-            ready_to_use: true,
-        }
-    }
-}
+pub type SnapshotRecord = wasmvol_driver_sdk::records::SnapshotRecord;

@@ -214,17 +214,13 @@ impl Driver for LoopFs {
         if !root.exists(&file)? {
             root.copy(&v.file()?, &file)?;
         }
-        let s = SnapshotRecord {
+        let s = SnapshotRecord::new(
             id,
-            name: r.name,
-            source: v.id.clone(),
-            size: v.capacity,
-            fs: v.fs.clone(),
-            created: {
-                let t = capacity::now();
-                (t.seconds, t.nanos)
-            },
-        };
+            r.name,
+            v.id.clone(),
+            v.capacity,
+            records::SnapshotFs { fs: v.fs.clone() },
+        );
         s.save()?;
         Ok(s.to_snapshot())
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use wasmvol_driver_sdk::records::Record;
-use wasmvol_driver_sdk::{ids, Result, Snapshot, Timestamp, Volume};
+use wasmvol_driver_sdk::{ids, Result, Volume};
 
 /// A provisioned block volume: a sparse backing file `volumes/<id>.img`.
 #[derive(Serialize, Deserialize)]
@@ -49,36 +49,11 @@ pub fn snapshot_file(id: &str) -> Result<String> {
     ids::path_under("snapshots", id, ".img")
 }
 
-/// A snapshot: a copy of the backing file.
-#[derive(Serialize, Deserialize)]
-pub struct SnapshotRecord {
-    pub id: String,
-    pub name: String,
-    pub source: String,
-    pub size: u64,
+/// What loopfs keeps beside the common snapshot fields: the filesystem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotFs {
     pub fs: String,
-    pub created: (i64, u32),
 }
 
-impl Record for SnapshotRecord {
-    const PREFIX: &'static str = "snap/";
-
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-impl SnapshotRecord {
-    pub fn to_snapshot(&self) -> Snapshot {
-        Snapshot {
-            snapshot_id: self.id.clone(),
-            source_volume_id: self.source.clone(),
-            size_bytes: self.size,
-            creation_time: Timestamp {
-                seconds: self.created.0,
-                nanos: self.created.1,
-            },
-            ready_to_use: true,
-        }
-    }
-}
+/// A snapshot: a copy of the backing file.
+pub type SnapshotRecord = wasmvol_driver_sdk::records::SnapshotRecord<SnapshotFs>;
