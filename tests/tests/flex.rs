@@ -98,6 +98,19 @@ fn mount_and_unmount_are_real_and_idempotent() {
         assert_success(&fx.exec(&["mount", dir.to_str().unwrap(), &o]));
     }
     assert_eq!(mounts_under(&dir), vec![dir.clone()], "one mount, not two");
+    // Another volume, or the same one read-only, at a dir already mounted is refused.
+    for other in [opts("pv-flex-other", "rw"), opts("pv-flex-1", "ro")] {
+        let a = fx.exec(&["mount", dir.to_str().unwrap(), &other]);
+        assert_eq!(a.json["status"], "Failure", "{a:?}");
+        assert!(
+            a.json["message"]
+                .as_str()
+                .unwrap()
+                .contains("already holds volume"),
+            "{a:?}"
+        );
+    }
+    assert_eq!(mounts_under(&dir), vec![dir.clone()], "still one mount");
     std::fs::write(dir.join("from-pod"), b"hello").unwrap();
     let vols: Vec<_> = std::fs::read_dir(fx.f.root().join("volumes"))
         .unwrap()

@@ -6,25 +6,18 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
 use tonic::{Code, Request, Response, Status};
 
 use super::convert::{self, required, required_path};
 use super::proto::node_server::Node;
 use super::proto::node_service_capability::{self, rpc};
 use super::proto::*;
-use super::records::Placement;
 use super::target::{create_target, exists, io_status, remove_target};
 use super::{status, CsiDriver};
 use crate::bindings::node as wit;
-use crate::bindings::types::{Feature, VolumeCapability};
+use crate::bindings::types::Feature;
 use crate::call::{Operation, Outcome, WithPaths};
-use crate::sys::mount::is_mount_point;
-
-/// What a repeat of a publish or stage must match.
-fn fingerprint(cap: &VolumeCapability, readonly: bool) -> String {
-    json!({"capability": cap, "readonly": readonly}).to_string()
-}
+use crate::placement::{repeat_of, Placement, Repeat};
 
 fn path_key(p: &Path) -> String {
     p.display().to_string()
@@ -48,21 +41,18 @@ impl Node for CsiDriver {
         let staging = required_path(&r.staging_target_path, "staging_target_path")?;
         let cap = convert::required_capability(r.volume_capability, "volume_capability")?;
         let _held = self.in_flight.try_claim(volume_id.clone())?;
-        let placement = Placement {
-            volume_id: volume_id.clone(),
-            fingerprint: fingerprint(&cap, false),
-        };
+        let placement = Placement::new(&volume_id, &cap, false);
         if let Some((at, p)) = self.records.staged(&volume_id)? {
-            if at == path_key(&staging)
-                && p == placement
-                && is_mount_point(&staging).unwrap_or(false)
-            {
-                return Ok(Response::new(NodeStageVolumeResponse {}));
-            }
-            if at != path_key(&staging) || p != placement {
+            // A volume stages at one path only.
+            if at != path_key(&staging) {
                 return Err(Status::already_exists(format!(
                     "volume {volume_id} is staged at {at} with other arguments"
                 )));
+            }
+            match repeat_of(Some(&p), &placement, &staging) {
+                Repeat::AlreadyDone => return Ok(Response::new(NodeStageVolumeResponse {})),
+                Repeat::Conflict(m) => return Err(Status::already_exists(m)),
+                Repeat::Proceed => {}
             }
         }
         std::fs::create_dir_all(&staging).map_err(|e| io_status("creating", &staging, e))?;
@@ -130,21 +120,12 @@ impl Node for CsiDriver {
             None
         };
         let _held = self.in_flight.try_claim(volume_id.clone())?;
-        let placement = Placement {
-            volume_id: volume_id.clone(),
-            fingerprint: fingerprint(&cap, r.readonly),
-        };
+        let placement = Placement::new(&volume_id, &cap, r.readonly);
         let key = path_key(&target);
-        if let Some(p) = self.records.published(&key)? {
-            if p != placement {
-                return Err(Status::already_exists(format!(
-                    "{key} is already published (volume {}) with other arguments",
-                    p.volume_id
-                )));
-            }
-            if is_mount_point(&target).unwrap_or(false) {
-                return Ok(Response::new(NodePublishVolumeResponse {}));
-            }
+        match repeat_of(self.records.published(&key)?.as_ref(), &placement, &target) {
+            Repeat::AlreadyDone => return Ok(Response::new(NodePublishVolumeResponse {})),
+            Repeat::Conflict(m) => return Err(Status::already_exists(m)),
+            Repeat::Proceed => {}
         }
         let created = create_target(&target, &cap)?;
         let result = self

@@ -1,18 +1,9 @@
 //! The CSI front end's records: what is published and staged where.
 
-use serde::{Deserialize, Serialize};
 use tonic::Status;
 
+use crate::placement::Placement;
 use crate::store::records::{HostRecords, Persist, RecordError};
-
-/// What a publish or stage was asked for; a repeat must ask for the same.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    /// The volume placed.
-    pub volume_id: String,
-    /// The request's capability and flags, as canonical JSON.
-    pub fingerprint: String,
-}
 
 /// Publish and stage records of one CSI driver.
 #[derive(Clone)]

@@ -15,6 +15,7 @@ use crate::bindings::types::{CapacityRange, Feature};
 use crate::bindings::{controller, node};
 use crate::call::{error_parts, CallError, Operation, Outcome, WithPaths};
 use crate::host_path::derived_dir;
+use crate::placement::{repeat_of, Placement, Repeat};
 use crate::policy::FlexName;
 use crate::runtime::driver::LoadedDriver;
 use crate::store::records::HostRecords;
@@ -418,11 +419,31 @@ impl FlexDriver {
     ) -> Result<Reply, Failed> {
         let volume_name = o.volume_name().map_err(bad_options)?;
         let _held = self.hold(&volume_name)?;
+        // Another volume at this dir is refused before anything is created for this one.
+        if let Some(m) = self.records.mounted(dir)? {
+            if !m.volume_name.is_empty() && m.volume_name != volume_name {
+                return Err(Failed(Reply::failure(format!(
+                    "{} already holds volume {} (`{}`)",
+                    dir.display(),
+                    m.volume_id,
+                    m.volume_name
+                ))));
+            }
+        }
         let volume_id = self.ensure_volume(o)?;
         // Kubelet makes the dir and skips mounted ones; repeat both for direct callers.
         std::fs::create_dir_all(dir).map_err(|e| io_failed("creating", dir, e))?;
-        if is_mount_point(dir).unwrap_or(false) {
-            return Ok(Reply::success());
+        let placement = Placement::new(&volume_id, &o.capability(), o.read_only);
+        match self.records.mounted(dir)?.and_then(|m| m.placement) {
+            // The same mount repeated is done; another volume or mode at this dir is refused.
+            Some(recorded) => match repeat_of(Some(&recorded), &placement, dir) {
+                Repeat::AlreadyDone => return Ok(Reply::success()),
+                Repeat::Conflict(m) => return Err(Failed(Reply::failure(m))),
+                Repeat::Proceed => {}
+            },
+            // No record (none kept, or an older host's): a mounted dir is taken as done.
+            None if is_mount_point(dir).unwrap_or(false) => return Ok(Reply::success()),
+            None => {}
         }
         let (staging, host_staging) = match (stages, attaches) {
             (false, _) => (None, None),
@@ -455,6 +476,7 @@ impl FlexDriver {
                 volume_name,
                 volume_id,
                 host_staging,
+                placement: Some(placement),
             }),
         )?;
         Ok(Reply::success())

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::placement::Placement;
 use crate::store::records::{HostRecords, Persist, RecordError};
 
 /// An attach of a volume to a node.
@@ -37,6 +38,9 @@ pub struct Mounted {
     /// Staging dir the host made for this mount (drivers that stage but do
     /// not attach), beneath the host's own staging root.
     pub host_staging: Option<PathBuf>,
+    /// What the mount was asked for (a repeat must ask the same).
+    #[serde(default)]
+    pub placement: Option<Placement>,
 }
 
 /// Where each kind of record lives.
