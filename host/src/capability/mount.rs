@@ -136,11 +136,6 @@ impl CallContext {
     }
 }
 
-/// A request handle's read failing, as the driver sees it.
-fn read_failed(what: &str, e: std::io::Error) -> CapError {
-    io_error(what, e)
-}
-
 impl HostTarget for CallContext {
     fn role(&mut self, t: Resource<TargetHandle>) -> wasmtime::Result<TargetRole> {
         Ok(self.table.get(&t)?.role)
@@ -158,7 +153,7 @@ impl HostTarget for CallContext {
         let args = self.target_args(&t);
         Ok(self.gate(CapOp::MountIsMounted, &[], args, |ctx| {
             let path = &ctx.table.get(&t).map_err(table_err)?.path;
-            sys::is_mount_point(path).map_err(|e| read_failed("is-mounted", e))
+            sys::is_mount_point(path).map_err(|e| io_error("is-mounted", e))
         }))
     }
 
@@ -259,15 +254,8 @@ impl HostTarget for CallContext {
         Ok(self.gate(CapOp::MountStatvfs, &[], args, |ctx| {
             let path = &ctx.table.get(&t).map_err(table_err)?.path;
             let s = nix::sys::statvfs::statvfs(path)
-                .map_err(|e| read_failed("statvfs", std::io::Error::from(e)))?;
-            let frag = s.fragment_size();
-            Ok(FsStats {
-                total_bytes: s.blocks() * frag,
-                free_bytes: s.blocks_free() * frag,
-                available_bytes: s.blocks_available() * frag,
-                total_inodes: s.files(),
-                free_inodes: s.files_free(),
-            })
+                .map_err(|e| io_error("statvfs", std::io::Error::from(e)))?;
+            Ok(crate::sys::tree::FsStats::from(&s).into())
         }))
     }
 

@@ -63,6 +63,18 @@ impl BeneathRoot {
     }
 }
 
+impl From<tree::FsStats> for FsStats {
+    fn from(s: tree::FsStats) -> Self {
+        FsStats {
+            total_bytes: s.total_bytes,
+            free_bytes: s.free_bytes,
+            available_bytes: s.available_bytes,
+            total_inodes: s.total_inodes,
+            free_inodes: s.free_inodes,
+        }
+    }
+}
+
 impl CallContext {
     /// Runs a storage operation through the gate with the root directory.
     fn with_root<T>(
@@ -275,13 +287,7 @@ impl HostRoot for CallContext {
             self.with_root(CapOp::VolumesStatvfs, json!({"path": path}), |root| {
                 let p = BeneathRoot::parse(&path)?;
                 let s = tree::statvfs(root, p.as_path()).map_err(|e| io_error(&path, e))?;
-                Ok(FsStats {
-                    total_bytes: s.total_bytes,
-                    free_bytes: s.free_bytes,
-                    available_bytes: s.available_bytes,
-                    total_inodes: s.total_inodes,
-                    free_inodes: s.free_inodes,
-                })
+                Ok(s.into())
             }),
         )
     }

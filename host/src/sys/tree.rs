@@ -62,14 +62,20 @@ pub struct FsStats {
 pub fn statvfs(root: &Dir, path: &Path) -> io::Result<FsStats> {
     let dir = open_dir_or_root(root, path)?;
     let s = nix::sys::statvfs::fstatvfs(dir.as_fd()).map_err(io::Error::from)?;
-    let frag = s.fragment_size();
-    Ok(FsStats {
-        total_bytes: s.blocks() * frag,
-        free_bytes: s.blocks_free() * frag,
-        available_bytes: s.blocks_available() * frag,
-        total_inodes: s.files(),
-        free_inodes: s.files_free(),
-    })
+    Ok(FsStats::from(&s))
+}
+
+impl From<&nix::sys::statvfs::Statvfs> for FsStats {
+    fn from(s: &nix::sys::statvfs::Statvfs) -> Self {
+        let frag = s.fragment_size();
+        FsStats {
+            total_bytes: s.blocks() * frag,
+            free_bytes: s.blocks_free() * frag,
+            available_bytes: s.blocks_available() * frag,
+            total_inodes: s.files(),
+            free_inodes: s.files_free(),
+        }
+    }
 }
 
 fn open_dir_or_root(root: &Dir, path: &Path) -> io::Result<Dir> {
