@@ -292,3 +292,85 @@ mod tests {
         assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     }
 }
+
+#[cfg(test)]
+mod capability_tests {
+    use super::*;
+    use crate::capability::context::testing::TestCall;
+    use crate::policy::{Grants, StorageAccess};
+
+    /// Privileged, like the end-to-end suite: this thread gets a private
+    /// mount namespace of its own, so nothing it mounts outlives it.
+    fn private_mount_namespace() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "privileged test: run as root (scripts/test.sh); it must not be skipped"
+        );
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("make / private");
+    }
+
+    fn options_at(path: &Path) -> Option<String> {
+        let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+        info.lines()
+            .rev()
+            .find(|l| l.split(' ').nth(4) == path.to_str())
+            .map(|l| l.split(' ').nth(5).unwrap().to_owned())
+    }
+
+    fn bind(t: &mut TestCall, target: &Path) -> Result<(), DriverError> {
+        let handle = TargetHandle::open(target, TargetRole::Publish).unwrap();
+        let target = t.ctx.table.push(handle).unwrap();
+        let root = t
+            .ctx
+            .table
+            .push(crate::capability::volumes::StorageRoot)
+            .unwrap();
+        HostTarget::bind_from_root(&mut t.ctx, target, root, "vol".into(), false).unwrap()
+    }
+
+    #[test]
+    fn binds_need_the_mount_grant_and_carry_the_hardening_flags() {
+        private_mount_namespace();
+        let mut denied = TestCall::new(Some(StorageAccess::ReadWrite), Grants::default());
+        std::fs::create_dir(denied.dir.path().join("root/vol")).unwrap();
+        let target = denied.dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        assert!(matches!(
+            bind(&mut denied, &target),
+            Err(DriverError::PermissionDenied(_))
+        ));
+        assert_eq!(options_at(&target), None, "mounted without the grant");
+        assert_eq!(denied.audit()[0]["decision"], "deny");
+
+        let mut t = TestCall::new(
+            Some(StorageAccess::ReadWrite),
+            Grants {
+                mount: true,
+                ..Grants::default()
+            },
+        );
+        std::fs::create_dir(t.dir.path().join("root/vol")).unwrap();
+        let target = t.dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        bind(&mut t, &target).unwrap();
+        let options = options_at(&target).expect("mounted");
+        assert!(
+            options.split(',').any(|o| o == "nosuid") && options.split(',').any(|o| o == "nodev"),
+            "{options}"
+        );
+        nix::mount::umount(&target).unwrap();
+        let records = t.audit();
+        assert_eq!(
+            records[0]["args"]["flags"],
+            serde_json::json!(["nosuid", "nodev"])
+        );
+    }
+}

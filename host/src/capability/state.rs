@@ -89,3 +89,51 @@ impl Host for CallContext {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::context::testing::TestCall;
+    use crate::policy::Grants;
+
+    #[test]
+    fn state_needs_its_grant_keeps_to_its_quota_and_never_logs_values() {
+        let mut none = TestCall::new(None, Grants::default());
+        let denied = Host::put(&mut none.ctx, "k".into(), b"v".to_vec()).unwrap();
+        assert!(
+            matches!(denied, Err(DriverError::PermissionDenied(_))),
+            "{denied:?}"
+        );
+        assert_eq!(none.audit()[0]["decision"], "deny");
+
+        let mut t = TestCall::new(
+            None,
+            Grants {
+                state_quota_bytes: Some(64),
+                ..Grants::default()
+            },
+        );
+        Host::put(&mut t.ctx, "k".into(), b"s3cret-value".to_vec())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Host::get(&mut t.ctx, "k".into())
+                .unwrap()
+                .unwrap()
+                .as_deref(),
+            Some(&b"s3cret-value"[..])
+        );
+        let over = Host::put(&mut t.ctx, "big".into(), vec![0; 100]).unwrap();
+        assert!(
+            matches!(over, Err(DriverError::ResourceExhausted(_))),
+            "{over:?}"
+        );
+        assert_eq!(Host::get(&mut t.ctx, "big".into()).unwrap().unwrap(), None);
+        let records = t.audit();
+        assert_eq!(records.len(), 4, "{records:#?}");
+        assert!(
+            !serde_json::to_string(&records).unwrap().contains("s3cret"),
+            "a value reached the audit log"
+        );
+    }
+}
