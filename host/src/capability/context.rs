@@ -152,14 +152,9 @@ impl CallContext {
         &mut self,
         op: CapOp,
         extra: &[Need<'_>],
-        mut args: Value,
+        args: Value,
         f: impl FnOnce(&mut Self) -> Result<T, CapError>,
     ) -> Result<T, DriverError> {
-        for key in op.redacted() {
-            if let Some(v) = args.get_mut(*key) {
-                *v = Value::from("<redacted>");
-            }
-        }
         let grants = &self.env.policy.grants;
         if let Err(why) = op
             .needs()

@@ -1,7 +1,11 @@
 //! The one capability table: what a policy can grant ([`Capability`]), what
 //! one use needs ([`Need`]), and every capability operation a driver can
-//! call ([`CapOp`]) with its audit name, the grants it needs, whether it may
-//! block and which of its arguments the audit log leaves out.
+//! call ([`CapOp`]) with its audit name, the grants it needs and whether it
+//! may block.
+//!
+//! Redaction is by construction: each operation audits its arguments with
+//! contents as byte counts (file contents, state values), never the bytes,
+//! and [`redact`](crate::audit::redact) blanks every `secrets` field.
 //!
 //! The load-time import check, [`CallContext::gate`](crate::capability::context::CallContext::gate)
 //! and `wasmvol audit` all read this table, so a grant is named, checked
@@ -117,40 +121,46 @@ pub enum Need<'a> {
 impl Need<'_> {
     /// `Ok` when `grants` meet this need, else why not (the audit record's outcome).
     pub fn check(self, grants: &Grants) -> Result<(), String> {
-        let yes = |granted: bool, why: &str| if granted { Ok(()) } else { Err(why.to_owned()) };
+        // The reason is formatted only on a denial: granted needs are the hot path.
+        let yes = |granted: bool, why: &dyn Fn() -> String| {
+            if granted {
+                Ok(())
+            } else {
+                Err(why())
+            }
+        };
         match self {
-            Need::StorageRead => yes(grants.storage.is_some(), "no storage grant"),
+            Need::StorageRead => yes(grants.storage.is_some(), &|| "no storage grant".into()),
             Need::StorageWrite => match &grants.storage {
                 Some(s) if s.access == StorageAccess::ReadWrite => Ok(()),
                 Some(_) => Err("storage root is granted read-only".into()),
                 None => Err("no storage grant".into()),
             },
-            Need::Mount => yes(grants.mount, "no mount grant"),
-            Need::State => yes(grants.state_quota_bytes.is_some(), "no state grant"),
-            Need::Device => yes(grants.device.is_some(), "no device grant"),
-            Need::FsType(fs) => yes(
-                grants.fs_types.contains(&fs),
-                &format!("filesystem {} is not in grants.fs_types", fs.name()),
-            ),
-            Need::MountOption(o) => yes(
-                grants.mount_options.contains(o),
-                &format!("mount option `{o}` is not in grants.mount_options"),
-            ),
+            Need::Mount => yes(grants.mount, &|| "no mount grant".into()),
+            Need::State => yes(grants.state_quota_bytes.is_some(), &|| {
+                "no state grant".into()
+            }),
+            Need::Device => yes(grants.device.is_some(), &|| "no device grant".into()),
+            Need::FsType(fs) => yes(grants.fs_types.contains(&fs), &|| {
+                format!("filesystem {} is not in grants.fs_types", fs.name())
+            }),
+            Need::MountOption(o) => yes(grants.mount_options.contains(o), &|| {
+                format!("mount option `{o}` is not in grants.mount_options")
+            }),
             Need::FileBytes(size) => {
                 let max = grants.device.map_or(0, |d| d.max_file_bytes);
-                yes(
-                    size <= max,
-                    &format!("{size} bytes exceeds grants.device.max_file_bytes ({max})"),
-                )
+                yes(size <= max, &|| {
+                    format!("{size} bytes exceeds grants.device.max_file_bytes ({max})")
+                })
             }
         }
     }
 }
 
 /// Declares [`CapOp`] from one table: per operation its audit name, fixed
-/// needs, whether it may block, and the argument keys the audit log omits.
+/// needs and whether it may block.
 macro_rules! cap_ops {
-    ($($op:ident => $name:literal, [$($need:ident),*], $blocks:ident, redact [$($secret:literal),*];)*) => {
+    ($($op:ident => $name:literal, [$($need:ident),*], $blocks:ident;)*) => {
         /// Every capability operation a driver can call.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum CapOp {
@@ -178,12 +188,6 @@ macro_rules! cap_ops {
             pub fn may_block(self) -> bool {
                 match self { $(CapOp::$op => cap_ops!(@blocks $blocks),)* }
             }
-
-            /// Argument keys whose values the audit log replaces with
-            /// `<redacted>` (on top of every `secrets` field, always redacted).
-            pub fn redacted(self) -> &'static [&'static str] {
-                match self { $(CapOp::$op => &[$($secret),*],)* }
-            }
         }
     };
     (@blocks quick) => { false };
@@ -191,49 +195,53 @@ macro_rules! cap_ops {
 }
 
 cap_ops! {
-    VolumesOpenRoot => "volumes.open-root", [StorageRead], quick, redact [];
-    VolumesCreateDir => "volumes.create-dir", [StorageWrite], quick, redact [];
-    VolumesRemoveTree => "volumes.remove-tree", [StorageWrite], blocks, redact [];
-    VolumesRemoveFile => "volumes.remove-file", [StorageWrite], quick, redact [];
-    VolumesListDir => "volumes.list-dir", [StorageRead], blocks, redact [];
-    VolumesRename => "volumes.rename", [StorageWrite], quick, redact [];
-    VolumesCopy => "volumes.copy", [StorageWrite], blocks, redact [];
-    VolumesExists => "volumes.exists", [StorageRead], quick, redact [];
-    VolumesWriteFile => "volumes.write-file", [StorageWrite], blocks, redact [];
-    VolumesReadFile => "volumes.read-file", [StorageRead], blocks, redact [];
-    VolumesStatvfs => "volumes.statvfs", [StorageRead], quick, redact [];
-    VolumesUsage => "volumes.usage", [StorageRead], blocks, redact [];
-    MountIsMounted => "mount.is-mounted", [], quick, redact [];
-    MountStatvfs => "mount.statvfs", [], quick, redact [];
-    MountBindFromRoot => "mount.bind-from-root", [Mount, StorageRead], quick, redact [];
-    MountBindFromTarget => "mount.bind-from-target", [Mount], quick, redact [];
-    MountRemountReadOnly => "mount.remount-read-only", [Mount], quick, redact [];
-    MountUnmount => "mount.unmount", [Mount], quick, redact [];
-    StateGet => "state.get", [State], quick, redact [];
-    StatePut => "state.put", [State], blocks, redact [];
-    StateDelete => "state.delete", [State], blocks, redact [];
-    StateListPrefix => "state.list-prefix", [State], quick, redact [];
-    StateCompareAndSwap => "state.compare-and-swap", [State], blocks, redact [];
-    DeviceCreateBackingFile => "device.create-backing-file", [Device, StorageWrite], blocks, redact [];
-    DeviceGrowBackingFile => "device.grow-backing-file", [Device, StorageWrite], blocks, redact [];
-    DeviceAttach => "device.attach", [Device, StorageWrite], blocks, redact [];
-    DeviceFindAttached => "device.find-attached", [Device, StorageRead], blocks, redact [];
-    DeviceNode => "device.node", [Device], quick, redact [];
-    DeviceSize => "device.size", [Device], blocks, redact [];
-    DeviceRefreshSize => "device.refresh-size", [Device], blocks, redact [];
-    DeviceDetach => "device.detach", [Device], blocks, redact [];
-    DeviceMakeFilesystem => "device.make-filesystem", [Device], blocks, redact [];
-    DeviceProbeFilesystem => "device.probe-filesystem", [Device], blocks, redact [];
-    DeviceCheckFilesystem => "device.check-filesystem", [Device], blocks, redact [];
-    DeviceGrowFilesystem => "device.grow-filesystem", [Device], blocks, redact [];
-    DeviceMountOnto => "device.mount-onto", [Device, Mount], blocks, redact [];
-    DeviceBindNodeOnto => "device.bind-node-onto", [Device, Mount], blocks, redact [];
+    VolumesOpenRoot => "volumes.open-root", [StorageRead], quick;
+    VolumesCreateDir => "volumes.create-dir", [StorageWrite], quick;
+    VolumesRemoveTree => "volumes.remove-tree", [StorageWrite], blocks;
+    VolumesRemoveFile => "volumes.remove-file", [StorageWrite], quick;
+    VolumesListDir => "volumes.list-dir", [StorageRead], blocks;
+    VolumesRename => "volumes.rename", [StorageWrite], quick;
+    VolumesCopy => "volumes.copy", [StorageWrite], blocks;
+    VolumesExists => "volumes.exists", [StorageRead], quick;
+    VolumesWriteFile => "volumes.write-file", [StorageWrite], blocks;
+    VolumesReadFile => "volumes.read-file", [StorageRead], blocks;
+    VolumesStatvfs => "volumes.statvfs", [StorageRead], quick;
+    VolumesUsage => "volumes.usage", [StorageRead], blocks;
+    MountIsMounted => "mount.is-mounted", [], quick;
+    MountStatvfs => "mount.statvfs", [], quick;
+    MountBindFromRoot => "mount.bind-from-root", [Mount, StorageRead], quick;
+    MountBindFromTarget => "mount.bind-from-target", [Mount], quick;
+    MountRemountReadOnly => "mount.remount-read-only", [Mount], quick;
+    MountUnmount => "mount.unmount", [Mount], quick;
+    StateGet => "state.get", [State], quick;
+    StatePut => "state.put", [State], blocks;
+    StateDelete => "state.delete", [State], blocks;
+    StateListPrefix => "state.list-prefix", [State], quick;
+    StateCompareAndSwap => "state.compare-and-swap", [State], blocks;
+    DeviceCreateBackingFile => "device.create-backing-file", [Device, StorageWrite], blocks;
+    DeviceGrowBackingFile => "device.grow-backing-file", [Device, StorageWrite], blocks;
+    DeviceAttach => "device.attach", [Device, StorageWrite], blocks;
+    DeviceFindAttached => "device.find-attached", [Device, StorageRead], blocks;
+    DeviceNode => "device.node", [Device], quick;
+    DeviceSize => "device.size", [Device], blocks;
+    DeviceRefreshSize => "device.refresh-size", [Device], blocks;
+    DeviceDetach => "device.detach", [Device], blocks;
+    DeviceMakeFilesystem => "device.make-filesystem", [Device], blocks;
+    DeviceProbeFilesystem => "device.probe-filesystem", [Device], blocks;
+    DeviceCheckFilesystem => "device.check-filesystem", [Device], blocks;
+    DeviceGrowFilesystem => "device.grow-filesystem", [Device], blocks;
+    DeviceMountOnto => "device.mount-onto", [Device, Mount], blocks;
+    DeviceBindNodeOnto => "device.bind-node-onto", [Device, Mount], blocks;
 }
 
-impl CapOp {
-    /// The capabilities its fixed needs call for (what `wasmvol audit` reports per operation).
-    pub fn capabilities(self) -> Vec<Capability> {
-        let mut caps: Vec<Capability> = self
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{DeviceGrant, StorageGrant};
+
+    /// The capabilities an operation's fixed needs call for.
+    fn capabilities(op: CapOp) -> Vec<Capability> {
+        let mut caps: Vec<Capability> = op
             .needs()
             .iter()
             .map(|n| match n {
@@ -247,12 +255,6 @@ impl CapOp {
         caps.dedup();
         caps
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::{DeviceGrant, StorageGrant};
 
     #[test]
     fn names_are_unique_and_name_their_interface() {
@@ -268,7 +270,7 @@ mod tests {
             // except reads of the request's own handles.
             let own = Capability::of_interface(iface).unwrap();
             assert!(
-                op.capabilities().contains(&own)
+                capabilities(*op).contains(&own)
                     || matches!(op, CapOp::MountIsMounted | CapOp::MountStatvfs),
                 "{} does not need {own:?}",
                 op.name()
@@ -327,7 +329,7 @@ mod tests {
             vec![Capability::Mount, Capability::Secrets]
         );
         assert_eq!(
-            CapOp::DeviceMountOnto.capabilities(),
+            capabilities(CapOp::DeviceMountOnto),
             vec![Capability::Mount, Capability::Device]
         );
     }
