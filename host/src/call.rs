@@ -37,7 +37,9 @@ macro_rules! operations {
                 }
                 let _ = &request;
                 $(if name == $name {
-                    return Ok(operations!(@build $op, name, request $(, $req)?));
+                    let op = operations!(@build $op, name, request $(, $req)?);
+                    op.check_paths()?;
+                    return Ok(op);
                 })*
                 Err(format!(
                     "unknown operation `{name}` (one of: {})",
@@ -124,6 +126,38 @@ pub struct WithPaths<R> {
     /// The driver-world request.
     #[serde(flatten)]
     pub request: R,
+}
+
+impl Operation {
+    /// Checks a node call's host paths as the front ends do at their edge
+    /// ([`RequestPath`](crate::host_path::RequestPath)), so a path from the
+    /// CLI is held to the same shape as one from kubelet.
+    fn check_paths(&self) -> Result<(), String> {
+        let paths: Vec<&std::path::Path> = match self {
+            Operation::NodeStage(r) => r.paths(),
+            Operation::NodeUnstage(r) => r.paths(),
+            Operation::NodePublish(r) => r.paths(),
+            Operation::NodeUnpublish(r) => r.paths(),
+            Operation::NodeGetVolumeStats(r) => r.paths(),
+            Operation::NodeExpand(r) => r.paths(),
+            _ => Vec::new(),
+        };
+        for p in paths {
+            let text = p.to_str().ok_or("a path is not UTF-8")?;
+            crate::host_path::RequestPath::parse(text)
+                .map_err(|why| format!("path `{text}` {why}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl<R> WithPaths<R> {
+    /// The host paths of the call.
+    fn paths(&self) -> Vec<&std::path::Path> {
+        std::iter::once(self.target_path.as_path())
+            .chain(self.staging_path.as_deref())
+            .collect()
+    }
 }
 
 /// What a call returned.
@@ -302,17 +336,30 @@ mod tests {
     fn every_operation_round_trips_by_name_and_keeps_its_secrets_only_when_asked() {
         assert_eq!(OPERATION_NAMES.len(), 19);
         for name in OPERATION_NAMES {
-            let err = Operation::from_json(name, json!({"not": "a request"}));
-            if let Ok(op) = err {
+            match Operation::from_json(name, json!({"not": "a request"})) {
                 // Only the calls without a request take anything.
-                assert!(
-                    matches!(op, Operation::Info | Operation::NodeGetInfo),
-                    "{name}"
-                );
-                assert_eq!(op.name(), *name);
-                assert_eq!(serde_json::to_value(&op).unwrap()["operation"], *name);
+                Ok(op) => {
+                    assert!(
+                        matches!(op, Operation::Info | Operation::NodeGetInfo),
+                        "{name}"
+                    );
+                    assert_eq!(op.name(), *name);
+                    assert_eq!(serde_json::to_value(&op).unwrap()["operation"], *name);
+                }
+                // Every other name reaches its own request type.
+                Err(e) => assert!(
+                    e.starts_with(&format!("request for `{name}`")),
+                    "{name}: {e}"
+                ),
             }
         }
+        // Node calls from the CLI are held to the front ends' path rules.
+        let odd = Operation::from_json(
+            "node-unpublish",
+            json!({"target_path": "/a/../etc", "volume_id": "v"}),
+        )
+        .unwrap_err();
+        assert!(odd.contains("must not contain `..`"), "{odd}");
         assert!(Operation::from_json("mount-everything", json!({}))
             .unwrap_err()
             .contains("one of: info, create-volume"));
