@@ -51,16 +51,8 @@ pub fn require_privileged() {
         nix::unistd::geteuid().is_root(),
         "privileged test: run as root (scripts/test.sh); it must not be skipped"
     );
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .expect("privileged test: cannot create a private mount namespace");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("privileged test: cannot make the mount namespace private");
+    wasmvol::sys::mount::enter_private_mount_namespace()
+        .expect("privileged test: cannot enter a private mount namespace");
 }
 
 /// Mount points currently at or beneath `dir`, as the calling thread sees them.

@@ -299,15 +299,7 @@ mod capability_tests {
             nix::unistd::geteuid().is_root(),
             "privileged test: run as root (scripts/test.sh); it must not be skipped"
         );
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .expect("make / private");
+        sys::enter_private_mount_namespace().expect("a private mount namespace");
     }
 
     fn options_at(path: &Path) -> Option<String> {

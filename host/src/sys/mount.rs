@@ -157,6 +157,21 @@ pub fn remount_read_only(path: &Path) -> io::Result<()> {
     set_read_only(fd.as_fd())
 }
 
+/// Moves the calling thread into a mount namespace of its own, with no
+/// propagation to the parent, so whatever it mounts lives and dies with it.
+/// For privileged tests (the host's own and the end-to-end suite's).
+pub fn enter_private_mount_namespace() -> io::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
 /// Unmounts the top mount at `path`. `Ok(false)` when nothing was mounted there.
 pub fn unmount(path: &Path) -> io::Result<bool> {
     let c = cstr(path)?;
