@@ -18,52 +18,8 @@ scripts/build-shim.sh
 cargo build --release --bins
 mkdir -p "$home/hostpath" "$home/loopfs"
 command -v mkfs.xfs >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs e2fsprogs >/dev/null; }
-digest() { sha256sum "$1" | cut -d' ' -f1; }
-hostpath=$PWD/target/components/hostpath.wasm
-loopfs=$PWD/target/components/loopfs.wasm
-cat > "$home/policy.toml" <<POLICY
-# Written by scripts/run.sh: the bundled drivers, pinned by digest.
-[host]
-state_dir = "$home/state"
-
-[[driver]]
-name = "hostpath"
-component = "$hostpath"
-sha256 = "$(digest "$hostpath")"
-[driver.grants]
-mount = true
-state_quota_bytes = 4194304
-storage = { root = "$home/hostpath", access = "read-write" }
-[driver.limits]
-memory_bytes = 67108864
-deadline_ms = 10000
-concurrency = 16
-[driver.csi]
-name = "hostpath.csi.wasmvol.io"
-socket = "$socket"
-[driver.flex]
-name = "wasmvol/hostpath"
-
-[[driver]]
-name = "loopfs"
-component = "$loopfs"
-sha256 = "$(digest "$loopfs")"
-[driver.grants]
-mount = true
-state_quota_bytes = 4194304
-storage = { root = "$home/loopfs", access = "read-write" }
-device = { max_file_bytes = 107374182400 }
-fs_types = ["ext4", "xfs"]
-mount_options = ["noatime", "nodiratime", "discard"]
-[driver.limits]
-memory_bytes = 67108864
-deadline_ms = 120000
-concurrency = 16
-[driver.csi]
-name = "loopfs.csi.wasmvol.io"
-socket = "$loopfs_socket"
-[driver.flex]
-name = "wasmvol/loopfs"
-POLICY
+# The policy is built in code (wasmvol::policy::bundled), pinning today's digests.
+target/release/wasmvol policy bundled --components "$PWD/target/components" --home "$home" \
+  --hostpath-socket "$socket" --loopfs-socket "$loopfs_socket" > "$home/policy.toml"
 echo "policy: $home/policy.toml"
 exec target/release/wasmvol serve --config "$home/policy.toml"

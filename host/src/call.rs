@@ -11,13 +11,105 @@ use serde_json::Value;
 
 use crate::bindings::{controller, node, types, DriverError};
 
-/// Declares [`Operation`] from one table: per driver call its variant,
-/// request type, name (CLI, audit log, JSON) and where its secrets are.
-/// The enum, [`OPERATION_NAMES`], [`Operation::from_json`],
-/// [`Operation::name`] and [`Operation::strip_secrets`] all come from it, so
-/// adding a driver call is one row here (and its export in `exports.rs`).
+/// The driver-call table: every call a front end can make into a driver,
+/// declared once. Per row: the [`Operation`] variant and its payload, the
+/// name (CLI, audit log, JSON), the WIT export it calls with the exact
+/// parameter and result types the host calls it at, and where its secrets
+/// are.
+///
+/// `$then` is a macro that receives the rows: [`operations!`] here makes
+/// [`Operation`], [`OPERATION_NAMES`], [`Operation::from_json`],
+/// [`Operation::name`], [`Operation::strip_secrets`] and the path check;
+/// `runtime::exports` makes the load-time lookup, the typecheck and the
+/// dispatch. Adding a WIT function is a change in `wit/`, one row here, the
+/// SDK and the front end that uses it.
+///
+/// Names in the rows resolve where `$then` expands: both users import
+/// `controller`, `node`, `types`, [`WithPaths`] and [`Answer`], and
+/// `runtime::exports` defines `IDENTITY`, `CONTROLLER`, `NODE` and `Target`.
+macro_rules! driver_calls {
+    ($then:ident) => {
+        $then! {
+            /// identity.info: name, version, features.
+            Info => "info", IDENTITY."info"() -> types::DriverInfo;
+            /// controller.create-volume.
+            CreateVolume(controller::CreateVolumeRequest) => "create-volume",
+                CONTROLLER."create-volume"(controller::CreateVolumeRequest) -> Answer<types::Volume>,
+                secrets at secrets;
+            /// controller.delete-volume.
+            DeleteVolume(controller::DeleteVolumeRequest) => "delete-volume",
+                CONTROLLER."delete-volume"(controller::DeleteVolumeRequest) -> Answer<()>,
+                secrets at secrets;
+            /// controller.controller-publish (attach).
+            ControllerPublish(controller::ControllerPublishRequest) => "controller-publish",
+                CONTROLLER."controller-publish"(controller::ControllerPublishRequest) -> Answer<types::KeyValues>,
+                secrets at secrets;
+            /// controller.controller-unpublish (detach).
+            ControllerUnpublish(controller::ControllerUnpublishRequest) => "controller-unpublish",
+                CONTROLLER."controller-unpublish"(controller::ControllerUnpublishRequest) -> Answer<()>,
+                secrets at secrets;
+            /// controller.validate-volume-capabilities.
+            ValidateVolumeCapabilities(controller::ValidateRequest) => "validate-volume-capabilities",
+                CONTROLLER."validate-volume-capabilities"(controller::ValidateRequest) -> Answer<controller::ValidateResponse>,
+                secrets at secrets;
+            /// controller.list-volumes.
+            ListVolumes(controller::ListVolumesRequest) => "list-volumes",
+                CONTROLLER."list-volumes"(controller::ListVolumesRequest) -> Answer<controller::ListVolumesResponse>;
+            /// controller.get-capacity.
+            GetCapacity(controller::GetCapacityRequest) => "get-capacity",
+                CONTROLLER."get-capacity"(controller::GetCapacityRequest) -> Answer<controller::GetCapacityResponse>;
+            /// controller.create-snapshot.
+            CreateSnapshot(controller::CreateSnapshotRequest) => "create-snapshot",
+                CONTROLLER."create-snapshot"(controller::CreateSnapshotRequest) -> Answer<types::Snapshot>,
+                secrets at secrets;
+            /// controller.delete-snapshot.
+            DeleteSnapshot(controller::DeleteSnapshotRequest) => "delete-snapshot",
+                CONTROLLER."delete-snapshot"(controller::DeleteSnapshotRequest) -> Answer<()>,
+                secrets at secrets;
+            /// controller.list-snapshots.
+            ListSnapshots(controller::ListSnapshotsRequest) => "list-snapshots",
+                CONTROLLER."list-snapshots"(controller::ListSnapshotsRequest) -> Answer<controller::ListSnapshotsResponse>,
+                secrets at secrets;
+            /// controller.expand-volume.
+            ControllerExpand(controller::ControllerExpandRequest) => "controller-expand",
+                CONTROLLER."expand-volume"(controller::ControllerExpandRequest) -> Answer<controller::ControllerExpandResponse>,
+                secrets at secrets;
+            /// node.stage, at the staging path.
+            NodeStage(WithPaths<node::StageRequest>) => "node-stage",
+                NODE."stage"(Target, node::StageRequest) -> Answer<()>,
+                secrets at request.secrets;
+            /// node.unstage, at the staging path.
+            NodeUnstage(WithPaths<node::UnstageRequest>) => "node-unstage",
+                NODE."unstage"(Target, node::UnstageRequest) -> Answer<()>;
+            /// node.publish, at the target (and staging) path.
+            NodePublish(WithPaths<node::PublishRequest>) => "node-publish",
+                NODE."publish"(Target, Option<Target>, node::PublishRequest) -> Answer<()>,
+                secrets at request.secrets;
+            /// node.unpublish, at the target path.
+            NodeUnpublish(WithPaths<node::UnpublishRequest>) => "node-unpublish",
+                NODE."unpublish"(Target, node::UnpublishRequest) -> Answer<()>;
+            /// node.get-volume-stats, at the volume path.
+            NodeGetVolumeStats(WithPaths<node::VolumeStatsRequest>) => "node-get-volume-stats",
+                NODE."get-volume-stats"(Target, node::VolumeStatsRequest) -> Answer<node::VolumeStats>;
+            /// node.expand-volume, at the volume path.
+            NodeExpand(WithPaths<node::NodeExpandRequest>) => "node-expand",
+                NODE."expand-volume"(Target, node::NodeExpandRequest) -> Answer<u64>,
+                secrets at request.secrets;
+            /// node.get-info.
+            NodeGetInfo => "node-get-info", NODE."get-info"() -> Answer<node::NodeInfo>;
+        }
+    };
+}
+pub(crate) use driver_calls;
+
+/// What a driver export answers: its result, or the driver's error.
+pub type Answer<T> = Result<T, DriverError>;
+
+/// Makes the [`Operation`] side of the [`driver_calls!`] table.
 macro_rules! operations {
-    ($($(#[doc = $doc:literal])* $op:ident $(($req:ty))? => $name:literal $(, secrets at $($path:ident).+)?;)*) => {
+    ($($(#[doc = $doc:literal])* $op:ident $(($req:ty))? => $name:literal,
+        $iface:ident . $export:literal ($($param:ty),*) -> $ret:ty
+        $(, secrets at $($path:ident).+)?;)*) => {
         /// One call into a driver.
         #[derive(Debug, Clone, Serialize)]
         #[serde(tag = "operation", content = "request")]
@@ -50,7 +142,7 @@ macro_rules! operations {
             /// The operation's name (as in [`OPERATION_NAMES`]).
             pub fn name(&self) -> &'static str {
                 match self {
-                    $(operations!(@pattern $op $(, $req)?) => $name,)*
+                    $(Operation::$op { .. } => $name,)*
                 }
             }
 
@@ -62,54 +154,28 @@ macro_rules! operations {
                     }
                 )?)*
             }
+
+            /// The host paths a node call carries (none for the others).
+            fn paths(&self) -> Vec<&std::path::Path> {
+                match self {
+                    $(op @ Operation::$op { .. } => operations!(@paths $iface, op, $op $(, $req)?),)*
+                }
+            }
         }
     };
     (@build $op:ident, $n:ident, $r:ident) => { Operation::$op };
     (@build $op:ident, $n:ident, $r:ident, $req:ty) => { Operation::$op(req($n, $r)?) };
-    (@pattern $op:ident) => { Operation::$op };
-    (@pattern $op:ident, $req:ty) => { Operation::$op(_) };
+    (@paths NODE, $o:ident, $op:ident, $req:ty) => {{
+        let Operation::$op(r) = $o else { unreachable!("matched by variant") };
+        r.paths()
+    }};
+    (@paths $iface:ident, $o:ident, $op:ident $(, $req:ty)?) => {{
+        let _ = $o;
+        Vec::new()
+    }};
 }
 
-operations! {
-    /// identity.info: name, version, features.
-    Info => "info";
-    /// controller.create-volume.
-    CreateVolume(controller::CreateVolumeRequest) => "create-volume", secrets at secrets;
-    /// controller.delete-volume.
-    DeleteVolume(controller::DeleteVolumeRequest) => "delete-volume", secrets at secrets;
-    /// controller.controller-publish (attach).
-    ControllerPublish(controller::ControllerPublishRequest) => "controller-publish", secrets at secrets;
-    /// controller.controller-unpublish (detach).
-    ControllerUnpublish(controller::ControllerUnpublishRequest) => "controller-unpublish", secrets at secrets;
-    /// controller.validate-volume-capabilities.
-    ValidateVolumeCapabilities(controller::ValidateRequest) => "validate-volume-capabilities", secrets at secrets;
-    /// controller.list-volumes.
-    ListVolumes(controller::ListVolumesRequest) => "list-volumes";
-    /// controller.get-capacity.
-    GetCapacity(controller::GetCapacityRequest) => "get-capacity";
-    /// controller.create-snapshot.
-    CreateSnapshot(controller::CreateSnapshotRequest) => "create-snapshot", secrets at secrets;
-    /// controller.delete-snapshot.
-    DeleteSnapshot(controller::DeleteSnapshotRequest) => "delete-snapshot", secrets at secrets;
-    /// controller.list-snapshots.
-    ListSnapshots(controller::ListSnapshotsRequest) => "list-snapshots", secrets at secrets;
-    /// controller.expand-volume.
-    ControllerExpand(controller::ControllerExpandRequest) => "controller-expand", secrets at secrets;
-    /// node.stage, at the staging path.
-    NodeStage(WithPaths<node::StageRequest>) => "node-stage", secrets at request.secrets;
-    /// node.unstage, at the staging path.
-    NodeUnstage(WithPaths<node::UnstageRequest>) => "node-unstage";
-    /// node.publish, at the target (and staging) path.
-    NodePublish(WithPaths<node::PublishRequest>) => "node-publish", secrets at request.secrets;
-    /// node.unpublish, at the target path.
-    NodeUnpublish(WithPaths<node::UnpublishRequest>) => "node-unpublish";
-    /// node.get-volume-stats, at the volume path.
-    NodeGetVolumeStats(WithPaths<node::VolumeStatsRequest>) => "node-get-volume-stats";
-    /// node.expand-volume, at the volume path.
-    NodeExpand(WithPaths<node::NodeExpandRequest>) => "node-expand", secrets at request.secrets;
-    /// node.get-info.
-    NodeGetInfo => "node-get-info";
-}
+driver_calls!(operations);
 
 /// A node request plus the host paths kubelet passed with it.
 ///
@@ -133,15 +199,7 @@ impl Operation {
     /// ([`RequestPath`](crate::host_path::RequestPath)), so a path from the
     /// CLI is held to the same shape as one from kubelet.
     fn check_paths(&self) -> Result<(), String> {
-        let paths: Vec<&std::path::Path> = match self {
-            Operation::NodeStage(r) => r.paths(),
-            Operation::NodeUnstage(r) => r.paths(),
-            Operation::NodePublish(r) => r.paths(),
-            Operation::NodeUnpublish(r) => r.paths(),
-            Operation::NodeGetVolumeStats(r) => r.paths(),
-            Operation::NodeExpand(r) => r.paths(),
-            _ => Vec::new(),
-        };
+        let paths = self.paths();
         for p in paths {
             let text = p.to_str().ok_or("a path is not UTF-8")?;
             crate::host_path::RequestPath::parse(text)
@@ -207,7 +265,45 @@ macro_rules! answers {
                 }
             )*
         }
+
+        $(impl AnswerKind for $ty {
+            fn outcome(self) -> Outcome {
+                Outcome::$variant(self)
+            }
+        })*
     };
+}
+
+/// A driver export's successful result, as the one [`Outcome`] it stands for.
+pub(crate) trait AnswerKind {
+    /// The outcome front ends read.
+    fn outcome(self) -> Outcome;
+}
+
+impl AnswerKind for () {
+    fn outcome(self) -> Outcome {
+        Outcome::Done
+    }
+}
+
+/// A driver export's whole result (an answer or the driver's error) as an
+/// [`Outcome`]; the dispatch uses it for every export.
+pub(crate) trait IntoOutcome {
+    /// The outcome, or the driver's error.
+    fn into_outcome(self) -> Answer<Outcome>;
+}
+
+impl<T: AnswerKind> IntoOutcome for Answer<T> {
+    fn into_outcome(self) -> Answer<Outcome> {
+        self.map(AnswerKind::outcome)
+    }
+}
+
+/// `info` cannot fail: a driver always says who it is.
+impl IntoOutcome for types::DriverInfo {
+    fn into_outcome(self) -> Answer<Outcome> {
+        Ok(Outcome::Info(self))
+    }
 }
 
 answers! {

@@ -4,7 +4,7 @@ mod cli;
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
 use wasmvol::call::Operation;
@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: FlexCommand,
     },
+    /// Write a policy file (to stdout).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Call one export of a driver by hand and print its answer as JSON.
     Call {
         #[arg(long)]
@@ -57,6 +62,25 @@ enum Command {
         /// Request id for logs and the audit trail.
         #[arg(long, default_value = "cli")]
         request_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// The bundled example drivers (hostpath, loopfs), pinned by their digests now.
+    Bundled {
+        /// The directory holding hostpath.wasm and loopfs.wasm.
+        #[arg(long)]
+        components: PathBuf,
+        /// The host's home: state and the drivers' storage roots go beneath it.
+        #[arg(long)]
+        home: PathBuf,
+        /// hostpath's CSI socket.
+        #[arg(long)]
+        hostpath_socket: PathBuf,
+        /// loopfs's CSI socket.
+        #[arg(long)]
+        loopfs_socket: PathBuf,
     },
 }
 
@@ -125,6 +149,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect { component, json } => cli::inspect::inspect(&component, json),
         Command::Audit { config, json } => cli::audit::audit(&config, json),
         Command::Flex { command } => cli::flex::flex(command),
+        Command::Policy {
+            command:
+                PolicyCommand::Bundled {
+                    components,
+                    home,
+                    hostpath_socket,
+                    loopfs_socket,
+                },
+        } => {
+            let paths = wasmvol::policy::bundled::BundledPaths {
+                components,
+                home,
+                hostpath_socket,
+                loopfs_socket,
+            };
+            let file = wasmvol::policy::bundled::bundled(&paths)
+                .with_context(|| format!("components in {}", paths.components.display()))?;
+            print!("{}", file.to_toml());
+            Ok(())
+        }
         Command::Call {
             config,
             driver,

@@ -533,3 +533,182 @@ pub fn detach_all_under(dir: &Path) -> std::io::Result<usize> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod capability_tests {
+    use super::*;
+    use crate::capability::context::testing::TestCall;
+    use crate::capability::volumes::StorageRoot;
+    use crate::policy::{DeviceGrant, Grants, StorageAccess};
+
+    fn device_grant(max_file_bytes: u64) -> Grants {
+        Grants {
+            device: Some(DeviceGrant { max_file_bytes }),
+            fs_types: [Fs::Ext4].into(),
+            ..Grants::default()
+        }
+    }
+
+    fn root_of(t: &mut TestCall) -> Resource<Root> {
+        let root: Resource<StorageRoot> = crate::bindings::volumes::Host::open_root(&mut t.ctx)
+            .unwrap()
+            .unwrap();
+        Resource::new_own(root.rep())
+    }
+
+    fn borrow<T: 'static>(r: &Resource<T>) -> Resource<T> {
+        Resource::new_borrow(r.rep())
+    }
+
+    fn decisions(t: &mut TestCall, operation: &str) -> Vec<String> {
+        t.audit()
+            .iter()
+            .filter(|r| r["operation"] == operation)
+            .map(|r| r["decision"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Detaches every loop device over a file of this test, even when the test fails.
+    struct DetachOnDrop(std::path::PathBuf);
+
+    impl Drop for DetachOnDrop {
+        fn drop(&mut self) {
+            detach_all_under(&self.0).expect("loop devices of the test detach");
+        }
+    }
+
+    #[test]
+    fn backing_files_are_sized_within_the_grant_beneath_the_root_or_denied_audited_and_not_made() {
+        let mut t = TestCall::new(Some(StorageAccess::ReadWrite), device_grant(1 << 20));
+        let r = root_of(&mut t);
+        Host::create_backing_file(&mut t.ctx, borrow(&r), "ok.img".into(), 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(t.dir.path().join("root/ok.img"))
+                .unwrap()
+                .len(),
+            1 << 20
+        );
+        let too_big = Host::create_backing_file(&mut t.ctx, borrow(&r), "big.img".into(), 2 << 20)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&too_big, DriverError::PermissionDenied(m) if m.contains("1048576")),
+            "{too_big:?}"
+        );
+        assert!(!t.dir.path().join("root/big.img").exists());
+        let grown = Host::grow_backing_file(&mut t.ctx, borrow(&r), "ok.img".into(), 4 << 20)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(grown, DriverError::PermissionDenied(_)),
+            "{grown:?}"
+        );
+        let escape =
+            Host::create_backing_file(&mut t.ctx, borrow(&r), "../outside/x.img".into(), 4096)
+                .unwrap()
+                .unwrap_err();
+        assert!(
+            matches!(escape, DriverError::PermissionDenied(_)),
+            "{escape:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(t.dir.path().join("outside"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::metadata(t.dir.path().join("root/ok.img"))
+                .unwrap()
+                .len(),
+            1 << 20,
+            "a denied grow changed the file"
+        );
+        assert_eq!(
+            decisions(&mut t, "device.create-backing-file"),
+            ["allow", "deny", "deny"]
+        );
+    }
+
+    #[test]
+    fn without_the_device_grant_nothing_is_made_or_attached() {
+        let mut t = TestCall::new(Some(StorageAccess::ReadWrite), Grants::default());
+        std::fs::write(t.dir.path().join("root/disk.img"), vec![0; 4096]).unwrap();
+        let r = root_of(&mut t);
+        let made = Host::create_backing_file(&mut t.ctx, borrow(&r), "new.img".into(), 4096)
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(made, DriverError::PermissionDenied(m) if m.contains("device")));
+        let attached = Host::attach(&mut t.ctx, borrow(&r), "disk.img".into())
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(attached, DriverError::PermissionDenied(_)));
+        assert!(!t.dir.path().join("root/new.img").exists());
+        let disk = std::fs::File::open(t.dir.path().join("root/disk.img")).unwrap();
+        let backing = backing_of(&disk).unwrap();
+        let over_disk = LoopDevice::all()
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.backing().ok().flatten() == Some(backing))
+            .count();
+        assert_eq!(over_disk, 0, "a loop device was attached over disk.img");
+        assert_eq!(decisions(&mut t, "device.attach"), ["deny"]);
+    }
+
+    #[test]
+    fn an_attached_device_is_the_drivers_own_is_found_again_and_refuses_an_ungranted_fs() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "privileged test: run as root (scripts/test.sh); it must not be skipped"
+        );
+        let mut t = TestCall::new(Some(StorageAccess::ReadWrite), device_grant(64 << 20));
+        let _cleanup = DetachOnDrop(t.dir.path().to_owned());
+        let r = root_of(&mut t);
+        Host::create_backing_file(&mut t.ctx, borrow(&r), "disk.img".into(), 16 << 20)
+            .unwrap()
+            .unwrap();
+        let dev = Host::attach(&mut t.ctx, borrow(&r), "disk.img".into())
+            .unwrap()
+            .unwrap();
+        let node = HostBlockDevice::node(&mut t.ctx, borrow(&dev)).unwrap();
+        assert!(node.starts_with("/dev/loop"), "{node}");
+        assert_eq!(
+            HostBlockDevice::size(&mut t.ctx, borrow(&dev))
+                .unwrap()
+                .unwrap(),
+            16 << 20
+        );
+        // The same backing file finds the same device, not a second one.
+        let again = Host::find_attached(&mut t.ctx, borrow(&r), "disk.img".into())
+            .unwrap()
+            .unwrap()
+            .expect("the attached device is found");
+        assert_eq!(
+            HostBlockDevice::node(&mut t.ctx, borrow(&again)).unwrap(),
+            node
+        );
+        // xfs is not granted: refused before any tool runs, and the device stays blank.
+        let xfs = HostBlockDevice::make_filesystem(
+            &mut t.ctx,
+            borrow(&dev),
+            FsType::Xfs,
+            MkfsOptions { label: None },
+        )
+        .unwrap()
+        .unwrap_err();
+        assert!(matches!(xfs, DriverError::PermissionDenied(_)), "{xfs:?}");
+        assert!(fstools::probe(Path::new(&node)).unwrap().is_none());
+        HostBlockDevice::detach(&mut t.ctx, borrow(&dev))
+            .unwrap()
+            .unwrap();
+        assert!(
+            Host::find_attached(&mut t.ctx, borrow(&r), "disk.img".into())
+                .unwrap()
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(decisions(&mut t, "device.make-filesystem"), ["deny"]);
+    }
+}

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod bundled;
 pub mod file;
 
 use file::PolicyFile;

@@ -6,16 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wasmtime::component::{InstancePre, Linker, Resource};
+use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::audit::Decision;
-use crate::bindings::mount::TargetRole;
 use crate::bindings::types::DriverInfo;
 use crate::call::{CallError, Operation, Outcome};
 use crate::capability::context::{CallContext, DriverEnv};
 use crate::capability::imports::Surface;
-use crate::capability::mount::TargetHandle;
 use crate::digest::Sha256Digest;
 use crate::runtime::artifact_cache::{ArtifactCache, Provenance};
 use crate::runtime::concurrency::CallSlots;
@@ -288,7 +286,7 @@ impl LoadedDriver {
             .store(request_id)
             .map_err(|e| CallError::Trapped(format!("cannot set up the call: {e:#}")))?;
 
-        let result = self.dispatch(&mut store, op);
+        let result = self.exports.dispatch(&mut store, &self.pre, op);
         let result =
             result.map_err(|e| classify(e, store.data(), limits.deadline_ms, limits.memory_bytes));
         let result = result
@@ -342,165 +340,6 @@ impl LoadedDriver {
         let instance = self.pre.instantiate(&mut store)?;
         self.exports.typecheck(&mut store, &instance)
     }
-
-    /// Makes a target handle for this call from a request path.
-    fn target(
-        store: &mut Store<CallContext>,
-        path: &Path,
-        role: TargetRole,
-    ) -> wasmtime::Result<Result<Resource<TargetHandle>, CallError>> {
-        let handle = match TargetHandle::open(path, role) {
-            Ok(h) => h,
-            Err(e) => {
-                return Ok(Err(CallError::InvalidRequest(format!(
-                    "{}: {e}",
-                    path.display()
-                ))))
-            }
-        };
-        Ok(Ok(store.data_mut().table.push(handle)?))
-    }
-
-    fn dispatch(
-        &self,
-        store: &mut Store<CallContext>,
-        op: Operation,
-    ) -> wasmtime::Result<Result<Outcome, crate::bindings::DriverError>> {
-        use crate::bindings::DriverError as E;
-        // Target handles are made before instantiation; a bad path never reaches the driver.
-        macro_rules! target {
-            ($path:expr, $role:expr) => {
-                match Self::target(store, $path, $role)? {
-                    Ok(t) => t,
-                    Err(e) => return Ok(Err(E::InvalidArgument(e.to_string()))),
-                }
-            };
-        }
-        let prepared = match op {
-            Operation::NodeStage(r) => {
-                let t = target!(&r.target_path, TargetRole::Staging);
-                Prepared::Stage(t, r.request)
-            }
-            Operation::NodeUnstage(r) => {
-                let t = target!(&r.target_path, TargetRole::Staging);
-                Prepared::Unstage(t, r.request)
-            }
-            Operation::NodePublish(r) => {
-                let t = target!(&r.target_path, TargetRole::Publish);
-                let s = match &r.staging_path {
-                    Some(p) => Some(target!(p, TargetRole::Staging)),
-                    None => None,
-                };
-                Prepared::Publish(t, s, r.request)
-            }
-            Operation::NodeUnpublish(r) => {
-                let t = target!(&r.target_path, TargetRole::Publish);
-                Prepared::Unpublish(t, r.request)
-            }
-            Operation::NodeGetVolumeStats(r) => {
-                let t = target!(&r.target_path, TargetRole::Publish);
-                Prepared::Stats(t, r.request)
-            }
-            Operation::NodeExpand(r) => {
-                let t = target!(&r.target_path, TargetRole::Publish);
-                Prepared::NodeExpand(t, r.request)
-            }
-            other => Prepared::Plain(other),
-        };
-        let instance = self.pre.instantiate(&mut *store)?;
-        let x = &self.exports;
-        let s = &mut *store;
-        Ok(match prepared {
-            Prepared::Stage(t, r) => x.stage(&mut *s, &instance, (t, &r))?.map(|_| Outcome::Done),
-            Prepared::Unstage(t, r) => x
-                .unstage(&mut *s, &instance, (t, &r))?
-                .map(|_| Outcome::Done),
-            Prepared::Publish(t, st, r) => x
-                .publish(&mut *s, &instance, (t, st, &r))?
-                .map(|_| Outcome::Done),
-            Prepared::Unpublish(t, r) => x
-                .unpublish(&mut *s, &instance, (t, &r))?
-                .map(|_| Outcome::Done),
-            Prepared::Stats(t, r) => x
-                .volume_stats(&mut *s, &instance, (t, &r))?
-                .map(Outcome::VolumeStats),
-            Prepared::NodeExpand(t, r) => x
-                .node_expand(&mut *s, &instance, (t, &r))?
-                .map(Outcome::CapacityBytes),
-            Prepared::Plain(op) => match op {
-                Operation::Info => Ok(Outcome::Info(x.info(&mut *s, &instance, ())?)),
-                Operation::CreateVolume(r) => x
-                    .create_volume(&mut *s, &instance, (&r,))?
-                    .map(Outcome::Volume),
-                Operation::DeleteVolume(r) => x
-                    .delete_volume(&mut *s, &instance, (&r,))?
-                    .map(|_| Outcome::Done),
-                Operation::ControllerPublish(r) => x
-                    .controller_publish(&mut *s, &instance, (&r,))?
-                    .map(Outcome::PublishContext),
-                Operation::ControllerUnpublish(r) => x
-                    .controller_unpublish(&mut *s, &instance, (&r,))?
-                    .map(|_| Outcome::Done),
-                Operation::ValidateVolumeCapabilities(r) => x
-                    .validate_volume_capabilities(&mut *s, &instance, (&r,))?
-                    .map(Outcome::Validated),
-                Operation::ListVolumes(r) => x
-                    .list_volumes(&mut *s, &instance, (&r,))?
-                    .map(Outcome::Volumes),
-                Operation::GetCapacity(r) => x
-                    .get_capacity(&mut *s, &instance, (&r,))?
-                    .map(Outcome::Capacity),
-                Operation::CreateSnapshot(r) => x
-                    .create_snapshot(&mut *s, &instance, (&r,))?
-                    .map(Outcome::Snapshot),
-                Operation::DeleteSnapshot(r) => x
-                    .delete_snapshot(&mut *s, &instance, (&r,))?
-                    .map(|_| Outcome::Done),
-                Operation::ListSnapshots(r) => x
-                    .list_snapshots(&mut *s, &instance, (&r,))?
-                    .map(Outcome::Snapshots),
-                Operation::ControllerExpand(r) => x
-                    .controller_expand(&mut *s, &instance, (&r,))?
-                    .map(Outcome::Expanded),
-                Operation::NodeGetInfo => {
-                    x.node_info(&mut *s, &instance, ())?.map(Outcome::NodeInfo)
-                }
-                Operation::NodeStage(_)
-                | Operation::NodeUnstage(_)
-                | Operation::NodePublish(_)
-                | Operation::NodeUnpublish(_)
-                | Operation::NodeGetVolumeStats(_)
-                | Operation::NodeExpand(_) => unreachable!("node calls are prepared above"),
-            },
-        })
-    }
-}
-
-/// A node call with its handles made, or any other call.
-enum Prepared {
-    Stage(Resource<TargetHandle>, crate::bindings::node::StageRequest),
-    Unstage(
-        Resource<TargetHandle>,
-        crate::bindings::node::UnstageRequest,
-    ),
-    Publish(
-        Resource<TargetHandle>,
-        Option<Resource<TargetHandle>>,
-        crate::bindings::node::PublishRequest,
-    ),
-    Unpublish(
-        Resource<TargetHandle>,
-        crate::bindings::node::UnpublishRequest,
-    ),
-    Stats(
-        Resource<TargetHandle>,
-        crate::bindings::node::VolumeStatsRequest,
-    ),
-    NodeExpand(
-        Resource<TargetHandle>,
-        crate::bindings::node::NodeExpandRequest,
-    ),
-    Plain(Operation),
 }
 
 /// Turns a wasmtime error into the contained fault it stands for, with the

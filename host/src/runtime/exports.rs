@@ -7,41 +7,42 @@
 //! host resolves each export's index once, proves at load that every
 //! function has the type the host calls it at, and per call only fetches
 //! the one function it needs by index.
+//!
+//! Everything here is generated from the driver-call table
+//! ([`crate::call::driver_calls!`]): the export each [`Operation`] calls,
+//! the type it is checked and called at, and how its request becomes the
+//! export's parameters.
 
-use wasmtime::component::{Component, ComponentExportIndex, Instance, Resource, TypedFunc};
-use wasmtime::AsContextMut;
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, Instance, InstancePre, Lift, Lower,
+    Resource, TypedFunc,
+};
+use wasmtime::Store;
 
-use crate::bindings::controller::{
-    ControllerExpandRequest, ControllerExpandResponse, ControllerPublishRequest,
-    ControllerUnpublishRequest, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
-    DeleteVolumeRequest, GetCapacityRequest, GetCapacityResponse, ListSnapshotsRequest,
-    ListSnapshotsResponse, ListVolumesRequest, ListVolumesResponse, ValidateRequest,
-    ValidateResponse,
-};
-use crate::bindings::node::{
-    NodeExpandRequest, NodeInfo, PublishRequest, StageRequest, UnpublishRequest, UnstageRequest,
-    VolumeStats, VolumeStatsRequest,
-};
-use crate::bindings::types::{DriverInfo, KeyValues, Snapshot, Volume};
-use crate::bindings::DriverError;
+use crate::bindings::mount::TargetRole;
+use crate::bindings::{controller, node, types, DriverError};
+use crate::call::{Answer, IntoOutcome, Operation, Outcome, WithPaths};
+use crate::capability::context::CallContext;
 use crate::capability::mount::TargetHandle;
 
 const IDENTITY: &str = "wasmvol:driver/identity@0.1.0";
 const CONTROLLER: &str = "wasmvol:driver/controller@0.1.0";
 const NODE: &str = "wasmvol:driver/node@0.1.0";
 
+/// A target handle as a node export takes it.
 type Target = Resource<TargetHandle>;
-type Answer<T> = Result<T, DriverError>;
 
-/// Declares [`Exports`]: one field per exported function, with the type the
-/// host calls it at. The type is written once here and used both for the
-/// load-time check and for every call, so the two cannot drift apart.
+/// Makes [`Exports`] from the driver-call table.
 macro_rules! exports {
-    ($($field:ident: $iface:ident . $name:literal, ($($param:ty),*) -> $ret:ty;)*) => {
-        /// Indices of the world's exported functions in one component.
+    ($($(#[doc = $doc:literal])* $op:ident $(($req:ty))? => $name:literal,
+        $iface:ident . $export:literal ($($param:ty),*) -> $ret:ty
+        $(, secrets at $($path:ident).+)?;)*) => {
+        /// Indices of the world's exported functions in one component, one
+        /// per [`Operation`] variant.
         #[derive(Debug, Clone)]
+        #[allow(non_snake_case)]
         pub struct Exports {
-            $($field: ComponentExportIndex,)*
+            $($op: ComponentExportIndex,)*
         }
 
         impl Exports {
@@ -61,67 +62,169 @@ macro_rules! exports {
                         .ok_or_else(|| format!("`{iface}` exports no function `{name}`"))
                 };
                 Ok(Self {
-                    $($field: func($iface, $name)?,)*
+                    $($op: func($iface, $export)?,)*
                 })
             }
 
             /// Checks, on a live instance, that every export has the type the
-            /// host calls it at. Run once at load; the calls rely on it.
-            #[allow(clippy::extra_unused_lifetimes)]
-            pub fn typecheck<'a>(
+            /// host calls it at. Run once at load; [`Self::dispatch`] relies on it.
+            pub fn typecheck(
                 &self,
-                mut store: impl AsContextMut,
+                store: &mut Store<CallContext>,
                 instance: &Instance,
             ) -> wasmtime::Result<()> {
                 $(
                     instance
-                        .get_typed_func::<($($param,)*), ($ret,)>(&mut store, &self.$field)
-                        .map_err(|e| e.context(concat!("export `", $name, "`")))?;
+                        .get_typed_func::<($($param,)*), ($ret,)>(&mut *store, &self.$op)
+                        .map_err(|e| e.context(concat!("export `", $export, "`")))?;
                 )*
                 Ok(())
             }
 
-            $(
-                #[doc = concat!("Calls the `", $name, "` export of a fresh instance.")]
-                #[allow(clippy::extra_unused_lifetimes)]
-                pub fn $field<'a>(
-                    &self,
-                    mut store: impl AsContextMut,
-                    instance: &Instance,
-                    params: ($($param,)*),
-                ) -> wasmtime::Result<$ret> {
-                    let func = instance
-                        .get_func(&mut store, &self.$field)
-                        .expect("exports are found at load, in the same component");
-                    // SAFETY: `typecheck` proved at load that this export of
-                    // this component has exactly this type, and a component's
-                    // types do not change between instances.
-                    let typed = unsafe { TypedFunc::<($($param,)*), ($ret,)>::new_unchecked(func) };
-                    Ok(typed.call(store, params)?.0)
+            /// Runs `op` in a fresh instance of `pre`: makes its target
+            /// handles from the request's host paths (a bad path never
+            /// reaches the driver and costs no instance), then calls its export.
+            pub fn dispatch(
+                &self,
+                store: &mut Store<CallContext>,
+                pre: &InstancePre<CallContext>,
+                op: Operation,
+            ) -> wasmtime::Result<Answer<Outcome>> {
+                match op {
+                    $(op @ Operation::$op { .. } => {
+                        let params: ($($param,)*) =
+                            match exports!(@params store, op, $op $(, $req)?) {
+                                Ok(params) => params,
+                                Err(e) => return Ok(Err(e)),
+                            };
+                        let instance = pre.instantiate(&mut *store)?;
+                        // SAFETY: `typecheck` proved at load that this export
+                        // has exactly these parameter and result types (both
+                        // written once, in this row of the table), and a
+                        // component's types do not change between instances.
+                        let answer = unsafe {
+                            call::<($($param,)*), $ret>(store, &instance, &self.$op, params)?
+                        };
+                        Ok(IntoOutcome::into_outcome(answer))
+                    })*
                 }
-            )*
+            }
         }
     };
+    (@params $store:ident, $o:ident, $op:ident) => {{
+        let _ = $o;
+        Ok(())
+    }};
+    (@params $store:ident, $o:ident, $op:ident, $req:ty) => {{
+        let Operation::$op(request) = $o else { unreachable!("matched by variant") };
+        IntoParams::into_params(request, $store)?
+    }};
 }
 
-exports! {
-    info: IDENTITY."info", () -> DriverInfo;
-    create_volume: CONTROLLER."create-volume", (&'a CreateVolumeRequest) -> Answer<Volume>;
-    delete_volume: CONTROLLER."delete-volume", (&'a DeleteVolumeRequest) -> Answer<()>;
-    controller_publish: CONTROLLER."controller-publish", (&'a ControllerPublishRequest) -> Answer<KeyValues>;
-    controller_unpublish: CONTROLLER."controller-unpublish", (&'a ControllerUnpublishRequest) -> Answer<()>;
-    validate_volume_capabilities: CONTROLLER."validate-volume-capabilities", (&'a ValidateRequest) -> Answer<ValidateResponse>;
-    list_volumes: CONTROLLER."list-volumes", (&'a ListVolumesRequest) -> Answer<ListVolumesResponse>;
-    get_capacity: CONTROLLER."get-capacity", (&'a GetCapacityRequest) -> Answer<GetCapacityResponse>;
-    create_snapshot: CONTROLLER."create-snapshot", (&'a CreateSnapshotRequest) -> Answer<Snapshot>;
-    delete_snapshot: CONTROLLER."delete-snapshot", (&'a DeleteSnapshotRequest) -> Answer<()>;
-    list_snapshots: CONTROLLER."list-snapshots", (&'a ListSnapshotsRequest) -> Answer<ListSnapshotsResponse>;
-    controller_expand: CONTROLLER."expand-volume", (&'a ControllerExpandRequest) -> Answer<ControllerExpandResponse>;
-    stage: NODE."stage", (Target, &'a StageRequest) -> Answer<()>;
-    unstage: NODE."unstage", (Target, &'a UnstageRequest) -> Answer<()>;
-    publish: NODE."publish", (Target, Option<Target>, &'a PublishRequest) -> Answer<()>;
-    unpublish: NODE."unpublish", (Target, &'a UnpublishRequest) -> Answer<()>;
-    volume_stats: NODE."get-volume-stats", (Target, &'a VolumeStatsRequest) -> Answer<VolumeStats>;
-    node_expand: NODE."expand-volume", (Target, &'a NodeExpandRequest) -> Answer<u64>;
-    node_info: NODE."get-info", () -> Answer<NodeInfo>;
+crate::call::driver_calls!(exports);
+
+/// Calls the export at `index` of `instance` with `params`.
+///
+/// # Safety
+/// The export must have been typechecked as `(P) -> (R,)` on an instance of
+/// the same component.
+unsafe fn call<P, R>(
+    store: &mut Store<CallContext>,
+    instance: &Instance,
+    index: &ComponentExportIndex,
+    params: P,
+) -> wasmtime::Result<R>
+where
+    P: ComponentNamedList + Lower + Send + Sync,
+    (R,): ComponentNamedList + Lift + Send + Sync,
+{
+    let func = instance
+        .get_func(&mut *store, index)
+        .expect("exports are found at load, in the same component");
+    // SAFETY: the caller guarantees the export was typechecked at `(P) -> (R,)`.
+    let typed = unsafe { TypedFunc::<P, (R,)>::new_unchecked(func) };
+    Ok(typed.call(store, params)?.0)
+}
+
+/// How an operation's request becomes its export's parameters: controller
+/// requests pass as they are; node requests first turn their host paths
+/// into target handles for this call.
+trait IntoParams<P> {
+    /// The parameters, or why the request cannot reach the driver.
+    fn into_params(self, store: &mut Store<CallContext>) -> wasmtime::Result<Answer<P>>;
+}
+
+impl<R> IntoParams<(R,)> for R {
+    fn into_params(self, _: &mut Store<CallContext>) -> wasmtime::Result<Answer<(R,)>> {
+        Ok(Ok((self,)))
+    }
+}
+
+impl<R: NodeRequest> IntoParams<(Target, R)> for WithPaths<R> {
+    fn into_params(self, store: &mut Store<CallContext>) -> wasmtime::Result<Answer<(Target, R)>> {
+        let target = match target_handle(store, &self.target_path, R::ROLE)? {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok((target, self.request)))
+    }
+}
+
+impl IntoParams<(Target, Option<Target>, node::PublishRequest)>
+    for WithPaths<node::PublishRequest>
+{
+    fn into_params(
+        self,
+        store: &mut Store<CallContext>,
+    ) -> wasmtime::Result<Answer<(Target, Option<Target>, node::PublishRequest)>> {
+        let target = match target_handle(store, &self.target_path, TargetRole::Publish)? {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let staging = match &self.staging_path {
+            Some(path) => match target_handle(store, path, TargetRole::Staging)? {
+                Ok(t) => Some(t),
+                Err(e) => return Ok(Err(e)),
+            },
+            None => None,
+        };
+        Ok(Ok((target, staging, self.request)))
+    }
+}
+
+/// A node request that acts at one host path, in one role.
+trait NodeRequest {
+    /// What the path is to kubelet: a staging path or a publish target.
+    const ROLE: TargetRole;
+}
+
+impl NodeRequest for node::StageRequest {
+    const ROLE: TargetRole = TargetRole::Staging;
+}
+impl NodeRequest for node::UnstageRequest {
+    const ROLE: TargetRole = TargetRole::Staging;
+}
+impl NodeRequest for node::UnpublishRequest {
+    const ROLE: TargetRole = TargetRole::Publish;
+}
+impl NodeRequest for node::VolumeStatsRequest {
+    const ROLE: TargetRole = TargetRole::Publish;
+}
+impl NodeRequest for node::NodeExpandRequest {
+    const ROLE: TargetRole = TargetRole::Publish;
+}
+
+/// Makes a target handle for this call from a request path.
+fn target_handle(
+    store: &mut Store<CallContext>,
+    path: &std::path::Path,
+    role: TargetRole,
+) -> wasmtime::Result<Answer<Target>> {
+    match TargetHandle::open(path, role) {
+        Ok(handle) => Ok(Ok(store.data_mut().table.push(handle)?)),
+        Err(e) => Ok(Err(DriverError::InvalidArgument(format!(
+            "{}: {e}",
+            path.display()
+        )))),
+    }
 }
