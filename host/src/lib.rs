@@ -15,6 +15,7 @@ pub mod csi;
 pub mod digest;
 pub mod flex;
 pub mod host_path;
+pub mod nfs;
 pub mod placement;
 pub mod policy;
 pub mod runtime;

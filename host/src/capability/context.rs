@@ -155,13 +155,21 @@ impl CallContext {
         args: Value,
         f: impl FnOnce(&mut Self) -> Result<T, CapError>,
     ) -> Result<T, DriverError> {
+        self.gate_with(op, op.needs().iter().chain(extra).copied(), args, f)
+    }
+
+    /// [`Self::gate`] with the needs given in full instead of the
+    /// operation's own: for a `volumes` operation on an NFS share opened as
+    /// a root, whose storage needs become the share's ([`Need::on_share`]).
+    pub fn gate_with<'n, T>(
+        &mut self,
+        op: CapOp,
+        mut needs: impl Iterator<Item = Need<'n>>,
+        args: Value,
+        f: impl FnOnce(&mut Self) -> Result<T, CapError>,
+    ) -> Result<T, DriverError> {
         let grants = &self.env.policy.grants;
-        if let Err(why) = op
-            .needs()
-            .iter()
-            .chain(extra)
-            .try_for_each(|n| n.check(grants))
-        {
+        if let Err(why) = needs.try_for_each(|n| n.check(grants)) {
             let msg = format!("{} denied: {why}", op.name());
             self.audit(op.name(), args, Decision::Deny, why);
             return Err(DriverError::PermissionDenied(msg));

@@ -66,20 +66,13 @@ fn mount_flag(option: &str) -> Option<libc::c_ulong> {
 }
 
 impl CallContext {
-    fn storage_root(&self) -> Result<&cap_std::fs::Dir, CapError> {
-        self.env
-            .root
-            .as_ref()
-            .ok_or_else(|| CapError::Denied("no storage root is granted".into()))
-    }
-
     /// Opens a backing file beneath the root for reading and writing.
-    fn open_backing(&self, path: &str) -> Result<std::fs::File, CapError> {
+    fn open_backing(&self, root: &Resource<Root>, path: &str) -> Result<std::fs::File, CapError> {
         let p = BeneathRoot::parse(path)?;
         let mut opts = cap_std::fs::OpenOptions::new();
         opts.read(true).write(true);
         let f = self
-            .storage_root()?
+            .granted_root(root)?
             .open_with(p.as_path(), &opts)
             .map_err(|e| io_error(path, e))?;
         if !f.metadata().map_err(|e| io_error(path, e))?.is_file() {
@@ -411,7 +404,7 @@ impl HostBlockDevice for CallContext {
 impl Host for CallContext {
     fn create_backing_file(
         &mut self,
-        _: Resource<Root>,
+        root: Resource<Root>,
         path: String,
         size: u64,
     ) -> wasmtime::Result<Result<(), DriverError>> {
@@ -424,7 +417,7 @@ impl Host for CallContext {
                 let mut opts = cap_std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);
                 let f = ctx
-                    .storage_root()?
+                    .granted_root(&root)?
                     .open_with(p.as_path(), &opts)
                     .map_err(|e| io_error(&path, e))?;
                 f.set_len(size).map_err(|e| io_error(&path, e))
@@ -434,7 +427,7 @@ impl Host for CallContext {
 
     fn grow_backing_file(
         &mut self,
-        _: Resource<Root>,
+        root: Resource<Root>,
         path: String,
         size: u64,
     ) -> wasmtime::Result<Result<(), DriverError>> {
@@ -443,7 +436,7 @@ impl Host for CallContext {
             &[Need::FileBytes(size)],
             json!({"path": path, "size": size}),
             |ctx| {
-                let f = ctx.open_backing(&path)?;
+                let f = ctx.open_backing(&root, &path)?;
                 let len = f.metadata().map_err(|e| io_error(&path, e))?.len();
                 if size > len {
                     f.set_len(size).map_err(|e| io_error(&path, e))?;
@@ -455,12 +448,12 @@ impl Host for CallContext {
 
     fn attach(
         &mut self,
-        _: Resource<Root>,
+        root: Resource<Root>,
         path: String,
     ) -> wasmtime::Result<Result<Resource<BlockDeviceHandle>, DriverError>> {
         Ok(
             self.gate(CapOp::DeviceAttach, &[], json!({"path": path}), |ctx| {
-                let file = ctx.open_backing(&path)?;
+                let file = ctx.open_backing(&root, &path)?;
                 let backing = backing_of(&file).map_err(|e| io_error(&path, e))?;
                 let dev = match ctx.owned_device(backing)? {
                     Some(dev) => dev,
@@ -480,7 +473,7 @@ impl Host for CallContext {
 
     fn find_attached(
         &mut self,
-        _: Resource<Root>,
+        root: Resource<Root>,
         path: String,
     ) -> wasmtime::Result<Result<Option<Resource<BlockDeviceHandle>>, DriverError>> {
         Ok(self.gate(
@@ -489,7 +482,7 @@ impl Host for CallContext {
             json!({"path": path}),
             |ctx| {
                 let p = BeneathRoot::parse(&path)?;
-                let file = match ctx.storage_root()?.open(p.as_path()) {
+                let file = match ctx.granted_root(&root)?.open(p.as_path()) {
                     Ok(f) => f.into_std(),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(io_error(&path, e)),

@@ -6,8 +6,10 @@ pub mod device;
 pub mod imports;
 pub mod log;
 pub mod mount;
+pub mod netfs;
 pub mod state;
 pub mod table;
+pub mod tmpfs;
 pub mod volumes;
 pub mod wasi_io;
 

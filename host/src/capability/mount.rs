@@ -99,12 +99,13 @@ fn open_shaped(path: &Path) -> std::io::Result<(OwnedFd, TargetShape)> {
     Ok((fd, shape))
 }
 
-fn table_err(e: wasmtime::component::ResourceTableError) -> CapError {
+pub(crate) fn table_err(e: wasmtime::component::ResourceTableError) -> CapError {
     CapError::Denied(format!("invalid handle: {e}"))
 }
 
 impl CallContext {
-    fn target_args(&self, target: &Resource<TargetHandle>) -> serde_json::Value {
+    /// The target as audit records name it.
+    pub(crate) fn target_args(&self, target: &Resource<TargetHandle>) -> serde_json::Value {
         match self.table.get(target) {
             Ok(t) => json!({"target": t.path, "role": t.role}),
             Err(_) => json!({"target": null}),
@@ -121,6 +122,23 @@ impl CallContext {
             nodev: h.nodev,
             noexec: h.noexec,
         }
+    }
+
+    /// Attaches a new, detached mount (a filesystem the host just made, see
+    /// [`sys::fs_context`](crate::sys::fs_context)) onto a directory target.
+    pub(crate) fn attach_onto_dir(
+        &mut self,
+        t: &Resource<TargetHandle>,
+        mount: &OwnedFd,
+    ) -> Result<(), CapError> {
+        let target = self.table.get_mut(t).map_err(table_err)?;
+        if target.shape != TargetShape::Directory {
+            return Err(CapError::Failed(DriverError::InvalidArgument(
+                "a filesystem mounts onto a directory target, not a file".into(),
+            )));
+        }
+        let fd = target.fd().map_err(|e| io_error("target", e))?;
+        sys::attach(mount.as_fd(), fd).map_err(|e| io_error("attach", e))
     }
 
     /// The hardening flags as the audit record lists them.
@@ -153,7 +171,7 @@ impl HostTarget for CallContext {
     fn bind_from_root(
         &mut self,
         t: Resource<TargetHandle>,
-        _root: Resource<Root>,
+        root: Resource<Root>,
         path: String,
         read_only: bool,
     ) -> wasmtime::Result<Result<(), DriverError>> {
@@ -164,13 +182,9 @@ impl HostTarget for CallContext {
         args["flags"] = self.hardening_names();
         Ok(self.gate(CapOp::MountBindFromRoot, &[], args, |ctx| {
             let flags = ctx.mount_flags(read_only);
-            let root = ctx.env.root.as_ref().ok_or_else(|| {
-                CapError::Denied("no storage root is granted to mount from".into())
-            })?;
             let p = BeneathRoot::parse(&path)?;
-            let target = ctx.table.get_mut(&t).map_err(table_err)?;
-            let shape = target.shape;
-            let target_fd = target.fd().map_err(|e| io_error("target", e))?;
+            let shape = ctx.table.get(&t).map_err(table_err)?.shape;
+            let root = ctx.granted_root(&root)?;
             // Resolved beneath the root now; the fd is what gets mounted.
             let source: OwnedFd = match shape {
                 TargetShape::Directory => {
@@ -179,6 +193,8 @@ impl HostTarget for CallContext {
                 TargetShape::File => root.open(p.as_path()).map(|f| f.into_std().into()),
             }
             .map_err(|e| io_error(&path, e))?;
+            let target = ctx.table.get_mut(&t).map_err(table_err)?;
+            let target_fd = target.fd().map_err(|e| io_error("target", e))?;
             sys::bind(source.as_fd(), target_fd, flags).map_err(|e| io_error("bind", e))
         }))
     }
@@ -316,7 +332,7 @@ mod capability_tests {
         let root = t
             .ctx
             .table
-            .push(crate::capability::volumes::StorageRoot)
+            .push(crate::capability::volumes::StorageRoot::Granted)
             .unwrap();
         HostTarget::bind_from_root(&mut t.ctx, target, root, "vol".into(), false).unwrap()
     }

@@ -28,16 +28,22 @@ pub enum Capability {
     Device,
     /// `grants.secrets`: the secrets callers send reach the driver.
     Secrets,
+    /// `grants.netfs`: mounting granted NFS exports (`netfs`).
+    Netfs,
+    /// `grants.tmpfs`: mounting size-limited tmpfs filesystems (`tmpfs`).
+    Tmpfs,
 }
 
 impl Capability {
     /// Every capability, in report order.
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Storage,
         Capability::Mount,
         Capability::State,
         Capability::Device,
         Capability::Secrets,
+        Capability::Netfs,
+        Capability::Tmpfs,
     ];
 
     /// Short name, as reports and audit summaries spell it.
@@ -48,6 +54,8 @@ impl Capability {
             Capability::State => "state",
             Capability::Device => "device",
             Capability::Secrets => "secrets",
+            Capability::Netfs => "netfs",
+            Capability::Tmpfs => "tmpfs",
         }
     }
 
@@ -59,6 +67,8 @@ impl Capability {
             Capability::State => "grants.state_quota_bytes",
             Capability::Device => "grants.device",
             Capability::Secrets => "grants.secrets",
+            Capability::Netfs => "grants.netfs",
+            Capability::Tmpfs => "grants.tmpfs",
         }
     }
 
@@ -71,6 +81,8 @@ impl Capability {
             "mount" => Some(Capability::Mount),
             "state" => Some(Capability::State),
             "device" => Some(Capability::Device),
+            "netfs" => Some(Capability::Netfs),
+            "tmpfs" => Some(Capability::Tmpfs),
             _ => None,
         }
     }
@@ -83,6 +95,8 @@ impl Capability {
             Capability::State => grants.state_quota_bytes.is_some(),
             Capability::Device => grants.device.is_some(),
             Capability::Secrets => grants.secrets,
+            Capability::Netfs => grants.netfs.is_some(),
+            Capability::Tmpfs => grants.tmpfs.is_some(),
         }
     }
 
@@ -116,9 +130,28 @@ pub enum Need<'a> {
     MountOption(&'a str),
     /// A backing file of this many bytes (`grants.device.max_file_bytes`).
     FileBytes(u64),
+    /// NFS exports.
+    Netfs,
+    /// Write an NFS share opened as a root (`grants.netfs.access`).
+    ShareWrite,
+    /// tmpfs mounts.
+    Tmpfs,
+    /// A tmpfs of this many bytes (`grants.tmpfs.max_bytes`).
+    TmpfsBytes(u64),
 }
 
 impl Need<'_> {
+    /// What this need becomes for an operation on an NFS share opened as a
+    /// root (`netfs.open-share`) instead of the storage root: reads need
+    /// the netfs grant, writes its `read-write` access.
+    pub fn on_share(self) -> Self {
+        match self {
+            Need::StorageRead => Need::Netfs,
+            Need::StorageWrite => Need::ShareWrite,
+            other => other,
+        }
+    }
+
     /// `Ok` when `grants` meet this need, else why not (the audit record's outcome).
     pub fn check(self, grants: &Grants) -> Result<(), String> {
         // The reason is formatted only on a denial: granted needs are the hot path.
@@ -147,6 +180,19 @@ impl Need<'_> {
             Need::MountOption(o) => yes(grants.mount_options.contains(o), &|| {
                 format!("mount option `{o}` is not in grants.mount_options")
             }),
+            Need::Netfs => yes(grants.netfs.is_some(), &|| "no netfs grant".into()),
+            Need::ShareWrite => match &grants.netfs {
+                Some(n) if n.access == StorageAccess::ReadWrite => Ok(()),
+                Some(_) => Err("NFS shares are granted read-only".into()),
+                None => Err("no netfs grant".into()),
+            },
+            Need::Tmpfs => yes(grants.tmpfs.is_some(), &|| "no tmpfs grant".into()),
+            Need::TmpfsBytes(size) => {
+                let max = grants.tmpfs.map_or(0, |t| t.max_bytes);
+                yes(size <= max, &|| {
+                    format!("{size} bytes exceeds grants.tmpfs.max_bytes ({max})")
+                })
+            }
             Need::FileBytes(size) => {
                 let max = grants.device.map_or(0, |d| d.max_file_bytes);
                 yes(size <= max, &|| {
@@ -232,6 +278,9 @@ cap_ops! {
     DeviceGrowFilesystem => "device.grow-filesystem", [Device], blocks;
     DeviceMountOnto => "device.mount-onto", [Device, Mount], blocks;
     DeviceBindNodeOnto => "device.bind-node-onto", [Device, Mount], blocks;
+    NetfsMountOnto => "netfs.mount-onto", [Netfs, Mount], blocks;
+    NetfsOpenShare => "netfs.open-share", [Netfs], blocks;
+    TmpfsMountOnto => "tmpfs.mount-onto", [Tmpfs, Mount], quick;
 }
 
 #[cfg(test)]
@@ -249,6 +298,8 @@ mod tests {
                 Need::Mount | Need::MountOption(_) => Capability::Mount,
                 Need::State => Capability::State,
                 Need::Device | Need::FileBytes(_) | Need::FsType(_) => Capability::Device,
+                Need::Netfs | Need::ShareWrite => Capability::Netfs,
+                Need::Tmpfs | Need::TmpfsBytes(_) => Capability::Tmpfs,
             })
             .collect();
         caps.sort();
@@ -289,6 +340,10 @@ mod tests {
             Need::Device,
             Need::FsType(Fs::Ext4),
             Need::MountOption("noatime"),
+            Need::Netfs,
+            Need::ShareWrite,
+            Need::Tmpfs,
+            Need::TmpfsBytes(1),
             Need::FileBytes(1),
         ] {
             assert!(need.check(&none).is_err(), "{need:?} passes with no grants");
@@ -315,6 +370,26 @@ mod tests {
         assert!(Need::MountOption("dev").check(&read_only).is_err());
         assert!(Need::FileBytes(10).check(&read_only).is_ok());
         assert!(Need::FileBytes(11).check(&read_only).is_err());
+        let shares = Grants {
+            tmpfs: Some(crate::policy::TmpfsGrant { max_bytes: 4096 }),
+            netfs: Some(crate::nfs::NetfsGrant {
+                names: Default::default(),
+                addresses: vec![crate::nfs::AddressRange::parse("127.0.0.1").unwrap()],
+                exports: vec![crate::nfs::ExportPath::parse("/srv").unwrap()],
+                versions: [crate::nfs::NfsVersion::V4_2].into(),
+                options: Default::default(),
+                access: StorageAccess::ReadOnly,
+            }),
+            ..Grants::default()
+        };
+        assert!(Need::TmpfsBytes(4096).check(&shares).is_ok());
+        assert!(Need::TmpfsBytes(4097).check(&shares).is_err());
+        // On a share root, storage needs become the share's.
+        assert!(Need::StorageRead.on_share().check(&shares).is_ok());
+        assert_eq!(
+            Need::StorageWrite.on_share().check(&shares).unwrap_err(),
+            "NFS shares are granted read-only"
+        );
     }
 
     #[test]

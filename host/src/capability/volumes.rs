@@ -18,9 +18,22 @@ use crate::sys::tree;
 /// Largest file `read-file` returns (guards the guest's memory and ours).
 const MAX_READ_BYTES: u64 = 16 << 20;
 
-/// The storage root handle. It carries nothing: the directory it stands for
-/// is the one policy granted this driver, held by the host.
-pub struct StorageRoot;
+/// A root handle: the directory paths of `volumes` resolve beneath.
+pub enum StorageRoot {
+    /// The storage root policy granted the driver (held by the host, opened at load).
+    Granted,
+    /// An NFS share mounted detached for this call (`netfs.open-share`).
+    Share(ShareRoot),
+}
+
+/// An NFS share opened as a root: the root directory of a detached mount,
+/// reachable by no host path, unmounted when the handle is dropped.
+pub struct ShareRoot {
+    /// The share's root directory.
+    pub dir: cap_std::fs::Dir,
+    /// `address:/export` as audit records name it.
+    pub describe: String,
+}
 
 /// A driver path checked to stay beneath the root by its shape; cap-std
 /// then resolves it beneath the root, symlinks included.
@@ -76,19 +89,57 @@ impl From<tree::FsStats> for FsStats {
 }
 
 impl CallContext {
-    /// Runs a storage operation through the gate with the root directory.
+    /// Runs a `volumes` operation on `root` through the gate: on the
+    /// storage root with the operation's own needs, on an NFS share with
+    /// the share's ([`Need::on_share`](crate::capability::table::Need::on_share)).
+    /// A forged or stale handle traps the call.
     fn with_root<T>(
         &mut self,
         op: CapOp,
-        args: serde_json::Value,
+        root: &Resource<StorageRoot>,
+        mut args: serde_json::Value,
         f: impl FnOnce(&cap_std::fs::Dir) -> Result<T, CapError>,
-    ) -> Result<T, DriverError> {
-        self.gate(op, &[], args, |ctx| {
-            let root = ctx.env.root.as_ref().ok_or_else(|| {
-                CapError::Denied("no storage root is open for this driver".into())
-            })?;
-            f(root)
+    ) -> wasmtime::Result<Result<T, DriverError>> {
+        let share = match self.table.get(root)? {
+            StorageRoot::Granted => None,
+            StorageRoot::Share(s) => Some(s.describe.clone()),
+        };
+        let run = |ctx: &mut Self| {
+            let dir = match ctx.table.get(root) {
+                Ok(StorageRoot::Share(s)) => &s.dir,
+                _ => ctx.env.root.as_ref().ok_or_else(|| {
+                    CapError::Denied("no storage root is open for this driver".into())
+                })?,
+            };
+            f(dir)
+        };
+        Ok(match share {
+            None => self.gate(op, &[], args, run),
+            Some(describe) => {
+                args["share"] = json!(describe);
+                let needs = op.needs().iter().map(|n| n.on_share());
+                self.gate_with(op, needs, args, run)
+            }
         })
+    }
+
+    /// The granted storage root behind `root`, for the capabilities that
+    /// work only there (backing files, binds): a share root is refused.
+    pub(crate) fn granted_root(
+        &self,
+        root: &Resource<StorageRoot>,
+    ) -> Result<&cap_std::fs::Dir, CapError> {
+        match self.table.get(root) {
+            Ok(StorageRoot::Granted) => self
+                .env
+                .root
+                .as_ref()
+                .ok_or_else(|| CapError::Denied("no storage root is granted".into())),
+            Ok(StorageRoot::Share(_)) => Err(CapError::Denied(
+                "an NFS share root cannot be used here, only the storage root".into(),
+            )),
+            Err(e) => Err(CapError::Denied(format!("invalid root handle: {e}"))),
+        }
     }
 }
 
@@ -104,56 +155,68 @@ fn not_root(p: &BeneathRoot, what: &str) -> Result<(), CapError> {
 impl HostRoot for CallContext {
     fn create_dir(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        Ok(
-            self.with_root(CapOp::VolumesCreateDir, json!({"path": path}), |root| {
+        self.with_root(
+            CapOp::VolumesCreateDir,
+            &handle,
+            json!({"path": path}),
+            |root| {
                 let p = BeneathRoot::parse(&path)?;
                 root.create_dir_all(p.as_path())
                     .map_err(|e| io_error(&path, e))
-            }),
+            },
         )
     }
 
     fn remove_tree(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        Ok(
-            self.with_root(CapOp::VolumesRemoveTree, json!({"path": path}), |root| {
+        self.with_root(
+            CapOp::VolumesRemoveTree,
+            &handle,
+            json!({"path": path}),
+            |root| {
                 let p = BeneathRoot::parse(&path)?;
                 not_root(&p, "remove")?;
                 tree::remove_tree(root, p.as_path()).map_err(|e| io_error(&path, e))
-            }),
+            },
         )
     }
 
     fn remove_file(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        Ok(
-            self.with_root(CapOp::VolumesRemoveFile, json!({"path": path}), |root| {
+        self.with_root(
+            CapOp::VolumesRemoveFile,
+            &handle,
+            json!({"path": path}),
+            |root| {
                 let p = BeneathRoot::parse(&path)?;
                 not_root(&p, "remove")?;
                 match root.remove_file(p.as_path()) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     r => r.map_err(|e| io_error(&path, e)),
                 }
-            }),
+            },
         )
     }
 
     fn list_dir(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<Vec<Entry>, DriverError>> {
-        Ok(
-            self.with_root(CapOp::VolumesListDir, json!({"path": path}), |root| {
+        self.with_root(
+            CapOp::VolumesListDir,
+            &handle,
+            json!({"path": path}),
+            |root| {
                 let p = BeneathRoot::parse(&path)?;
                 let dir = if p.is_root() {
                     root.try_clone()
@@ -181,18 +244,18 @@ impl HostRoot for CallContext {
                 }
                 out.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(out)
-            }),
+            },
         )
     }
 
     fn rename(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         source: String,
         destination: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
         let args = json!({"source": source, "destination": destination});
-        Ok(self.with_root(CapOp::VolumesRename, args, |root| {
+        self.with_root(CapOp::VolumesRename, &handle, args, |root| {
             let (s, d) = (
                 BeneathRoot::parse(&source)?,
                 BeneathRoot::parse(&destination)?,
@@ -201,17 +264,17 @@ impl HostRoot for CallContext {
             not_root(&d, "replace")?;
             root.rename(s.as_path(), root, d.as_path())
                 .map_err(|e| io_error(&source, e))
-        }))
+        })
     }
 
     fn copy(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         source: String,
         destination: String,
     ) -> wasmtime::Result<Result<(), DriverError>> {
         let args = json!({"source": source, "destination": destination});
-        Ok(self.with_root(CapOp::VolumesCopy, args, |root| {
+        self.with_root(CapOp::VolumesCopy, &handle, args, |root| {
             let (s, d) = (
                 BeneathRoot::parse(&source)?,
                 BeneathRoot::parse(&destination)?,
@@ -219,48 +282,54 @@ impl HostRoot for CallContext {
             not_root(&s, "copy")?;
             not_root(&d, "replace")?;
             tree::copy_tree(root, s.as_path(), d.as_path()).map_err(|e| io_error(&source, e))
-        }))
+        })
     }
 
     fn exists(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<bool, DriverError>> {
-        Ok(
-            self.with_root(CapOp::VolumesExists, json!({"path": path}), |root| {
+        self.with_root(
+            CapOp::VolumesExists,
+            &handle,
+            json!({"path": path}),
+            |root| {
                 let p = BeneathRoot::parse(&path)?;
                 match root.symlink_metadata(p.as_path()) {
                     Ok(_) => Ok(true),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                     Err(e) => Err(io_error(&path, e)),
                 }
-            }),
+            },
         )
     }
 
     fn write_file(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
         contents: Vec<u8>,
     ) -> wasmtime::Result<Result<(), DriverError>> {
         let args = json!({"path": path, "bytes": contents.len()});
-        Ok(self.with_root(CapOp::VolumesWriteFile, args, |root| {
+        self.with_root(CapOp::VolumesWriteFile, &handle, args, |root| {
             let p = BeneathRoot::parse(&path)?;
             not_root(&p, "write")?;
             root.write(p.as_path(), &contents)
                 .map_err(|e| io_error(&path, e))
-        }))
+        })
     }
 
     fn read_file(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<Vec<u8>, DriverError>> {
-        Ok(
-            self.with_root(CapOp::VolumesReadFile, json!({"path": path}), |root| {
+        self.with_root(
+            CapOp::VolumesReadFile,
+            &handle,
+            json!({"path": path}),
+            |root| {
                 use std::io::Read;
                 let p = BeneathRoot::parse(&path)?;
                 let file = root.open(p.as_path()).map_err(|e| io_error(&path, e))?;
@@ -274,36 +343,42 @@ impl HostRoot for CallContext {
                     ))));
                 }
                 Ok(buf)
-            }),
+            },
         )
     }
 
     fn statvfs(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<FsStats, DriverError>> {
-        Ok(
-            self.with_root(CapOp::VolumesStatvfs, json!({"path": path}), |root| {
+        self.with_root(
+            CapOp::VolumesStatvfs,
+            &handle,
+            json!({"path": path}),
+            |root| {
                 let p = BeneathRoot::parse(&path)?;
                 let s = tree::statvfs(root, p.as_path()).map_err(|e| io_error(&path, e))?;
                 Ok(s.into())
-            }),
+            },
         )
     }
 
     fn usage(
         &mut self,
-        _: Resource<StorageRoot>,
+        handle: Resource<StorageRoot>,
         path: String,
     ) -> wasmtime::Result<Result<Usage, DriverError>> {
-        Ok(
-            self.with_root(CapOp::VolumesUsage, json!({"path": path}), |root| {
+        self.with_root(
+            CapOp::VolumesUsage,
+            &handle,
+            json!({"path": path}),
+            |root| {
                 let p = BeneathRoot::parse(&path)?;
                 let (bytes, inodes) =
                     tree::usage(root, p.as_path()).map_err(|e| io_error(&path, e))?;
                 Ok(Usage { bytes, inodes })
-            }),
+            },
         )
     }
 
@@ -317,7 +392,7 @@ impl Host for CallContext {
     fn open_root(&mut self) -> wasmtime::Result<Result<Resource<StorageRoot>, DriverError>> {
         let opened = self.gate(CapOp::VolumesOpenRoot, &[], json!({}), |ctx| {
             ctx.table
-                .push(StorageRoot)
+                .push(StorageRoot::Granted)
                 .map_err(|e| CapError::Failed(DriverError::ResourceExhausted(e.to_string())))
         });
         Ok(opened)

@@ -27,6 +27,14 @@ pub struct BundledPaths {
 /// Builds the bundled drivers' policy, pinning each component by the digest
 /// it has now (so the file must be rewritten after a rebuild).
 pub fn bundled(paths: &BundledPaths) -> std::io::Result<PolicyFile> {
+    // A policy's relative paths are read against its own directory, which is
+    // not where a caller's relative paths start: write them absolute.
+    let paths = &BundledPaths {
+        components: std::path::absolute(&paths.components)?,
+        home: std::path::absolute(&paths.home)?,
+        hostpath_socket: std::path::absolute(&paths.hostpath_socket)?,
+        loopfs_socket: std::path::absolute(&paths.loopfs_socket)?,
+    };
     let driver = |name: &str, socket: &Path, deadline_ms: u64| -> std::io::Result<DriverEntry> {
         let component = paths.components.join(format!("{name}.wasm"));
         let sha256 = Sha256Digest::of(&std::fs::read(&component)?).to_hex();

@@ -122,6 +122,37 @@ pub struct GrantsEntry {
     /// `mount_hardening`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_hardening: Option<HardeningEntry>,
+    /// `netfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netfs: Option<NetfsEntry>,
+    /// `tmpfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<TmpfsEntry>,
+}
+
+/// `netfs = { ... }`: the NFS servers, exports, versions and options a driver may use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetfsEntry {
+    /// `servers`: host names, addresses and address ranges (`10.0.0.0/8`).
+    pub servers: Vec<String>,
+    /// `exports`: export paths; paths beneath them may be mounted too.
+    pub exports: Vec<String>,
+    /// `versions`: `3`, `4.0`, `4.1`, `4.2`.
+    pub versions: Vec<String>,
+    /// `options`: option names from the host's vocabulary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// `access`: whether shares may be written.
+    pub access: StorageAccess,
+}
+
+/// `tmpfs = { ... }`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TmpfsEntry {
+    /// `max_bytes`: the largest tmpfs the driver may mount.
+    pub max_bytes: u64,
 }
 
 /// `mount_hardening = { ... }`: each flag left out keeps its default.

@@ -17,6 +17,7 @@ pub mod file;
 use file::PolicyFile;
 
 use crate::digest::Sha256Digest;
+pub use crate::nfs::NetfsGrant;
 use crate::runtime::engine::MAX_POOLED_INSTANCES;
 use crate::sys::fstools::Fs;
 
@@ -261,6 +262,17 @@ pub struct Grants {
     pub device: Option<DeviceGrant>,
     /// Flags every mount the host makes for the driver carries.
     pub mount_hardening: MountHardening,
+    /// May mount these NFS exports (`netfs` interface).
+    pub netfs: Option<NetfsGrant>,
+    /// May mount size-limited tmpfs filesystems (`tmpfs` interface).
+    pub tmpfs: Option<TmpfsGrant>,
+}
+
+/// The tmpfs capability: new in-memory filesystems of a bounded size.
+#[derive(Debug, Clone, Copy)]
+pub struct TmpfsGrant {
+    /// Largest tmpfs the driver may mount.
+    pub max_bytes: u64,
 }
 
 /// Flags the host sets on every mount it makes for a driver, whatever the
@@ -441,6 +453,13 @@ impl Policy {
                     },
                 }
             };
+            let netfs = match d.grants.netfs {
+                None => None,
+                Some(n) => Some(netfs_grant(n).map_err(|(key, m)| invalid(key, m))?),
+            };
+            let tmpfs = d.grants.tmpfs.map(|t| TmpfsGrant {
+                max_bytes: t.max_bytes,
+            });
             let defaults = Limits::default();
             let limits = Limits {
                 memory_bytes: d.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
@@ -554,6 +573,8 @@ impl Policy {
                         max_file_bytes: g.max_file_bytes,
                     }),
                     mount_hardening,
+                    netfs,
+                    tmpfs,
                 },
                 limits,
                 csi,
@@ -571,6 +592,67 @@ impl Policy {
     pub fn driver(&self, name: &str) -> Option<&DriverPolicy> {
         self.drivers.iter().find(|d| d.name.as_str() == name)
     }
+}
+
+/// Validates `grants.netfs`: every server an address, a range or a host
+/// name; at least one address or range (names are checked against them
+/// after resolution, so names alone could reach nothing); exports absolute;
+/// versions and option names from the host's vocabulary.
+fn netfs_grant(n: file::NetfsEntry) -> Result<NetfsGrant, (&'static str, String)> {
+    use crate::nfs::{check_host_name, AddressRange, ExportPath, NfsVersion, OPTION_NAMES};
+    let mut grant = NetfsGrant {
+        names: BTreeSet::new(),
+        addresses: Vec::new(),
+        exports: Vec::new(),
+        versions: BTreeSet::new(),
+        options: BTreeSet::new(),
+        access: n.access,
+    };
+    for s in &n.servers {
+        match AddressRange::parse(s) {
+            Ok(range) => grant.addresses.push(range),
+            Err(_) => {
+                check_host_name(s).map_err(|m| ("grants.netfs.servers", m))?;
+                grant.names.insert(s.clone());
+            }
+        }
+    }
+    if grant.addresses.is_empty() {
+        return Err((
+            "grants.netfs.servers",
+            "needs at least one address or range: a named server's address is checked against them"
+                .into(),
+        ));
+    }
+    for e in &n.exports {
+        grant
+            .exports
+            .push(ExportPath::parse(e).map_err(|m| ("grants.netfs.exports", m))?);
+    }
+    if grant.exports.is_empty() {
+        return Err(("grants.netfs.exports", "grants no export".into()));
+    }
+    for v in &n.versions {
+        grant
+            .versions
+            .insert(NfsVersion::parse(v).map_err(|m| ("grants.netfs.versions", m))?);
+    }
+    if grant.versions.is_empty() {
+        return Err(("grants.netfs.versions", "grants no version".into()));
+    }
+    for o in &n.options {
+        let name = OPTION_NAMES.iter().find(|x| **x == o).ok_or_else(|| {
+            (
+                "grants.netfs.options",
+                format!(
+                    "`{o}` is not an NFS option the host passes (one of: {})",
+                    OPTION_NAMES.join(", ")
+                ),
+            )
+        })?;
+        grant.options.insert(name);
+    }
+    Ok(grant)
 }
 
 /// 1-based line and column of a byte offset.

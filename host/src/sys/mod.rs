@@ -2,6 +2,7 @@
 //! and whole-tree operations beneath a capability directory.
 
 pub mod deferred_close;
+pub mod fs_context;
 pub mod fstools;
 pub mod loopdev;
 pub mod mount;

@@ -33,7 +33,7 @@ pub struct MountFlags {
 }
 
 impl MountFlags {
-    fn attrs(self) -> u64 {
+    pub(crate) fn attrs(self) -> u64 {
         [
             (self.read_only, MOUNT_ATTR_RDONLY),
             (self.nosuid, MOUNT_ATTR_NOSUID),
