@@ -4,7 +4,8 @@
 //! every other method answers `unimplemented` until you override it. One
 //! [`export_driver!`] line turns the type into the component's exports. The
 //! host's capabilities are here as typed modules: [`volumes`] (your storage
-//! root), [`mount`] (the request's target handles), [`state`] (durable
+//! root), [`mount`] (the request's target handles), [`device`] (loop
+//! devices), [`netfs`] (NFS exports), [`tmpfs`], [`state`] (durable
 //! key-value store) and [`log`].
 //!
 //! ```ignore
@@ -57,7 +58,9 @@ pub use bindings::exports::wasmvol::driver::node::{
 pub use bindings::wasmvol::driver::device::{self, BlockDevice, FsType, MkfsOptions};
 pub use bindings::wasmvol::driver::log;
 pub use bindings::wasmvol::driver::mount::{self, Target, TargetRole, TargetShape};
+pub use bindings::wasmvol::driver::netfs::{self, NfsShare, NfsVersion};
 pub use bindings::wasmvol::driver::state;
+pub use bindings::wasmvol::driver::tmpfs::{self, TmpfsOptions};
 pub use bindings::wasmvol::driver::types::{
     AccessMode, AccessType, CapacityRange, ContentSource, DriverError, DriverInfo, Feature,
     KeyValues, MountAccess, Snapshot, Timestamp, Topology, TopologyRequirement, Volume,

@@ -95,6 +95,10 @@ pub struct FixtureGrants {
     pub flex: bool,
     /// Grant the device capability (ext4 and xfs, files up to 1 GiB).
     pub device: bool,
+    /// `grants.netfs`, as written.
+    pub netfs: Option<wasmvol::policy::file::NetfsEntry>,
+    /// `grants.tmpfs.max_bytes`.
+    pub tmpfs_max_bytes: Option<u64>,
 }
 
 impl Default for FixtureGrants {
@@ -111,6 +115,8 @@ impl Default for FixtureGrants {
             csi: false,
             flex: false,
             device: false,
+            netfs: None,
+            tmpfs_max_bytes: None,
         }
     }
 }
@@ -178,6 +184,8 @@ impl Fixture {
             };
             grants.mount_options = vec!["noatime".into(), "nodiratime".into()];
         }
+        grants.netfs = g.netfs.clone();
+        grants.tmpfs = g.tmpfs_max_bytes.map(|max_bytes| TmpfsEntry { max_bytes });
         let policy = PolicyFile {
             host: HostEntry {
                 state_dir: self.dir.path().join("state"),

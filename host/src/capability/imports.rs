@@ -102,8 +102,23 @@ impl Import {
     pub fn denied_by(&self, grants: &Grants) -> bool {
         match self.kind {
             ImportKind::Unknown => true,
-            kind => !self.functions.is_empty() && !kind.granted_by(grants),
+            kind => {
+                !self.functions.is_empty()
+                    && !kind.granted_by(grants)
+                    && !(self.only_root_methods() && grants.netfs.is_some())
+            }
         }
+    }
+
+    /// Whether this is `volumes` imported only for the methods of `root`
+    /// (no `open-root`): a driver granted `netfs` gets its roots from
+    /// `netfs.open-share`, so it needs no storage grant for them.
+    fn only_root_methods(&self) -> bool {
+        self.kind == ImportKind::Capability(Capability::Storage)
+            && self
+                .functions
+                .iter()
+                .all(|f| f.starts_with("[method]root.") || f.starts_with("[resource-drop]root"))
     }
 }
 
