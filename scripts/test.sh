@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, end-to-end and adversarial tests with real
-# mounts. Builds what it needs first (guest drivers, host binaries). Must run
+# mounts, then the real-kernel suite (NFS) in the test VM (scripts/test-vm.sh). Builds what it needs first (guest drivers, host binaries). Must run
 # as root: privileged tests fail, never skip, without it. Each privileged test
 # enters a private mount namespace of its own, and the whole run is wrapped
 # in one too, so nothing it mounts can outlive it on this machine.
@@ -48,5 +48,17 @@ broken=${broken:-0}
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
   failed=$(( broken > 0 ? broken : 1 ))
 fi
+# The real-kernel suite (NFS; this kernel has none) in the test VM.
+vmlog=$(mktemp)
+trap 'rm -f "$log" "$vmlog"' EXIT
+set +e
+scripts/test-vm.sh 2>&1 | tee "$vmlog"
+vm_status=${PIPESTATUS[0]}
+set -e
+vm_passed=$(grep -Eo '^vm suite: [0-9]+ passed' "$vmlog" | grep -Eo '[0-9]+' || echo 0)
+vm_failed=$(grep -Eo '^vm suite: [0-9]+ passed, [0-9]+ failed' "$vmlog" | grep -Eo '[0-9]+ failed' | grep -Eo '[0-9]+' || echo 1)
+passed=$(( passed + vm_passed ))
+failed=$(( failed + vm_failed ))
+[ "$vm_status" = 0 ] || status=1
 echo "all suites: $passed passed, $failed failed"
 exit "$status"

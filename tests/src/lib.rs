@@ -99,6 +99,8 @@ pub struct FixtureGrants {
     pub netfs: Option<wasmvol::policy::file::NetfsEntry>,
     /// `grants.tmpfs.max_bytes`.
     pub tmpfs_max_bytes: Option<u64>,
+    /// The Flex driver name, when not `wasmvol/<driver>` (e.g. the classic `k8s/nfs`).
+    pub flex_name: Option<&'static str>,
 }
 
 impl Default for FixtureGrants {
@@ -117,6 +119,7 @@ impl Default for FixtureGrants {
             device: false,
             netfs: None,
             tmpfs_max_bytes: None,
+            flex_name: None,
         }
     }
 }
@@ -210,7 +213,9 @@ impl Fixture {
                     ..CsiEntry::default()
                 }),
                 flex: g.flex.then(|| FlexEntry {
-                    name: format!("wasmvol/{}", self.driver),
+                    name: g
+                        .flex_name
+                        .map_or_else(|| format!("wasmvol/{}", self.driver), str::to_owned),
                 }),
             }],
         };
@@ -405,9 +410,14 @@ pub fn loops_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Installs the Flex shim for `wasmvol/<driver>` with `wasmvol flex install`
-/// under `<fixture>/plugins`, calling the fixture's Flex socket; returns its path.
+/// Installs the Flex shim for the fixture's Flex driver name with `wasmvol
+/// flex install` under `<fixture>/plugins`, calling the fixture's Flex
+/// socket; returns its path.
 pub fn install_flex_shim(f: &Fixture) -> PathBuf {
+    let flex = f.policy().drivers[0]
+        .flex
+        .clone()
+        .expect("the fixture offers its driver over Flex");
     let plugins = f.dir.path().join("plugins");
     let mut cmd = std::process::Command::new(wasmvol_bin());
     // The statically linked shim scripts/build-shim.sh makes, as deployed; else the default.
@@ -423,7 +433,7 @@ pub fn install_flex_shim(f: &Fixture) -> PathBuf {
     }
     let out = cmd
         .arg("--driver")
-        .arg(format!("wasmvol/{}", f.driver))
+        .arg(flex.full())
         .arg("--plugin-dir")
         .arg(&plugins)
         .arg("--socket")
@@ -435,7 +445,7 @@ pub fn install_flex_shim(f: &Fixture) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    plugins.join(format!("wasmvol~{0}/{0}", f.driver))
+    plugins.join(flex.dir_name()).join(&flex.name)
 }
 
 /// Per-mount options (mountinfo's sixth field, e.g. `rw,nosuid,nodev`) of

@@ -103,8 +103,8 @@ impl Import {
         match self.kind {
             ImportKind::Unknown => true,
             kind => {
-                let granted = kind.granted_by(grants)
-                    || (self.only_root_methods() && grants.netfs.is_some());
+                let granted =
+                    kind.granted_by(grants) || (self.only_root_methods() && grants.netfs.is_some());
                 !self.functions.is_empty() && !granted
             }
         }
