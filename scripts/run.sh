@@ -5,7 +5,8 @@
 # digests under $WASMVOL_HOME (default /var/lib/wasmvol-dev), and serves it:
 # hostpath as CSI driver hostpath.csi.wasmvol.io on $WASMVOL_CSI_SOCKET
 # (default /var/lib/kubelet/plugins/hostpath.csi.wasmvol.io/csi.sock), loopfs
-# as loopfs.csi.wasmvol.io, and both to FlexVolume shims on
+# as loopfs.csi.wasmvol.io, scratch (tmpfs ephemeral inline volumes) as
+# scratch.csi.wasmvol.io, and hostpath and loopfs to FlexVolume shims on
 # /run/wasmvol/flex.sock (install a shim with `wasmvol flex install --shim
 # target/flex-shim/wasmvol-flex --driver wasmvol/hostpath`).
 set -euo pipefail
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 home=${WASMVOL_HOME:-/var/lib/wasmvol-dev}
 socket=${WASMVOL_CSI_SOCKET:-/var/lib/kubelet/plugins/hostpath.csi.wasmvol.io/csi.sock}
 loopfs_socket=${WASMVOL_LOOPFS_CSI_SOCKET:-/var/lib/kubelet/plugins/loopfs.csi.wasmvol.io/csi.sock}
+scratch_socket=${WASMVOL_SCRATCH_CSI_SOCKET:-/var/lib/kubelet/plugins/scratch.csi.wasmvol.io/csi.sock}
 scripts/build-plugins.sh
 scripts/build-shim.sh
 cargo build --release --bins
@@ -20,6 +22,7 @@ mkdir -p "$home/hostpath" "$home/loopfs"
 command -v mkfs.xfs >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs e2fsprogs >/dev/null; }
 # The policy is built in code (wasmvol::policy::bundled), pinning today's digests.
 target/release/wasmvol policy bundled --components "$PWD/target/components" --home "$home" \
-  --hostpath-socket "$socket" --loopfs-socket "$loopfs_socket" > "$home/policy.toml"
+  --hostpath-socket "$socket" --loopfs-socket "$loopfs_socket" --scratch-socket "$scratch_socket" \
+  > "$home/policy.toml"
 echo "policy: $home/policy.toml"
 exec target/release/wasmvol serve --config "$home/policy.toml"

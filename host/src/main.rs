@@ -67,7 +67,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// The bundled example drivers (hostpath, loopfs), pinned by their digests now.
+    /// The bundled example drivers (hostpath, loopfs, scratch), pinned by their digests now.
     Bundled {
         /// The directory holding hostpath.wasm and loopfs.wasm.
         #[arg(long)]
@@ -81,6 +81,9 @@ enum PolicyCommand {
         /// loopfs's CSI socket.
         #[arg(long)]
         loopfs_socket: PathBuf,
+        /// scratch's CSI socket.
+        #[arg(long)]
+        scratch_socket: PathBuf,
     },
 }
 
@@ -156,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     home,
                     hostpath_socket,
                     loopfs_socket,
+                    scratch_socket,
                 },
         } => {
             let paths = wasmvol::policy::bundled::BundledPaths {
@@ -163,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 home,
                 hostpath_socket,
                 loopfs_socket,
+                scratch_socket,
             };
             let file = wasmvol::policy::bundled::bundled(&paths)
                 .with_context(|| format!("components in {}", paths.components.display()))?;

@@ -1,4 +1,4 @@
-//! The policy of the bundled example drivers (hostpath, loopfs), built in
+//! The policy of the bundled example drivers (hostpath, loopfs, scratch), built in
 //! code: `wasmvol policy bundled` writes it for `scripts/run.sh`, so the
 //! script pins digests and names sockets without writing policy text.
 
@@ -22,6 +22,8 @@ pub struct BundledPaths {
     pub hostpath_socket: PathBuf,
     /// loopfs's CSI socket.
     pub loopfs_socket: PathBuf,
+    /// scratch's CSI socket.
+    pub scratch_socket: PathBuf,
 }
 
 /// Builds the bundled drivers' policy, pinning each component by the digest
@@ -34,6 +36,7 @@ pub fn bundled(paths: &BundledPaths) -> std::io::Result<PolicyFile> {
         home: std::path::absolute(&paths.home)?,
         hostpath_socket: std::path::absolute(&paths.hostpath_socket)?,
         loopfs_socket: std::path::absolute(&paths.loopfs_socket)?,
+        scratch_socket: std::path::absolute(&paths.scratch_socket)?,
     };
     let driver = |name: &str, socket: &Path, deadline_ms: u64| -> std::io::Result<DriverEntry> {
         let component = paths.components.join(format!("{name}.wasm"));
@@ -75,12 +78,17 @@ pub fn bundled(paths: &BundledPaths) -> std::io::Result<PolicyFile> {
     });
     loopfs.grants.fs_types = vec!["ext4".into(), "xfs".into()];
     loopfs.grants.mount_options = ["noatime", "nodiratime", "discard"].map(Into::into).into();
+    // scratch mounts tmpfs for ephemeral inline volumes: no storage root, no state.
+    let mut scratch = driver("scratch", &paths.scratch_socket, 10_000)?;
+    scratch.grants.storage = None;
+    scratch.grants.state_quota_bytes = None;
+    scratch.grants.tmpfs = Some(TmpfsEntry { max_bytes: 1 << 30 });
     Ok(PolicyFile {
         host: HostEntry {
             state_dir: paths.home.join("state"),
             ..HostEntry::default()
         },
-        drivers: vec![hostpath, loopfs],
+        drivers: vec![hostpath, loopfs, scratch],
     })
 }
 
@@ -93,7 +101,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let components = dir.path().join("components");
         std::fs::create_dir(&components).unwrap();
-        for name in ["hostpath", "loopfs"] {
+        for name in ["hostpath", "loopfs", "scratch"] {
             std::fs::write(components.join(format!("{name}.wasm")), name).unwrap();
         }
         let paths = BundledPaths {
@@ -101,6 +109,7 @@ mod tests {
             home: dir.path().join("home"),
             hostpath_socket: dir.path().join("h.sock"),
             loopfs_socket: dir.path().join("l.sock"),
+            scratch_socket: dir.path().join("s.sock"),
         };
         let text = bundled(&paths).unwrap().to_toml();
         let policy = crate::policy::Policy::parse(Path::new("bundled.toml"), &text).unwrap();
@@ -108,6 +117,8 @@ mod tests {
         assert_eq!(loopfs.sha256, Sha256Digest::of(b"loopfs"));
         assert!(loopfs.grants.device.is_some());
         assert!(policy.drivers[0].grants.device.is_none());
+        let scratch = &policy.drivers[2].grants;
+        assert!(scratch.tmpfs.is_some() && scratch.storage.is_none());
         assert_eq!(
             policy.drivers[0].csi.as_ref().unwrap().socket,
             dir.path().join("h.sock")

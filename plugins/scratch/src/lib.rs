@@ -1,0 +1,150 @@
+//! scratch: CSI ephemeral inline volumes (and any scratch volume a pod asks
+//! for at publish) as size-limited tmpfs mounts, through the host's `tmpfs`
+//! capability. No storage root, no state: the volume lives exactly as long
+//! as its mount.
+//!
+//! The pod's volume attributes (CSI `volumeAttributes`) set `size` (bytes,
+//! or with a `Ki`, `Mi` or `Gi` suffix; default 64Mi), `mode` (octal,
+//! default 1777) and `uid`/`gid` (default 0; the volume mount group, as
+//! kubelet passes fsGroup, sets the group). The host caps the size at
+//! `grants.tmpfs.max_bytes`.
+
+use wasmvol_driver_sdk::*;
+
+struct Scratch;
+
+/// Size of a scratch volume whose attributes name none.
+const DEFAULT_SIZE: u64 = 64 << 20;
+
+fn get<'a>(kv: &'a KeyValues, key: &str) -> Option<&'a str> {
+    kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn invalid(m: String) -> DriverError {
+    DriverError::InvalidArgument(m)
+}
+
+/// Parses `1048576`, `512Ki`, `64Mi`, `1Gi`.
+fn parse_size(s: &str) -> Result<u64> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "Ki" => 10,
+        "Mi" => 20,
+        "Gi" => 30,
+        _ => {
+            return Err(invalid(format!(
+                "size `{s}`: bytes, or a Ki, Mi or Gi suffix"
+            )))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid(format!("size `{s}` is not a positive size")))
+}
+
+fn parse_number(kv: &KeyValues, key: &str, radix: u32, default: u32) -> Result<u32> {
+    match get(kv, key) {
+        None | Some("") => Ok(default),
+        Some(v) => u32::from_str_radix(v, radix).map_err(|_| invalid(format!("{key} `{v}`"))),
+    }
+}
+
+/// The tmpfs a publish asks for.
+fn options(r: &PublishRequest) -> Result<TmpfsOptions> {
+    let ctx = &r.volume_context;
+    let size_bytes = match get(ctx, "size") {
+        None | Some("") => DEFAULT_SIZE,
+        Some(s) => parse_size(s)?,
+    };
+    let group = match &r.volume_capability.access_type {
+        AccessType::Mount(m) if !m.volume_mount_group.is_empty() => Some(
+            m.volume_mount_group
+                .parse::<u32>()
+                .map_err(|_| invalid(format!("volume mount group `{}`", m.volume_mount_group)))?,
+        ),
+        _ => None,
+    };
+    Ok(TmpfsOptions {
+        size_bytes,
+        mode: parse_number(ctx, "mode", 8, 0o1777)?,
+        uid: parse_number(ctx, "uid", 10, 0)?,
+        gid: match group {
+            Some(g) => g,
+            None => parse_number(ctx, "gid", 10, 0)?,
+        },
+    })
+}
+
+impl Driver for Scratch {
+    fn info() -> DriverInfo {
+        DriverInfo::named(
+            "scratch.wasmvol.io",
+            env!("CARGO_PKG_VERSION"),
+            &[Feature::VolumeStats],
+        )
+    }
+
+    fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {
+        if let AccessType::Block = r.volume_capability.access_type {
+            return Err(invalid("scratch volumes are directories".into()));
+        }
+        let options = options(&r)?;
+        if target.is_mounted()? {
+            return Ok(());
+        }
+        tmpfs::mount_onto(&target, options)?;
+        if r.readonly {
+            target.remount_read_only()?;
+        }
+        Ok(())
+    }
+
+    fn unpublish(target: Target, _r: UnpublishRequest) -> Result<()> {
+        target.unmount()
+    }
+
+    fn volume_stats(volume: Target, _r: VolumeStatsRequest) -> Result<VolumeStats> {
+        let fs = volume.statvfs()?;
+        Ok(VolumeStats {
+            usage: vec![UsageEntry {
+                unit: UsageUnit::Bytes,
+                total: fs.total_bytes,
+                used: fs.total_bytes.saturating_sub(fs.free_bytes),
+                available: fs.available_bytes,
+            }],
+            abnormal_message: None,
+        })
+    }
+
+    fn node_info() -> Result<NodeInfo> {
+        Ok(NodeInfo {
+            node_id: String::new(),
+            max_volumes_per_node: 0,
+            accessible_topology: None,
+        })
+    }
+}
+
+export_driver!(Scratch);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes_only() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("16Mi").unwrap(), 16 << 20);
+        assert_eq!(parse_size("1Gi").unwrap(), 1 << 30);
+        for bad in ["", "0", "16M", "-1", "1Ti", "99999999999999999999Gi", "Mi"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}
