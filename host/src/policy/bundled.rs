@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::file::{
     CsiEntry, DeviceEntry, DriverEntry, FlexEntry, GrantsEntry, HostEntry, LimitsEntry, PolicyFile,
-    StorageEntry,
+    StorageEntry, TmpfsEntry,
 };
 use super::StorageAccess;
 use crate::digest::Sha256Digest;
