@@ -81,7 +81,7 @@ async fn an_ephemeral_inline_volume_lives_and_dies_with_its_tmpfs_within_the_cap
             .await
             .expect("publish");
     }
-    assert_eq!(f.mounts(), [target.clone()]);
+    assert_eq!(f.mounts(), std::slice::from_ref(&target));
     let st = nix::sys::statvfs::statvfs(&target).unwrap();
     assert_eq!(st.blocks() * st.fragment_size(), 16 * MIB);
     let opts = mount_options(&target);
