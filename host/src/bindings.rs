@@ -21,4 +21,4 @@ wasmtime::component::bindgen!({
 
 pub use exports::wasmvol::driver::{controller, identity, node};
 pub use wasmvol::driver::types::{self, DriverError};
-pub use wasmvol::driver::{device, log, mount, netfs, state, tmpfs, volumes};
+pub use wasmvol::driver::{device, log, lvm, mount, netfs, state, tmpfs, volumes};

@@ -28,12 +28,71 @@ use crate::sys::fstools::{self, Fs, Label};
 use crate::sys::loopdev::{backing_of, Backing, LoopDevice};
 use crate::sys::mount as sys_mount;
 
-/// A loop device the host attached for this driver (checked when made).
+/// A block device of this driver (checked when made): a loop device the
+/// host attached for it, or one of its own logical volumes (`lvm.open`).
 #[derive(Debug)]
 pub struct BlockDeviceHandle {
-    dev: LoopDevice,
-    backing: Backing,
+    block: Block,
     detached: bool,
+}
+
+/// What a [`BlockDeviceHandle`] stands for.
+#[derive(Debug)]
+pub(crate) enum Block {
+    /// A loop device over a backing file beneath the storage root.
+    Loop {
+        /// The device.
+        dev: LoopDevice,
+        /// The backing file it must still be attached to.
+        backing: Backing,
+    },
+    /// A logical volume carrying this driver's tag.
+    Lv {
+        /// Its device-mapper node.
+        node: std::path::PathBuf,
+        /// The node's device number when opened: the very device that was checked.
+        rdev: u64,
+    },
+}
+
+impl BlockDeviceHandle {
+    /// A handle on one of the driver's logical volumes, checked by the caller.
+    pub(crate) fn logical_volume(node: std::path::PathBuf, rdev: u64) -> Self {
+        Self {
+            block: Block::Lv { node, rdev },
+            detached: false,
+        }
+    }
+
+    fn node(&self) -> std::path::PathBuf {
+        match &self.block {
+            Block::Loop { dev, .. } => dev.node(),
+            Block::Lv { node, .. } => node.clone(),
+        }
+    }
+}
+
+/// A live device, re-checked for this use.
+#[derive(Debug, Clone)]
+enum Device {
+    Loop(LoopDevice),
+    Lv(std::path::PathBuf),
+}
+
+impl Device {
+    fn node(&self) -> std::path::PathBuf {
+        match self {
+            Device::Loop(d) => d.node(),
+            Device::Lv(node) => node.clone(),
+        }
+    }
+
+    fn size(&self) -> std::io::Result<u64> {
+        match self {
+            Device::Loop(d) => d.size(),
+            Device::Lv(node) => crate::sys::lvm::size_of(node),
+        }
+    }
 }
 
 /// The kernel-side tag of loop devices attached for `driver`.
@@ -95,8 +154,10 @@ impl CallContext {
         Ok(None)
     }
 
-    /// The device of a live handle, re-checked against the kernel.
-    fn device_of(&self, h: &Resource<BlockDeviceHandle>) -> Result<LoopDevice, CapError> {
+    /// The device of a live handle, re-checked against the kernel: a loop
+    /// device must still be attached to the same backing file, a logical
+    /// volume's node must still be the same device.
+    fn device_of(&self, h: &Resource<BlockDeviceHandle>) -> Result<Device, CapError> {
         let handle = self
             .table
             .get(h)
@@ -106,21 +167,58 @@ impl CallContext {
                 "the device was detached".into(),
             )));
         }
-        match handle
-            .dev
-            .backing()
-            .map_err(|e| io_error("loop status", e))?
-        {
-            Some(b) if b == handle.backing => Ok(handle.dev),
-            _ => Err(CapError::Denied(format!(
-                "{} is no longer backed by this driver's file",
-                handle.dev.node().display()
-            ))),
+        match &handle.block {
+            Block::Loop { dev, backing } => {
+                match dev.backing().map_err(|e| io_error("loop status", e))? {
+                    Some(b) if b == *backing => Ok(Device::Loop(*dev)),
+                    _ => Err(CapError::Denied(format!(
+                        "{} is no longer backed by this driver's file",
+                        dev.node().display()
+                    ))),
+                }
+            }
+            Block::Lv { node, rdev } => {
+                use std::os::unix::fs::MetadataExt;
+                match std::fs::metadata(node) {
+                    Ok(m) if m.rdev() == *rdev => Ok(Device::Lv(node.clone())),
+                    _ => Err(CapError::Denied(format!(
+                        "{} is no longer the logical volume that was opened",
+                        node.display()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Whether a handle is a logical volume: its uses need `grants.lvm`
+    /// instead of `grants.device` ([`Need::on_lv`]). A stale handle traps.
+    fn is_lv(&self, h: &Resource<BlockDeviceHandle>) -> wasmtime::Result<bool> {
+        Ok(matches!(self.table.get(h)?.block, Block::Lv { .. }))
+    }
+
+    /// [`CallContext::gate`] for a use of a device handle.
+    fn gate_device<T>(
+        &mut self,
+        lv: bool,
+        op: CapOp,
+        extra: &[Need<'_>],
+        args: serde_json::Value,
+        f: impl FnOnce(&mut Self) -> Result<T, CapError>,
+    ) -> Result<T, DriverError> {
+        if lv {
+            let needs = op
+                .needs()
+                .iter()
+                .map(|n| n.on_lv())
+                .chain(extra.iter().copied());
+            self.gate_with(op, needs, args, f)
+        } else {
+            self.gate(op, extra, args, f)
         }
     }
 
     /// The granted filesystem on a device (refusing none, foreign or ungranted ones).
-    fn filesystem_on(&self, dev: LoopDevice) -> Result<Fs, CapError> {
+    fn filesystem_on(&self, dev: &Device) -> Result<Fs, CapError> {
         let name = fstools::probe(&dev.node())
             .map_err(|e| io_error("probe", e))?
             .ok_or_else(|| {
@@ -152,7 +250,7 @@ impl CallContext {
 
     fn device_args(&self, h: &Resource<BlockDeviceHandle>) -> serde_json::Value {
         match self.table.get(h) {
-            Ok(d) => json!({"device": d.dev.node()}),
+            Ok(d) => json!({"device": d.node()}),
             Err(_) => json!({"device": null}),
         }
     }
@@ -160,14 +258,14 @@ impl CallContext {
 
 impl HostBlockDevice for CallContext {
     fn node(&mut self, h: Resource<BlockDeviceHandle>) -> wasmtime::Result<String> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         let args = self.device_args(&h);
-        let node = self.gate(CapOp::DeviceNode, &[], args, |ctx| {
+        let node = self.gate_device(lv, CapOp::DeviceNode, &[], args, |ctx| {
             let handle = ctx
                 .table
                 .get(&h)
                 .map_err(|e| CapError::Denied(format!("invalid device handle: {e}")))?;
-            Ok(handle.dev.node().display().to_string())
+            Ok(handle.node().display().to_string())
         });
         // The WIT function cannot fail: a refusal (no device grant) ends the call.
         node.map_err(|e| wasmtime::Error::msg(format!("device.node: {e:?}")))
@@ -177,9 +275,9 @@ impl HostBlockDevice for CallContext {
         &mut self,
         h: Resource<BlockDeviceHandle>,
     ) -> wasmtime::Result<Result<u64, DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate(CapOp::DeviceSize, &[], args, |ctx| {
+        Ok(self.gate_device(lv, CapOp::DeviceSize, &[], args, |ctx| {
             ctx.device_of(&h)?.size().map_err(|e| io_error("size", e))
         }))
     }
@@ -188,24 +286,35 @@ impl HostBlockDevice for CallContext {
         &mut self,
         h: Resource<BlockDeviceHandle>,
     ) -> wasmtime::Result<Result<u64, DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate(CapOp::DeviceRefreshSize, &[], args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            dev.refresh_capacity().map_err(|e| io_error("refresh", e))?;
-            dev.size().map_err(|e| io_error("size", e))
-        }))
+        Ok(
+            self.gate_device(lv, CapOp::DeviceRefreshSize, &[], args, |ctx| {
+                let dev = ctx.device_of(&h)?;
+                // A logical volume's size is the kernel's as soon as `lvm.extend` returns.
+                if let Device::Loop(d) = &dev {
+                    d.refresh_capacity().map_err(|e| io_error("refresh", e))?;
+                }
+                dev.size().map_err(|e| io_error("size", e))
+            }),
+        )
     }
 
     fn detach(
         &mut self,
         h: Resource<BlockDeviceHandle>,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate(CapOp::DeviceDetach, &[], args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            dev.detach().map_err(|e| io_error("detach", e))?;
+        Ok(self.gate_device(lv, CapOp::DeviceDetach, &[], args, |ctx| {
+            match ctx.device_of(&h)? {
+                Device::Loop(d) => d.detach().map_err(|e| io_error("detach", e))?,
+                Device::Lv(_) => {
+                    return Err(failed(DriverError::InvalidArgument(
+                        "a logical volume is not detached: remove it with lvm.remove".into(),
+                    )))
+                }
+            }
             if let Ok(handle) = ctx.table.get_mut(&h) {
                 handle.detached = true;
             }
@@ -219,12 +328,13 @@ impl HostBlockDevice for CallContext {
         fs: FsType,
         options: MkfsOptions,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         let mut args = self.device_args(&h);
         args["fs"] = json!(fs_of(fs).name());
         args["label"] = json!(options.label);
         let fs = fs_of(fs);
-        Ok(self.gate(
+        Ok(self.gate_device(
+            lv,
             CapOp::DeviceMakeFilesystem,
             &[Need::FsType(fs)],
             args,
@@ -251,37 +361,41 @@ impl HostBlockDevice for CallContext {
         &mut self,
         h: Resource<BlockDeviceHandle>,
     ) -> wasmtime::Result<Result<Option<FsType>, DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate(CapOp::DeviceProbeFilesystem, &[], args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            match fstools::probe(&dev.node()).map_err(|e| io_error("probe", e))? {
-                None => Ok(None),
-                Some(name) => match Fs::from_name(&name) {
-                    Some(Fs::Ext4) => Ok(Some(FsType::Ext4)),
-                    Some(Fs::Xfs) => Ok(Some(FsType::Xfs)),
-                    None => Err(failed(DriverError::FailedPrecondition(format!(
-                        "{} holds a {name} filesystem the host does not manage",
-                        dev.node().display()
-                    )))),
-                },
-            }
-        }))
+        Ok(
+            self.gate_device(lv, CapOp::DeviceProbeFilesystem, &[], args, |ctx| {
+                let dev = ctx.device_of(&h)?;
+                match fstools::probe(&dev.node()).map_err(|e| io_error("probe", e))? {
+                    None => Ok(None),
+                    Some(name) => match Fs::from_name(&name) {
+                        Some(Fs::Ext4) => Ok(Some(FsType::Ext4)),
+                        Some(Fs::Xfs) => Ok(Some(FsType::Xfs)),
+                        None => Err(failed(DriverError::FailedPrecondition(format!(
+                            "{} holds a {name} filesystem the host does not manage",
+                            dev.node().display()
+                        )))),
+                    },
+                }
+            }),
+        )
     }
 
     fn check_filesystem(
         &mut self,
         h: Resource<BlockDeviceHandle>,
     ) -> wasmtime::Result<Result<FsCheck, DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate(CapOp::DeviceCheckFilesystem, &[], args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            let fs = ctx.filesystem_on(dev)?;
-            let (clean, report) =
-                fstools::check(&dev.node(), fs).map_err(|e| io_error("fsck", e))?;
-            Ok(FsCheck { clean, report })
-        }))
+        Ok(
+            self.gate_device(lv, CapOp::DeviceCheckFilesystem, &[], args, |ctx| {
+                let dev = ctx.device_of(&h)?;
+                let fs = ctx.filesystem_on(&dev)?;
+                let (clean, report) =
+                    fstools::check(&dev.node(), fs).map_err(|e| io_error("fsck", e))?;
+                Ok(FsCheck { clean, report })
+            }),
+        )
     }
 
     fn grow_filesystem(
@@ -289,17 +403,19 @@ impl HostBlockDevice for CallContext {
         h: Resource<BlockDeviceHandle>,
         mounted_at: Option<Resource<TargetHandle>>,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         let args = self.device_args(&h);
-        Ok(self.gate(CapOp::DeviceGrowFilesystem, &[], args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            let fs = ctx.filesystem_on(dev)?;
-            let at = match &mounted_at {
-                Some(t) => Some(ctx.target_of(t)?.path().to_owned()),
-                None => None,
-            };
-            fstools::grow(&dev.node(), fs, at.as_deref()).map_err(|e| io_error("grow", e))
-        }))
+        Ok(
+            self.gate_device(lv, CapOp::DeviceGrowFilesystem, &[], args, |ctx| {
+                let dev = ctx.device_of(&h)?;
+                let fs = ctx.filesystem_on(&dev)?;
+                let at = match &mounted_at {
+                    Some(t) => Some(ctx.target_of(t)?.path().to_owned()),
+                    None => None,
+                };
+                fstools::grow(&dev.node(), fs, at.as_deref()).map_err(|e| io_error("grow", e))
+            }),
+        )
     }
 
     fn mount_onto(
@@ -310,7 +426,7 @@ impl HostBlockDevice for CallContext {
         options: Vec<String>,
         read_only: bool,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         self.table.get(&at)?;
         let mut args = self.device_args(&h);
         args["target"] = json!(self.table.get(&at)?.path());
@@ -322,51 +438,53 @@ impl HostBlockDevice for CallContext {
         let needs: Vec<Need<'_>> = std::iter::once(Need::FsType(fs))
             .chain(options.iter().map(|o| Need::MountOption(o)))
             .collect();
-        Ok(self.gate(CapOp::DeviceMountOnto, &needs, args, |ctx| {
-            let mut flags = ctx.mount_flags(read_only).ms_flags();
-            let mut data: Vec<&str> = Vec::new();
-            for o in &options {
-                match mount_flag(o) {
-                    Some(f) => flags |= f,
-                    None => data.push(o),
+        Ok(
+            self.gate_device(lv, CapOp::DeviceMountOnto, &needs, args, |ctx| {
+                let mut flags = ctx.mount_flags(read_only).ms_flags();
+                let mut data: Vec<&str> = Vec::new();
+                for o in &options {
+                    match mount_flag(o) {
+                        Some(f) => flags |= f,
+                        None => data.push(o),
+                    }
                 }
-            }
-            let dev = ctx.device_of(&h)?;
-            let target = ctx.target_of(&at)?;
-            if target.shape() != TargetShape::Directory {
-                return Err(failed(DriverError::InvalidArgument(
-                    "a filesystem mounts onto a directory target".into(),
-                )));
-            }
-            let fd = target.fd().map_err(|e| io_error("target", e))?;
-            // The target is the descriptor opened for this request, named through /proc.
-            let target_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            let c = |s: &str| {
-                CString::new(s).map_err(|_| {
-                    failed(DriverError::InvalidArgument("NUL in mount argument".into()))
-                })
-            };
-            let (src, tgt, fstype, data) = (
-                c(&dev.node().display().to_string())?,
-                c(&target_path)?,
-                c(fs.name())?,
-                c(&data.join(","))?,
-            );
-            // SAFETY: all pointers are NUL-terminated strings that outlive the call.
-            let ret = unsafe {
-                libc::mount(
-                    src.as_ptr(),
-                    tgt.as_ptr(),
-                    fstype.as_ptr(),
-                    flags,
-                    data.as_ptr().cast(),
-                )
-            };
-            if ret != 0 {
-                return Err(io_error("mount", std::io::Error::last_os_error()));
-            }
-            Ok(())
-        }))
+                let dev = ctx.device_of(&h)?;
+                let target = ctx.target_of(&at)?;
+                if target.shape() != TargetShape::Directory {
+                    return Err(failed(DriverError::InvalidArgument(
+                        "a filesystem mounts onto a directory target".into(),
+                    )));
+                }
+                let fd = target.fd().map_err(|e| io_error("target", e))?;
+                // The target is the descriptor opened for this request, named through /proc.
+                let target_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let c = |s: &str| {
+                    CString::new(s).map_err(|_| {
+                        failed(DriverError::InvalidArgument("NUL in mount argument".into()))
+                    })
+                };
+                let (src, tgt, fstype, data) = (
+                    c(&dev.node().display().to_string())?,
+                    c(&target_path)?,
+                    c(fs.name())?,
+                    c(&data.join(","))?,
+                );
+                // SAFETY: all pointers are NUL-terminated strings that outlive the call.
+                let ret = unsafe {
+                    libc::mount(
+                        src.as_ptr(),
+                        tgt.as_ptr(),
+                        fstype.as_ptr(),
+                        flags,
+                        data.as_ptr().cast(),
+                    )
+                };
+                if ret != 0 {
+                    return Err(io_error("mount", std::io::Error::last_os_error()));
+                }
+                Ok(())
+            }),
+        )
     }
 
     fn bind_node_onto(
@@ -374,25 +492,28 @@ impl HostBlockDevice for CallContext {
         h: Resource<BlockDeviceHandle>,
         at: Resource<TargetHandle>,
     ) -> wasmtime::Result<Result<(), DriverError>> {
-        self.table.get(&h)?;
+        let lv = self.is_lv(&h)?;
         self.table.get(&at)?;
         let mut args = self.device_args(&h);
         args["target"] = json!(self.table.get(&at)?.path());
-        Ok(self.gate(CapOp::DeviceBindNodeOnto, &[], args, |ctx| {
-            let dev = ctx.device_of(&h)?;
-            let target = ctx.target_of(&at)?;
-            if target.shape() != TargetShape::File {
-                return Err(failed(DriverError::InvalidArgument(
-                    "a device node binds onto a file target".into(),
-                )));
-            }
-            let node = sys_mount::open_path(&dev.node()).map_err(|e| io_error("device node", e))?;
-            let fd = target.fd().map_err(|e| io_error("target", e))?;
-            // The one mount without the hardening flags: it is the device
-            // node itself, which `nodev` would make unusable.
-            sys_mount::bind(node.as_fd(), fd, sys_mount::MountFlags::default())
-                .map_err(|e| io_error("bind", e))
-        }))
+        Ok(
+            self.gate_device(lv, CapOp::DeviceBindNodeOnto, &[], args, |ctx| {
+                let dev = ctx.device_of(&h)?;
+                let target = ctx.target_of(&at)?;
+                if target.shape() != TargetShape::File {
+                    return Err(failed(DriverError::InvalidArgument(
+                        "a device node binds onto a file target".into(),
+                    )));
+                }
+                let node =
+                    sys_mount::open_path(&dev.node()).map_err(|e| io_error("device node", e))?;
+                let fd = target.fd().map_err(|e| io_error("target", e))?;
+                // The one mount without the hardening flags: it is the device
+                // node itself, which `nodev` would make unusable.
+                sys_mount::bind(node.as_fd(), fd, sys_mount::MountFlags::default())
+                    .map_err(|e| io_error("bind", e))
+            }),
+        )
     }
 
     fn drop(&mut self, rep: Resource<BlockDeviceHandle>) -> wasmtime::Result<()> {
@@ -462,8 +583,7 @@ impl Host for CallContext {
                 };
                 ctx.table
                     .push(BlockDeviceHandle {
-                        dev,
-                        backing,
+                        block: Block::Loop { dev, backing },
                         detached: false,
                     })
                     .map_err(|e| failed(DriverError::ResourceExhausted(e.to_string())))
@@ -493,8 +613,7 @@ impl Host for CallContext {
                     Some(dev) => ctx
                         .table
                         .push(BlockDeviceHandle {
-                            dev,
-                            backing,
+                            block: Block::Loop { dev, backing },
                             detached: false,
                         })
                         .map(Some)

@@ -103,22 +103,30 @@ impl Import {
         match self.kind {
             ImportKind::Unknown => true,
             kind => {
-                let granted =
-                    kind.granted_by(grants) || (self.only_root_methods() && grants.netfs.is_some());
+                let granted = kind.granted_by(grants)
+                    || (self.only_methods_of(Capability::Storage, "root")
+                        && grants.netfs.is_some())
+                    || (self.only_methods_of(Capability::Device, "block-device")
+                        && grants.lvm.is_some());
                 !self.functions.is_empty() && !granted
             }
         }
     }
 
-    /// Whether this is `volumes` imported only for the methods of `root`
-    /// (no `open-root`): a driver granted `netfs` gets its roots from
-    /// `netfs.open-share`, so it needs no storage grant for them.
-    fn only_root_methods(&self) -> bool {
-        self.kind == ImportKind::Capability(Capability::Storage)
-            && self
-                .functions
-                .iter()
-                .all(|f| f.starts_with("[method]root.") || f.starts_with("[resource-drop]root"))
+    /// Whether this is `capability`'s interface imported only for the
+    /// methods of its `resource`: `volumes` for `root` (no `open-root`), a
+    /// driver granted `netfs` gets its roots from `netfs.open-share`;
+    /// `device` for `block-device` (no backing files), a driver granted
+    /// `lvm` gets its devices from `lvm.open`. Neither then needs the
+    /// interface's own grant.
+    fn only_methods_of(&self, capability: Capability, resource: &str) -> bool {
+        self.kind == ImportKind::Capability(capability)
+            && self.functions.iter().all(|f| {
+                f.strip_prefix("[method]")
+                    .or_else(|| f.strip_prefix("[resource-drop]"))
+                    .and_then(|rest| rest.strip_prefix(resource))
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
     }
 }
 

@@ -5,6 +5,7 @@ pub mod context;
 pub mod device;
 pub mod imports;
 pub mod log;
+pub mod lvm;
 pub mod mount;
 pub mod netfs;
 pub mod state;

@@ -32,11 +32,13 @@ pub enum Capability {
     Netfs,
     /// `grants.tmpfs`: mounting size-limited tmpfs filesystems (`tmpfs`).
     Tmpfs,
+    /// `grants.lvm`: logical volumes in granted volume groups (`lvm`).
+    Lvm,
 }
 
 impl Capability {
     /// Every capability, in report order.
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Storage,
         Capability::Mount,
         Capability::State,
@@ -44,6 +46,7 @@ impl Capability {
         Capability::Secrets,
         Capability::Netfs,
         Capability::Tmpfs,
+        Capability::Lvm,
     ];
 
     /// Short name, as reports and audit summaries spell it.
@@ -56,6 +59,7 @@ impl Capability {
             Capability::Secrets => "secrets",
             Capability::Netfs => "netfs",
             Capability::Tmpfs => "tmpfs",
+            Capability::Lvm => "lvm",
         }
     }
 
@@ -69,6 +73,7 @@ impl Capability {
             Capability::Secrets => "grants.secrets",
             Capability::Netfs => "grants.netfs",
             Capability::Tmpfs => "grants.tmpfs",
+            Capability::Lvm => "grants.lvm",
         }
     }
 
@@ -83,6 +88,7 @@ impl Capability {
             "device" => Some(Capability::Device),
             "netfs" => Some(Capability::Netfs),
             "tmpfs" => Some(Capability::Tmpfs),
+            "lvm" => Some(Capability::Lvm),
             _ => None,
         }
     }
@@ -97,6 +103,7 @@ impl Capability {
             Capability::Secrets => grants.secrets,
             Capability::Netfs => grants.netfs.is_some(),
             Capability::Tmpfs => grants.tmpfs.is_some(),
+            Capability::Lvm => grants.lvm.is_some(),
         }
     }
 
@@ -138,6 +145,12 @@ pub enum Need<'a> {
     Tmpfs,
     /// A tmpfs of this many bytes (`grants.tmpfs.max_bytes`).
     TmpfsBytes(u64),
+    /// Logical volumes.
+    Lvm,
+    /// This volume group (`grants.lvm.groups`).
+    LvmGroup(&'a str),
+    /// This thin pool of this group (`grants.lvm.groups[].thin_pools`).
+    ThinPool(&'a str, &'a str),
 }
 
 impl Need<'_> {
@@ -148,6 +161,15 @@ impl Need<'_> {
         match self {
             Need::StorageRead => Need::Netfs,
             Need::StorageWrite => Need::ShareWrite,
+            other => other,
+        }
+    }
+
+    /// What this need becomes for a `device` operation on a logical volume
+    /// (`lvm.open`) instead of a loop device: the lvm grant.
+    pub fn on_lv(self) -> Self {
+        match self {
+            Need::Device => Need::Lvm,
             other => other,
         }
     }
@@ -193,6 +215,19 @@ impl Need<'_> {
                     format!("{size} bytes exceeds grants.tmpfs.max_bytes ({max})")
                 })
             }
+            Need::Lvm => yes(grants.lvm.is_some(), &|| "no lvm grant".into()),
+            Need::LvmGroup(vg) => yes(
+                grants.lvm.as_ref().is_some_and(|l| l.group(vg).is_some()),
+                &|| format!("volume group `{vg}` is not in grants.lvm.groups"),
+            ),
+            Need::ThinPool(vg, pool) => yes(
+                grants
+                    .lvm
+                    .as_ref()
+                    .and_then(|l| l.group(vg))
+                    .is_some_and(|g| g.thin_pools.iter().any(|p| p.as_str() == pool)),
+                &|| format!("thin pool `{vg}/{pool}` is not granted"),
+            ),
             Need::FileBytes(size) => {
                 let max = grants.device.map_or(0, |d| d.max_file_bytes);
                 yes(size <= max, &|| {
@@ -281,6 +316,13 @@ cap_ops! {
     NetfsMountOnto => "netfs.mount-onto", [Netfs, Mount], blocks;
     NetfsOpenShare => "netfs.open-share", [Netfs], blocks;
     TmpfsMountOnto => "tmpfs.mount-onto", [Tmpfs, Mount], quick;
+    LvmCreate => "lvm.create", [Lvm], blocks;
+    LvmSnapshot => "lvm.snapshot", [Lvm], blocks;
+    LvmExtend => "lvm.extend", [Lvm], blocks;
+    LvmRemove => "lvm.remove", [Lvm], blocks;
+    LvmListVolumes => "lvm.list-volumes", [Lvm], blocks;
+    LvmFreeBytes => "lvm.free-bytes", [Lvm], blocks;
+    LvmOpen => "lvm.open", [Lvm], blocks;
 }
 
 #[cfg(test)]
@@ -300,6 +342,7 @@ mod tests {
                 Need::Device | Need::FileBytes(_) | Need::FsType(_) => Capability::Device,
                 Need::Netfs | Need::ShareWrite => Capability::Netfs,
                 Need::Tmpfs | Need::TmpfsBytes(_) => Capability::Tmpfs,
+                Need::Lvm | Need::LvmGroup(_) | Need::ThinPool(..) => Capability::Lvm,
             })
             .collect();
         caps.sort();
@@ -344,6 +387,9 @@ mod tests {
             Need::ShareWrite,
             Need::Tmpfs,
             Need::TmpfsBytes(1),
+            Need::Lvm,
+            Need::LvmGroup("vg"),
+            Need::ThinPool("vg", "pool"),
             Need::FileBytes(1),
         ] {
             assert!(need.check(&none).is_err(), "{need:?} passes with no grants");

@@ -128,6 +128,31 @@ pub struct GrantsEntry {
     /// `tmpfs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<TmpfsEntry>,
+    /// `lvm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lvm: Option<LvmEntry>,
+}
+
+/// `lvm = { groups = [...] }`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LvmEntry {
+    /// `groups`: the volume groups the driver may make volumes in.
+    pub groups: Vec<LvmGroupEntry>,
+}
+
+/// One granted volume group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LvmGroupEntry {
+    /// `name`: the volume group.
+    pub name: String,
+    /// `thin_pools`: thin pools in it the driver may make thin volumes in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thin_pools: Vec<String>,
+    /// `max_bytes`: what the driver's volumes in the group may add up to
+    /// (virtual sizes for thin volumes).
+    pub max_bytes: u64,
 }
 
 /// `netfs = { ... }`: the NFS servers, exports, versions and options a driver may use.

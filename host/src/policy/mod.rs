@@ -266,6 +266,33 @@ pub struct Grants {
     pub netfs: Option<NetfsGrant>,
     /// May mount size-limited tmpfs filesystems (`tmpfs` interface).
     pub tmpfs: Option<TmpfsGrant>,
+    /// May make logical volumes in these groups (`lvm` interface).
+    pub lvm: Option<LvmGrant>,
+}
+
+/// The lvm capability: logical volumes in granted volume groups.
+#[derive(Debug, Clone)]
+pub struct LvmGrant {
+    /// The granted groups.
+    pub groups: Vec<LvmGroupGrant>,
+}
+
+impl LvmGrant {
+    /// The grant of group `vg`, if granted.
+    pub fn group(&self, vg: &str) -> Option<&LvmGroupGrant> {
+        self.groups.iter().find(|g| g.vg.as_str() == vg)
+    }
+}
+
+/// One granted volume group.
+#[derive(Debug, Clone)]
+pub struct LvmGroupGrant {
+    /// The group.
+    pub vg: crate::sys::lvm::VgName,
+    /// Thin pools in it the driver may use.
+    pub thin_pools: Vec<crate::sys::lvm::LvName>,
+    /// What the driver's volumes in the group may add up to.
+    pub max_bytes: u64,
 }
 
 /// The tmpfs capability: new in-memory filesystems of a bounded size.
@@ -460,6 +487,34 @@ impl Policy {
             let tmpfs = d.grants.tmpfs.map(|t| TmpfsGrant {
                 max_bytes: t.max_bytes,
             });
+            let lvm = match d.grants.lvm {
+                None => None,
+                Some(l) => {
+                    let mut groups: Vec<LvmGroupGrant> = Vec::new();
+                    for g in l.groups {
+                        let vg = crate::sys::lvm::VgName::parse(&g.name)
+                            .map_err(|m| invalid("grants.lvm.groups", m))?;
+                        if groups.iter().any(|x| x.vg == vg) {
+                            return Err(invalid(
+                                "grants.lvm.groups",
+                                format!("`{}` is granted twice", g.name),
+                            ));
+                        }
+                        let thin_pools = g
+                            .thin_pools
+                            .iter()
+                            .map(|p| crate::sys::lvm::LvName::parse(p))
+                            .collect::<Result<_, _>>()
+                            .map_err(|m| invalid("grants.lvm.groups", m))?;
+                        groups.push(LvmGroupGrant {
+                            vg,
+                            thin_pools,
+                            max_bytes: g.max_bytes,
+                        });
+                    }
+                    Some(LvmGrant { groups })
+                }
+            };
             let defaults = Limits::default();
             let limits = Limits {
                 memory_bytes: d.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
@@ -575,6 +630,7 @@ impl Policy {
                     mount_hardening,
                     netfs,
                     tmpfs,
+                    lvm,
                 },
                 limits,
                 csi,

@@ -78,10 +78,20 @@ fn program(name: &str) -> io::Result<PathBuf> {
 
 /// Runs a tool to completion (bounded), capturing its output.
 fn run(name: &str, args: &[&std::ffi::OsStr]) -> io::Result<Output> {
+    run_with_env(name, args, &[])
+}
+
+/// [`run`] with these variables added to the otherwise empty environment.
+pub(crate) fn run_with_env(
+    name: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> io::Result<Output> {
     let mut child = Command::new(program(name)?)
         .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -103,7 +113,8 @@ fn run(name: &str, args: &[&std::ffi::OsStr]) -> io::Result<Output> {
     }
 }
 
-fn checked(name: &str, out: Output) -> io::Result<Output> {
+/// The output of a tool that succeeded, or an error with its first words.
+pub(crate) fn checked(name: &str, out: Output) -> io::Result<Output> {
     if out.status.success() {
         return Ok(out);
     }

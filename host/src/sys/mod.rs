@@ -5,5 +5,6 @@ pub mod deferred_close;
 pub mod fs_context;
 pub mod fstools;
 pub mod loopdev;
+pub mod lvm;
 pub mod mount;
 pub mod tree;

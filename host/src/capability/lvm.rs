@@ -1,0 +1,286 @@
+//! `wasmvol:driver/lvm`: logical volumes in granted volume groups, owned by
+//! the driver through a tag in the LVM metadata.
+//!
+//! Every use names a group; the gate refuses a group (or thin pool) the
+//! grant does not name before anything runs. Names are parsed into
+//! [`VgName`]/[`LvName`] (no leading `-`, no `/`, no spaces: nothing that
+//! could be an option or a path), the driver's volumes are found by its
+//! owner tag, and the grant's `max_bytes` bounds what they add up to.
+
+use serde_json::json;
+use wasmtime::component::Resource;
+
+use crate::bindings::lvm::{Host, LogicalVolume as WitVolume};
+use crate::bindings::DriverError;
+use crate::capability::context::{io_error, CallContext, CapError};
+use crate::capability::device::BlockDeviceHandle;
+use crate::capability::table::{CapOp, Need};
+use crate::sys::lvm::{self, Layout, LogicalVolume, LvName, VgName};
+
+fn invalid(m: String) -> CapError {
+    CapError::Failed(DriverError::InvalidArgument(m))
+}
+
+fn names(group: &str, name: &str) -> Result<(VgName, LvName), CapError> {
+    Ok((
+        VgName::parse(group).map_err(invalid)?,
+        LvName::parse(name).map_err(invalid)?,
+    ))
+}
+
+/// An LVM failure as the driver sees it: running out of space is
+/// RESOURCE_EXHAUSTED, anything else an internal error with LVM's words.
+fn lvm_error(what: &str, e: std::io::Error) -> CapError {
+    let text = e.to_string();
+    if text.contains("insufficient") || text.contains("Insufficient") {
+        CapError::Failed(DriverError::ResourceExhausted(format!("{what}: {text}")))
+    } else {
+        io_error(what, e)
+    }
+}
+
+impl CallContext {
+    /// This driver's volumes in `vg`.
+    fn owned_volumes(&self, vg: &VgName) -> Result<Vec<LogicalVolume>, CapError> {
+        let tag = lvm::owner_tag(self.driver());
+        Ok(lvm::list(vg)
+            .map_err(|e| io_error("lvs", e))?
+            .into_iter()
+            .filter(|v| v.tags.contains(&tag))
+            .collect())
+    }
+
+    /// The driver's volume `lv`, `None` when there is no volume of that
+    /// name, and a denial when the volume is not the driver's.
+    fn owned_volume(&self, vg: &VgName, lv: &LvName) -> Result<Option<LogicalVolume>, CapError> {
+        let tag = lvm::owner_tag(self.driver());
+        let found = lvm::list(vg)
+            .map_err(|e| io_error("lvs", e))?
+            .into_iter()
+            .find(|v| v.name == lv.as_str());
+        match found {
+            None => Ok(None),
+            Some(v) if v.tags.contains(&tag) => Ok(Some(v)),
+            Some(_) => Err(CapError::Denied(format!(
+                "logical volume {}/{} is not this driver's",
+                vg.as_str(),
+                lv.as_str()
+            ))),
+        }
+    }
+
+    /// Refuses growing the driver's volumes in `vg` by `more` bytes past the grant.
+    fn within_cap(&self, vg: &VgName, more: u64) -> Result<(), CapError> {
+        let max = self
+            .env
+            .policy
+            .grants
+            .lvm
+            .as_ref()
+            .and_then(|l| l.group(vg.as_str()))
+            .map_or(0, |g| g.max_bytes);
+        let used: u64 = self.owned_volumes(vg)?.iter().map(|v| v.size).sum();
+        if used.saturating_add(more) > max {
+            return Err(CapError::Denied(format!(
+                "{more} more bytes in {} exceeds grants.lvm max_bytes ({max}; {used} used)",
+                vg.as_str()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl From<LogicalVolume> for WitVolume {
+    fn from(v: LogicalVolume) -> Self {
+        WitVolume {
+            name: v.name,
+            size_bytes: v.size,
+            thin_pool: v.pool,
+            origin: v.origin,
+        }
+    }
+}
+
+impl Host for CallContext {
+    fn create(
+        &mut self,
+        group: String,
+        name: String,
+        size_bytes: u64,
+        thin_pool: Option<String>,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        let args =
+            json!({"group": group, "name": name, "size": size_bytes, "thin_pool": thin_pool});
+        let mut needs = vec![Need::LvmGroup(&group)];
+        if let Some(pool) = &thin_pool {
+            needs.push(Need::ThinPool(&group, pool));
+        }
+        Ok(self.gate(CapOp::LvmCreate, &needs, args, |ctx| {
+            let (vg, lv) = names(&group, &name)?;
+            let layout = match &thin_pool {
+                None => Layout::Thick,
+                Some(p) => Layout::Thin(LvName::parse(p).map_err(invalid)?),
+            };
+            if size_bytes == 0 {
+                return Err(invalid("a logical volume needs a size above 0".into()));
+            }
+            if let Some(existing) = ctx.owned_volume(&vg, &lv)? {
+                // A repeat of the same create finds what the first made.
+                return if existing.size >= size_bytes && existing.pool == thin_pool {
+                    Ok(())
+                } else {
+                    Err(CapError::Failed(DriverError::AlreadyExists(format!(
+                        "{}/{} exists with another size or pool",
+                        vg.as_str(),
+                        lv.as_str()
+                    ))))
+                };
+            }
+            ctx.within_cap(&vg, size_bytes)?;
+            if layout == Layout::Thick {
+                let free = lvm::free(&vg).map_err(|e| io_error("vgs", e))?;
+                if size_bytes > free {
+                    return Err(CapError::Failed(DriverError::ResourceExhausted(format!(
+                        "{size_bytes} bytes requested, {free} free in {}",
+                        vg.as_str()
+                    ))));
+                }
+            }
+            lvm::create(&vg, &lv, size_bytes, &layout, &lvm::owner_tag(ctx.driver()))
+                .map_err(|e| lvm_error("lvcreate", e))
+        }))
+    }
+
+    fn snapshot(
+        &mut self,
+        group: String,
+        origin: String,
+        name: String,
+        size_bytes: Option<u64>,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        let args = json!({"group": group, "origin": origin, "name": name, "size": size_bytes});
+        Ok(
+            self.gate(CapOp::LvmSnapshot, &[Need::LvmGroup(&group)], args, |ctx| {
+                let (vg, snap) = names(&group, &name)?;
+                let origin_lv = LvName::parse(&origin).map_err(invalid)?;
+                let source = ctx.owned_volume(&vg, &origin_lv)?.ok_or_else(|| {
+                    CapError::Failed(DriverError::NotFound(format!("no volume {group}/{origin}")))
+                })?;
+                if ctx.owned_volume(&vg, &snap)?.is_some() {
+                    return Ok(());
+                }
+                // A thin origin makes a thin snapshot (no size); a thick one a
+                // copy-on-write snapshot with room for `size_bytes` of changes.
+                let size = match (&source.pool, size_bytes) {
+                    (Some(_), _) => None,
+                    (None, Some(s)) if s > 0 => Some(s),
+                    (None, _) => {
+                        return Err(invalid(
+                            "a snapshot of a thick volume needs a size for its changes".into(),
+                        ))
+                    }
+                };
+                ctx.within_cap(&vg, size.unwrap_or(source.size))?;
+                lvm::snapshot(&vg, &origin_lv, &snap, size, &lvm::owner_tag(ctx.driver()))
+                    .map_err(|e| lvm_error("lvcreate --snapshot", e))
+            }),
+        )
+    }
+
+    fn extend(
+        &mut self,
+        group: String,
+        name: String,
+        size_bytes: u64,
+    ) -> wasmtime::Result<Result<u64, DriverError>> {
+        let args = json!({"group": group, "name": name, "size": size_bytes});
+        Ok(
+            self.gate(CapOp::LvmExtend, &[Need::LvmGroup(&group)], args, |ctx| {
+                let (vg, lv) = names(&group, &name)?;
+                let v = ctx.owned_volume(&vg, &lv)?.ok_or_else(|| {
+                    CapError::Failed(DriverError::NotFound(format!("no volume {group}/{name}")))
+                })?;
+                if size_bytes <= v.size {
+                    return Ok(v.size);
+                }
+                ctx.within_cap(&vg, size_bytes - v.size)?;
+                lvm::extend(&vg, &lv, size_bytes).map_err(|e| lvm_error("lvextend", e))?;
+                Ok(ctx.owned_volume(&vg, &lv)?.map_or(size_bytes, |v| v.size))
+            }),
+        )
+    }
+
+    fn remove(&mut self, group: String, name: String) -> wasmtime::Result<Result<(), DriverError>> {
+        let args = json!({"group": group, "name": name});
+        Ok(
+            self.gate(CapOp::LvmRemove, &[Need::LvmGroup(&group)], args, |ctx| {
+                let (vg, lv) = names(&group, &name)?;
+                match ctx.owned_volume(&vg, &lv)? {
+                    None => Ok(()),
+                    Some(_) => lvm::remove(&vg, &lv).map_err(|e| io_error("lvremove", e)),
+                }
+            }),
+        )
+    }
+
+    fn list_volumes(
+        &mut self,
+        group: String,
+    ) -> wasmtime::Result<Result<Vec<WitVolume>, DriverError>> {
+        let args = json!({"group": group});
+        Ok(self.gate(
+            CapOp::LvmListVolumes,
+            &[Need::LvmGroup(&group)],
+            args,
+            |ctx| {
+                let vg = VgName::parse(&group).map_err(invalid)?;
+                Ok(ctx
+                    .owned_volumes(&vg)?
+                    .into_iter()
+                    .map(Into::into)
+                    .collect())
+            },
+        ))
+    }
+
+    fn free_bytes(&mut self, group: String) -> wasmtime::Result<Result<u64, DriverError>> {
+        let args = json!({"group": group});
+        Ok(
+            self.gate(CapOp::LvmFreeBytes, &[Need::LvmGroup(&group)], args, |_| {
+                let vg = VgName::parse(&group).map_err(invalid)?;
+                lvm::free(&vg).map_err(|e| io_error("vgs", e))
+            }),
+        )
+    }
+
+    fn open(
+        &mut self,
+        group: String,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<BlockDeviceHandle>, DriverError>> {
+        let args = json!({"group": group, "name": name});
+        Ok(
+            self.gate(CapOp::LvmOpen, &[Need::LvmGroup(&group)], args, |ctx| {
+                let (vg, lv) = names(&group, &name)?;
+                ctx.owned_volume(&vg, &lv)?.ok_or_else(|| {
+                    CapError::Failed(DriverError::NotFound(format!("no volume {group}/{name}")))
+                })?;
+                let node = lvm::node(&vg, &lv);
+                if !node.exists() {
+                    lvm::activate(&vg, &lv).map_err(|e| io_error("lvchange", e))?;
+                }
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let meta = std::fs::metadata(&node).map_err(|e| io_error("device node", e))?;
+                if !meta.file_type().is_block_device() {
+                    return Err(CapError::Denied(format!(
+                        "{} is not a block device",
+                        node.display()
+                    )));
+                }
+                ctx.table
+                    .push(BlockDeviceHandle::logical_volume(node, meta.rdev()))
+                    .map_err(|e| CapError::Failed(DriverError::ResourceExhausted(e.to_string())))
+            }),
+        )
+    }
+}
