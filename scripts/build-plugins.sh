@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 target=wasm32-wasip2
 out=$root/target/components
-drivers=(hostpath loopfs nfs scratch adversary)
+drivers=(hostpath loopfs nfs scratch lvm adversary)
 mkdir -p "$out"
 
 pkg_args=()

@@ -18,9 +18,9 @@ scripts/build-plugins.sh
 cargo build --bins
 build=$(mktemp)
 trap 'rm -f "$build"' EXIT
-cargo test -p wasmvol-tests --features vm --test vm_nfs --no-run 2>&1 | tee "$build"
-exe=$(grep -Eo 'target/debug/deps/vm_nfs-[0-9a-f]+' "$build" | tail -n1)
-[ -n "$exe" ] || { echo "scripts/test-vm.sh: no vm_nfs test binary" >&2; exit 1; }
+cargo test -p wasmvol-tests --features vm --test vm_nfs --test vm_lvm --no-run 2>&1 | tee "$build"
+exes=$(grep -Eo 'target/debug/deps/vm_(nfs|lvm)-[0-9a-f]+' "$build" | sort -u)
+[ "$(echo "$exes" | wc -l)" = 2 ] || { echo "scripts/test-vm.sh: missing a VM test binary" >&2; exit 1; }
 mkdir -p target/vm-run
 job=target/vm-run/job.sh
 log=target/vm-run/suite.log
@@ -28,8 +28,13 @@ cat > "$job" <<JOB
 set -e
 cd "$PWD"
 sh scripts/vm/nfs-server.sh
+sh scripts/vm/lvm-setup.sh
 set +e
-RUST_BACKTRACE=1 "$PWD/$exe" --test-threads=2 --color=never
+status=0
+for exe in $(echo $exes); do
+  RUST_BACKTRACE=1 WASMVOL_TEST_SERVE_TIMEOUT_S=900 "$PWD/\$exe" --test-threads=2 --color=never || status=1
+done
+exit \$status
 JOB
 set +e
 scripts/vm/boot.sh "$job" 2>&1 | tee "$log"

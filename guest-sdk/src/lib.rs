@@ -57,6 +57,7 @@ pub use bindings::exports::wasmvol::driver::node::{
 };
 pub use bindings::wasmvol::driver::device::{self, BlockDevice, FsType, MkfsOptions};
 pub use bindings::wasmvol::driver::log;
+pub use bindings::wasmvol::driver::lvm::{self, LogicalVolume};
 pub use bindings::wasmvol::driver::mount::{self, Target, TargetRole, TargetShape};
 pub use bindings::wasmvol::driver::netfs::{self, NfsShare, NfsVersion};
 pub use bindings::wasmvol::driver::state;

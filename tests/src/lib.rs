@@ -29,6 +29,17 @@ pub fn shared_cache_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifact-cache")
 }
 
+/// How long a test waits for `wasmvol serve` to open its socket: 30 s, or
+/// `WASMVOL_TEST_SERVE_TIMEOUT_S` (the real-kernel VM, where software
+/// emulation compiles a component cold in tens of seconds).
+pub fn serve_start_timeout() -> std::time::Duration {
+    let secs = std::env::var("WASMVOL_TEST_SERVE_TIMEOUT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    std::time::Duration::from_secs(secs)
+}
+
 /// Path of the `wasmvol` binary built for these tests.
 pub fn wasmvol_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
@@ -101,6 +112,8 @@ pub struct FixtureGrants {
     pub tmpfs_max_bytes: Option<u64>,
     /// The Flex driver name, when not `wasmvol/<driver>` (e.g. the classic `k8s/nfs`).
     pub flex_name: Option<&'static str>,
+    /// `grants.lvm`, as written (with ext4 and xfs granted for its volumes).
+    pub lvm: Option<wasmvol::policy::file::LvmEntry>,
 }
 
 impl Default for FixtureGrants {
@@ -120,6 +133,7 @@ impl Default for FixtureGrants {
             netfs: None,
             tmpfs_max_bytes: None,
             flex_name: None,
+            lvm: None,
         }
     }
 }
@@ -188,6 +202,10 @@ impl Fixture {
             grants.mount_options = vec!["noatime".into(), "nodiratime".into()];
         }
         grants.netfs = g.netfs.clone();
+        if let Some(lvm) = &g.lvm {
+            grants.lvm = Some(lvm.clone());
+            grants.fs_types = vec!["ext4".into(), "xfs".into()];
+        }
         grants.tmpfs = g.tmpfs_max_bytes.map(|max_bytes| TmpfsEntry { max_bytes });
         let policy = PolicyFile {
             host: HostEntry {
@@ -344,7 +362,7 @@ impl ServeProcess {
             .spawn()
             .expect("spawn wasmvol serve");
         let socket = socket.to_owned();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + serve_start_timeout();
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,

@@ -264,7 +264,8 @@ pub fn create(vg: &VgName, lv: &LvName, size: u64, layout: &Layout, tag: &str) -
     lvm(&argv::create(vg, lv, size, layout, tag)).map(|_| ())
 }
 
-/// Snapshots `origin` as `name` (thin when `size` is `None`) and activates it.
+/// Snapshots `origin` as `name` (thin when `size` is `None`), active
+/// (`--setactivationskip n` keeps a thin snapshot from being skipped).
 pub fn snapshot(
     vg: &VgName,
     origin: &LvName,
@@ -272,8 +273,7 @@ pub fn snapshot(
     size: Option<u64>,
     tag: &str,
 ) -> io::Result<()> {
-    lvm(&argv::snapshot(vg, origin, name, size, tag))?;
-    lvm(&argv::activate(vg, name)).map(|_| ())
+    lvm(&argv::snapshot(vg, origin, name, size, tag)).map(|_| ())
 }
 
 /// Activates a volume (after a reboot, its node may be gone).

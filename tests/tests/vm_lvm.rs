@@ -1,0 +1,685 @@
+//! LVM end to end on a real kernel's device-mapper: the lvm driver through
+//! CSI (thick and thin, raw block, expansion, snapshots, restore, clone)
+//! and through the installed Flex shim, and the lvm capability's refusals.
+//!
+//! Runs only inside the real-kernel test VM (`scripts/test-vm.sh`, built
+//! with `--features vm`). The VM's job makes `kube_vg` (4 GiB) with thin
+//! pools `pool0` (granted) and `pool1` (not), and `other_vg` (not granted)
+//! (`scripts/vm/lvm-setup.sh`). Each test uses volume names of its own.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use tonic::Code;
+use wasmvol::csi::proto::controller_client::ControllerClient;
+use wasmvol::csi::proto::node_client::NodeClient;
+use wasmvol::csi::proto::*;
+use wasmvol::policy::file::{LvmEntry, LvmGroupEntry};
+use wasmvol_tests::{csi_channel, Fixture, FixtureGrants, ServeProcess};
+
+const MIB: i64 = 1 << 20;
+
+fn grants(csi: bool, flex: bool) -> FixtureGrants {
+    FixtureGrants {
+        mount: true,
+        storage: None,
+        state_quota: None,
+        csi,
+        flex,
+        flex_name: flex.then_some("kubernetes.io/lvm"),
+        lvm: Some(LvmEntry {
+            groups: vec![LvmGroupEntry {
+                name: "kube_vg".into(),
+                thin_pools: vec!["pool0".into()],
+                max_bytes: 8 << 30,
+            }],
+        }),
+        deadline_ms: 120_000,
+        ..FixtureGrants::default()
+    }
+}
+
+/// `lvs` of a group: name → tags.
+fn lvs(vg: &str) -> HashMap<String, String> {
+    let out = Command::new("lvs")
+        .args([
+            "--noheadings",
+            "-o",
+            "lv_name,lv_tags",
+            "--separator",
+            "|",
+            vg,
+        ])
+        .env("DM_DISABLE_UDEV", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().split_once('|'))
+        .map(|(n, t)| (n.to_owned(), t.to_owned()))
+        .collect()
+}
+
+// Fields drop in order: clients first, then the host, then the fixture.
+struct Csi {
+    controller: ControllerClient<tonic::transport::Channel>,
+    node: NodeClient<tonic::transport::Channel>,
+    _serve: ServeProcess,
+    f: Fixture,
+}
+
+async fn start() -> Csi {
+    let f = Fixture::new("lvm", grants(true, false));
+    let serve = ServeProcess::start(&f);
+    let channel = csi_channel(&serve.socket).await;
+    Csi {
+        controller: ControllerClient::new(channel.clone()),
+        node: NodeClient::new(channel),
+        _serve: serve,
+        f,
+    }
+}
+
+fn mount_cap(fs: &str) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(volume_capability::AccessType::Mount(
+            volume_capability::MountVolume {
+                fs_type: fs.into(),
+                ..Default::default()
+            },
+        )),
+        access_mode: Some(volume_capability::AccessMode {
+            mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+fn block_cap() -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(volume_capability::AccessType::Block(
+            volume_capability::BlockVolume::default(),
+        )),
+        access_mode: Some(volume_capability::AccessMode {
+            mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Csi {
+    async fn create(
+        &mut self,
+        name: &str,
+        bytes: i64,
+        p: &[(&str, &str)],
+        cap: VolumeCapability,
+        source: Option<volume_content_source::Type>,
+    ) -> Result<Volume, tonic::Status> {
+        let req = CreateVolumeRequest {
+            name: name.into(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: bytes,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: vec![cap],
+            parameters: params(p),
+            volume_content_source: source.map(|t| VolumeContentSource { r#type: Some(t) }),
+            ..Default::default()
+        };
+        Ok(self
+            .controller
+            .create_volume(req)
+            .await?
+            .into_inner()
+            .volume
+            .expect("volume"))
+    }
+
+    async fn stage(
+        &mut self,
+        id: &str,
+        staging: &Path,
+        cap: VolumeCapability,
+    ) -> Result<(), tonic::Status> {
+        self.node
+            .node_stage_volume(NodeStageVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: staging.display().to_string(),
+                volume_capability: Some(cap),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn unstage(&mut self, id: &str, staging: &Path) {
+        self.node
+            .node_unstage_volume(NodeUnstageVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: staging.display().to_string(),
+            })
+            .await
+            .expect("unstage");
+    }
+
+    async fn publish(&mut self, id: &str, staging: &Path, target: &Path, cap: VolumeCapability) {
+        self.node
+            .node_publish_volume(NodePublishVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: staging.display().to_string(),
+                target_path: target.display().to_string(),
+                volume_capability: Some(cap),
+                ..Default::default()
+            })
+            .await
+            .expect("publish");
+    }
+
+    async fn unpublish(&mut self, id: &str, target: &Path) {
+        self.node
+            .node_unpublish_volume(NodeUnpublishVolumeRequest {
+                volume_id: id.into(),
+                target_path: target.display().to_string(),
+            })
+            .await
+            .expect("unpublish");
+    }
+
+    async fn delete(&mut self, id: &str) {
+        self.controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("delete");
+    }
+
+    async fn capacity(&mut self) -> i64 {
+        self.controller
+            .get_capacity(GetCapacityRequest {
+                parameters: params(&[("volumegroup", "kube_vg")]),
+                ..Default::default()
+            })
+            .await
+            .expect("capacity")
+            .into_inner()
+            .available_capacity
+    }
+
+    async fn snapshot(&mut self, source: &str, name: &str) -> String {
+        self.controller
+            .create_snapshot(CreateSnapshotRequest {
+                source_volume_id: source.into(),
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("snapshot")
+            .into_inner()
+            .snapshot
+            .unwrap()
+            .snapshot_id
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        let p = self.f.dir.path().join("targets").join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        p
+    }
+
+    fn last_audit(&self, operation: &str) -> Value {
+        self.f
+            .audit()
+            .into_iter()
+            .rev()
+            .find(|r| r["operation"] == operation)
+            .unwrap_or_else(|| panic!("no audit record of {operation}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thick_volume_keeps_its_data_across_stages_grows_online_and_snapshots() {
+    let mut c = start().await;
+    let free_before = c.capacity().await;
+    let vg = [("volumegroup", "kube_vg")];
+    let v = c
+        .create("pvc-thick", 64 * MIB, &vg, mount_cap("ext4"), None)
+        .await
+        .expect("create");
+    assert_eq!(v.volume_id, "kube_vg#pvc-thick");
+    let again = c
+        .create("pvc-thick", 64 * MIB, &vg, mount_cap("ext4"), None)
+        .await
+        .unwrap();
+    assert_eq!(again.volume_id, v.volume_id);
+    assert_eq!(lvs("kube_vg")["pvc-thick"], "wasmvol.owner.lvm");
+    assert_eq!(
+        c.capacity().await,
+        free_before - 64 * MIB,
+        "capacity shrinks as volumes are made"
+    );
+
+    let (staging, target) = (c.path("staging"), c.path("pod"));
+    for _ in 0..2 {
+        c.stage(&v.volume_id, &staging, mount_cap("ext4"))
+            .await
+            .expect("stage");
+    }
+    c.publish(&v.volume_id, &staging, &target, mount_cap("ext4"))
+        .await;
+    std::fs::write(target.join("data"), b"on a logical volume").unwrap();
+    c.unpublish(&v.volume_id, &target).await;
+    c.unstage(&v.volume_id, &staging).await;
+    assert!(c.f.mounts().is_empty(), "{:?}", c.f.mounts());
+    // Staged again: never reformatted, the data is there.
+    c.stage(&v.volume_id, &staging, mount_cap("ext4"))
+        .await
+        .expect("stage again");
+    c.publish(&v.volume_id, &staging, &target, mount_cap("ext4"))
+        .await;
+    assert_eq!(
+        std::fs::read(target.join("data")).unwrap(),
+        b"on a logical volume"
+    );
+
+    // Online expansion, seen by the mounted filesystem.
+    let before = nix::sys::statvfs::statvfs(&target).unwrap();
+    let grown = c
+        .controller
+        .controller_expand_volume(ControllerExpandVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 128 * MIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("controller expand")
+        .into_inner();
+    assert!(grown.node_expansion_required);
+    c.node
+        .node_expand_volume(NodeExpandVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            volume_path: target.display().to_string(),
+            staging_target_path: staging.display().to_string(),
+            volume_capability: Some(mount_cap("ext4")),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 128 * MIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("node expand");
+    let after = nix::sys::statvfs::statvfs(&target).unwrap();
+    assert!(
+        after.blocks() * after.fragment_size() > before.blocks() * before.fragment_size() * 3 / 2,
+        "the filesystem did not grow"
+    );
+
+    // A copy-on-write snapshot of the thick volume.
+    let snap = c.snapshot(&v.volume_id, "snap-thick").await;
+    assert!(lvs("kube_vg").contains_key("snap-snap-thick"), "{snap}");
+    c.controller
+        .delete_snapshot(DeleteSnapshotRequest {
+            snapshot_id: snap,
+            ..Default::default()
+        })
+        .await
+        .expect("delete snapshot");
+    c.unpublish(&v.volume_id, &target).await;
+    c.unstage(&v.volume_id, &staging).await;
+    for _ in 0..2 {
+        c.delete(&v.volume_id).await;
+    }
+    let left = lvs("kube_vg");
+    assert!(
+        !left.contains_key("pvc-thick") && !left.contains_key("snap-snap-thick"),
+        "{left:?}"
+    );
+    assert_eq!(c.capacity().await, free_before);
+    assert!(c.f.mounts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thin_volumes_snapshot_restore_clone_and_raw_block_reads_back() {
+    let mut c = start().await;
+    let thin = [("volumegroup", "kube_vg"), ("thinpool", "pool0")];
+    let v = c
+        .create("pvc-thin", 64 * MIB, &thin, mount_cap("ext4"), None)
+        .await
+        .expect("create thin");
+    let (staging, target) = (c.path("staging-thin"), c.path("pod-thin"));
+    c.stage(&v.volume_id, &staging, mount_cap("ext4"))
+        .await
+        .expect("stage");
+    c.publish(&v.volume_id, &staging, &target, mount_cap("ext4"))
+        .await;
+    std::fs::write(target.join("data"), b"thin data").unwrap();
+    nix::unistd::sync();
+    let snap = c.snapshot(&v.volume_id, "snap-thin").await;
+    std::fs::write(target.join("data"), b"changed").unwrap();
+    c.unpublish(&v.volume_id, &target).await;
+    c.unstage(&v.volume_id, &staging).await;
+
+    let restored = c
+        .create(
+            "pvc-restored",
+            64 * MIB,
+            &thin,
+            mount_cap("ext4"),
+            Some(volume_content_source::Type::Snapshot(
+                volume_content_source::SnapshotSource {
+                    snapshot_id: snap.clone(),
+                },
+            )),
+        )
+        .await
+        .expect("restore");
+    let clone = c
+        .create(
+            "pvc-clone",
+            64 * MIB,
+            &thin,
+            mount_cap("ext4"),
+            Some(volume_content_source::Type::Volume(
+                volume_content_source::VolumeSource {
+                    volume_id: v.volume_id.clone(),
+                },
+            )),
+        )
+        .await
+        .expect("clone");
+    for (vol, want) in [(&restored, &b"thin data"[..]), (&clone, &b"changed"[..])] {
+        let (s, t) = (
+            c.path(&format!("s-{}", vol.volume_id)),
+            c.path(&format!("t-{}", vol.volume_id)),
+        );
+        c.stage(&vol.volume_id, &s, mount_cap("ext4"))
+            .await
+            .expect("stage copy");
+        c.publish(&vol.volume_id, &s, &t, mount_cap("ext4")).await;
+        assert_eq!(
+            std::fs::read(t.join("data")).unwrap(),
+            want,
+            "{}",
+            vol.volume_id
+        );
+        c.unpublish(&vol.volume_id, &t).await;
+        c.unstage(&vol.volume_id, &s).await;
+    }
+
+    // Raw block: the device node bound onto a file target reads back what was written.
+    let raw = c
+        .create("pvc-raw", 16 * MIB, &thin, block_cap(), None)
+        .await
+        .expect("create raw");
+    let (rs, rt) = (c.path("staging-raw"), c.path("pod-raw"));
+    c.stage(&raw.volume_id, &rs, block_cap())
+        .await
+        .expect("stage raw");
+    c.publish(&raw.volume_id, &rs, &rt, block_cap()).await;
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&rt)
+            .unwrap();
+        dev.seek(SeekFrom::Start(4096)).unwrap();
+        dev.write_all(b"raw block bytes").unwrap();
+        dev.sync_all().unwrap();
+        let mut back = [0u8; 15];
+        dev.seek(SeekFrom::Start(4096)).unwrap();
+        dev.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"raw block bytes");
+    }
+    c.unpublish(&raw.volume_id, &rt).await;
+    c.unstage(&raw.volume_id, &rs).await;
+
+    for id in [
+        &raw.volume_id,
+        &restored.volume_id,
+        &clone.volume_id,
+        &snap,
+        &v.volume_id,
+    ] {
+        c.delete(id).await;
+    }
+    let left = lvs("kube_vg");
+    for name in [
+        "pvc-thin",
+        "pvc-restored",
+        "pvc-clone",
+        "pvc-raw",
+        "snap-snap-thin",
+    ] {
+        assert!(!left.contains_key(name), "{name} left: {left:?}");
+    }
+    assert!(c.f.mounts().is_empty(), "{:?}", c.f.mounts());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lvm_refuses_ungranted_groups_pools_foreign_volumes_bad_names_and_sizes() {
+    let mut c = start().await;
+    // A volume no driver made through wasmvol (no owner tag).
+    let made = Command::new("lvcreate")
+        .args(["-q", "-y", "-L", "16M", "-n", "foreign", "kube_vg"])
+        .env("DM_DISABLE_UDEV", "1")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let before = lvs("kube_vg");
+
+    /// A refused create: its name, parameters, size, code and what its message says.
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        i64,
+        Code,
+        &'static str,
+    );
+    let cases: [Case; 5] = [
+        (
+            "pvc-other-vg",
+            &[("volumegroup", "other_vg")],
+            16 * MIB,
+            Code::PermissionDenied,
+            "not in grants.lvm.groups",
+        ),
+        (
+            "pvc-pool1",
+            &[("volumegroup", "kube_vg"), ("thinpool", "pool1")],
+            16 * MIB,
+            Code::PermissionDenied,
+            "thin pool",
+        ),
+        (
+            "pvc-over-cap",
+            &[("volumegroup", "kube_vg")],
+            9 << 30,
+            Code::PermissionDenied,
+            "max_bytes",
+        ),
+        (
+            "pvc-exhausted",
+            &[("volumegroup", "kube_vg")],
+            5 << 30,
+            Code::ResourceExhausted,
+            "free",
+        ),
+        (
+            "pvc-bad-vg",
+            &[("volumegroup", "--help")],
+            16 * MIB,
+            Code::PermissionDenied,
+            "not in grants.lvm.groups",
+        ),
+    ];
+    for (name, p, bytes, code, says) in cases {
+        let err = c
+            .create(name, bytes, p, mount_cap("ext4"), None)
+            .await
+            .expect_err(name);
+        assert_eq!(err.code(), code, "{name}: {err:?}");
+        assert!(err.message().contains(says), "{name}: {}", err.message());
+        // The first lvm use of the create is the one refused (a listing of
+        // the group, or the create itself).
+        let record =
+            c.f.audit()
+                .into_iter()
+                .rev()
+                .find(|r| {
+                    r["operation"]
+                        .as_str()
+                        .is_some_and(|o| o.starts_with("lvm."))
+                })
+                .expect("an lvm audit record");
+        assert_eq!(record["args"]["group"], p[0].1, "{name}");
+        if code == Code::PermissionDenied {
+            assert_eq!(record["decision"], "deny", "{name}");
+        }
+    }
+    // Another driver's (or nobody's) volume is invisible to this one: not
+    // found to stage, refused to remove, and left as it was.
+    let staging = c.path("staging-foreign");
+    let err = c
+        .stage("kube_vg#foreign", &staging, mount_cap("ext4"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c
+        .controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: "kube_vg#foreign".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains("not this driver's"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(c.last_audit("lvm.remove")["decision"], "deny");
+    // Names that try to be options or paths never reach LVM.
+    for id in [
+        "kube_vg#--help",
+        "kube_vg#-n",
+        "kube_vg#a b",
+        "kube_vg#x/../y",
+    ] {
+        let err = c.stage(id, &staging, mount_cap("ext4")).await.unwrap_err();
+        assert!(
+            matches!(err.code(), Code::InvalidArgument | Code::NotFound),
+            "{id}: {err:?}"
+        );
+    }
+    // Other tests make volumes in the same group meanwhile: check ours only.
+    let after = lvs("kube_vg");
+    assert_eq!(
+        after.get("foreign"),
+        before.get("foreign"),
+        "the foreign volume changed"
+    );
+    for name in [
+        "pvc-other-vg",
+        "pvc-pool1",
+        "pvc-over-cap",
+        "pvc-exhausted",
+        "pvc-bad-vg",
+        "--help",
+        "-n",
+    ] {
+        assert!(!after.contains_key(name), "{name} was made: {after:?}");
+    }
+    assert!(lvs("other_vg").is_empty());
+    assert!(c.f.mounts().is_empty(), "{:?}", c.f.mounts());
+    // And the host still serves.
+    let ok = c
+        .create(
+            "pvc-after",
+            16 * MIB,
+            &[("volumegroup", "kube_vg")],
+            mount_cap("ext4"),
+            None,
+        )
+        .await
+        .expect("a good create");
+    c.delete(&ok.volume_id).await;
+}
+
+/// Execs the shim as kubelet does and returns its JSON answer.
+fn shim(shim: &Path, args: &[&str]) -> Value {
+    let out = Command::new(shim)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("kubelet could not parse {:?}: {e}", out.stdout))
+}
+
+#[test]
+fn the_classic_kubernetes_io_lvm_flex_volume_is_made_on_first_mount_and_keeps_its_data() {
+    let f = Fixture::new("lvm", grants(false, true));
+    let shim_path = wasmvol_tests::install_flex_shim(&f);
+    assert!(
+        shim_path.ends_with("kubernetes.io~lvm/lvm"),
+        "{}",
+        shim_path.display()
+    );
+    let _serve = ServeProcess::start_on(&f, &f.flex_socket());
+    // The pod volume of every FlexVolume guide.
+    let options = json!({
+        "kubernetes.io/fsType": "ext4",
+        "kubernetes.io/readwrite": "rw",
+        "kubernetes.io/pvOrVolumeName": "test",
+        "volumeID": "vol1",
+        "size": "64m",
+        "volumegroup": "kube_vg",
+    })
+    .to_string();
+    let dir = f
+        .dir
+        .path()
+        .join("pods/lvm-pod/volumes/kubernetes.io~lvm/test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir_s = dir.display().to_string();
+    let mounted = shim(&shim_path, &["mount", &dir_s, &options]);
+    assert_eq!(mounted["status"], "Success", "{mounted}");
+    assert_eq!(lvs("kube_vg")["vol1"], "wasmvol.owner.lvm");
+    std::fs::write(dir.join("from-pod"), b"flex lvm").unwrap();
+    let unmounted = shim(&shim_path, &["unmount", &dir_s]);
+    assert_eq!(unmounted["status"], "Success", "{unmounted}");
+    assert!(f.mounts().is_empty(), "{:?}", f.mounts());
+    // Mounted again: the same volume, not a new one, and its data.
+    let again = shim(&shim_path, &["mount", &dir_s, &options]);
+    assert_eq!(again["status"], "Success", "{again}");
+    assert_eq!(std::fs::read(dir.join("from-pod")).unwrap(), b"flex lvm");
+    assert_eq!(shim(&shim_path, &["unmount", &dir_s])["status"], "Success");
+    assert!(f.mounts().is_empty(), "{:?}", f.mounts());
+    let removed = Command::new("lvremove")
+        .args(["-q", "-y", "kube_vg/vol1"])
+        .env("DM_DISABLE_UDEV", "1")
+        .status()
+        .unwrap();
+    assert!(removed.success());
+}
