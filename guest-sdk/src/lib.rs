@@ -72,6 +72,30 @@ pub use bindings::wasmvol::driver::volumes::{self, Root};
 /// What every driver method returns.
 pub type Result<T> = core::result::Result<T, DriverError>;
 
+impl VolumeStats {
+    /// Bytes and inodes of the filesystem mounted at a volume (what
+    /// `mount.target.statvfs` answers), used counted as total minus free.
+    pub fn of_filesystem(fs: &volumes::FsStats) -> Self {
+        Self {
+            usage: vec![
+                UsageEntry {
+                    unit: UsageUnit::Bytes,
+                    total: fs.total_bytes,
+                    used: fs.total_bytes.saturating_sub(fs.free_bytes),
+                    available: fs.available_bytes,
+                },
+                UsageEntry {
+                    unit: UsageUnit::Inodes,
+                    total: fs.total_inodes,
+                    used: fs.total_inodes.saturating_sub(fs.free_inodes),
+                    available: fs.free_inodes,
+                },
+            ],
+            abnormal_message: None,
+        }
+    }
+}
+
 impl DriverInfo {
     /// A driver info with no manifest entries.
     pub fn named(name: &str, version: &str, features: &[Feature]) -> Self {

@@ -428,6 +428,18 @@ pub fn loops_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Execs an installed Flex shim as kubelet does (no shell, no stdin) and
+/// returns the one JSON object it printed.
+pub fn exec_flex_shim(shim: &Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(shim)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("exec the shim");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("kubelet could not parse {:?}: {e}", out.stdout))
+}
+
 /// Installs the Flex shim for the fixture's Flex driver name with `wasmvol
 /// flex install` under `<fixture>/plugins`, calling the fixture's Flex
 /// socket; returns its path.

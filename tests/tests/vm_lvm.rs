@@ -17,7 +17,7 @@ use wasmvol::csi::proto::controller_client::ControllerClient;
 use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
 use wasmvol::policy::file::{LvmEntry, LvmGroupEntry};
-use wasmvol_tests::{csi_channel, Fixture, FixtureGrants, ServeProcess};
+use wasmvol_tests::{csi_channel, exec_flex_shim, Fixture, FixtureGrants, ServeProcess};
 
 const MIB: i64 = 1 << 20;
 
@@ -626,17 +626,6 @@ async fn lvm_refuses_ungranted_groups_pools_foreign_volumes_bad_names_and_sizes(
     c.delete(&ok.volume_id).await;
 }
 
-/// Execs the shim as kubelet does and returns its JSON answer.
-fn shim(shim: &Path, args: &[&str]) -> Value {
-    let out = Command::new(shim)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("kubelet could not parse {:?}: {e}", out.stdout))
-}
-
 #[test]
 fn the_classic_kubernetes_io_lvm_flex_volume_is_made_on_first_mount_and_keeps_its_data() {
     let f = Fixture::new("lvm", grants(false, true));
@@ -663,18 +652,21 @@ fn the_classic_kubernetes_io_lvm_flex_volume_is_made_on_first_mount_and_keeps_it
         .join("pods/lvm-pod/volumes/kubernetes.io~lvm/test");
     std::fs::create_dir_all(&dir).unwrap();
     let dir_s = dir.display().to_string();
-    let mounted = shim(&shim_path, &["mount", &dir_s, &options]);
+    let mounted = exec_flex_shim(&shim_path, &["mount", &dir_s, &options]);
     assert_eq!(mounted["status"], "Success", "{mounted}");
     assert_eq!(lvs("kube_vg")["vol1"], "wasmvol.owner.lvm");
     std::fs::write(dir.join("from-pod"), b"flex lvm").unwrap();
-    let unmounted = shim(&shim_path, &["unmount", &dir_s]);
+    let unmounted = exec_flex_shim(&shim_path, &["unmount", &dir_s]);
     assert_eq!(unmounted["status"], "Success", "{unmounted}");
     assert!(f.mounts().is_empty(), "{:?}", f.mounts());
     // Mounted again: the same volume, not a new one, and its data.
-    let again = shim(&shim_path, &["mount", &dir_s, &options]);
+    let again = exec_flex_shim(&shim_path, &["mount", &dir_s, &options]);
     assert_eq!(again["status"], "Success", "{again}");
     assert_eq!(std::fs::read(dir.join("from-pod")).unwrap(), b"flex lvm");
-    assert_eq!(shim(&shim_path, &["unmount", &dir_s])["status"], "Success");
+    assert_eq!(
+        exec_flex_shim(&shim_path, &["unmount", &dir_s])["status"],
+        "Success"
+    );
     assert!(f.mounts().is_empty(), "{:?}", f.mounts());
     let removed = Command::new("lvremove")
         .args(["-q", "-y", "kube_vg/vol1"])

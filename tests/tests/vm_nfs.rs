@@ -8,7 +8,6 @@
 //! Each test works in its own directory of the share.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{json, Value};
 use tonic::Code;
@@ -17,7 +16,9 @@ use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
 use wasmvol::policy::file::NetfsEntry;
 use wasmvol::policy::StorageAccess;
-use wasmvol_tests::{csi_channel, mount_options, Fixture, FixtureGrants, ServeProcess};
+use wasmvol_tests::{
+    csi_channel, exec_flex_shim, mount_options, Fixture, FixtureGrants, ServeProcess,
+};
 
 /// The export the VM's NFS server serves, as its own directory.
 const EXPORT: &str = "/srv/nfs";
@@ -564,17 +565,6 @@ async fn netfs_refuses_what_is_not_granted_audits_it_and_mounts_nothing() {
     assert!(c.f.mounts().is_empty());
 }
 
-/// Execs the shim as kubelet does and returns its JSON answer.
-fn shim(shim: &Path, args: &[&str]) -> Value {
-    let out = Command::new(shim)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("kubelet could not parse {:?}: {e}", out.stdout))
-}
-
 #[test]
 fn the_classic_k8s_nfs_flex_volume_mounts_through_the_installed_shim() {
     let f = Fixture::new("nfs", grants(false, true));
@@ -588,7 +578,7 @@ fn the_classic_k8s_nfs_flex_volume_mounts_through_the_installed_shim() {
     let on_server = Path::new(EXPORT).join("flex");
     std::fs::create_dir_all(&on_server).unwrap();
 
-    let init = shim(&shim_path, &["init"]);
+    let init = exec_flex_shim(&shim_path, &["init"]);
     assert_eq!(init["status"], "Success", "{init}");
     // The PV of every FlexVolume guide: fsType nfs, options server and share.
     let dir = f
@@ -606,12 +596,12 @@ fn the_classic_k8s_nfs_flex_volume_mounts_through_the_installed_shim() {
     })
     .to_string();
     let dir_s = dir.display().to_string();
-    let mounted = shim(&shim_path, &["mount", &dir_s, &options]);
+    let mounted = exec_flex_shim(&shim_path, &["mount", &dir_s, &options]);
     assert_eq!(mounted["status"], "Success", "{mounted}");
     assert_eq!(fs_type(&dir), "nfs4");
     std::fs::write(dir.join("from-pod"), b"flex").unwrap();
     assert_eq!(std::fs::read(on_server.join("from-pod")).unwrap(), b"flex");
-    let unmounted = shim(&shim_path, &["unmount", &dir_s]);
+    let unmounted = exec_flex_shim(&shim_path, &["unmount", &dir_s]);
     assert_eq!(unmounted["status"], "Success", "{unmounted}");
     assert!(f.mounts().is_empty(), "{:?}", f.mounts());
     std::fs::remove_dir_all(&on_server).unwrap();

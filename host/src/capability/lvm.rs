@@ -39,51 +39,61 @@ fn lvm_error(what: &str, e: std::io::Error) -> CapError {
     }
 }
 
-impl CallContext {
-    /// This driver's volumes in `vg`.
-    fn owned_volumes(&self, vg: &VgName) -> Result<Vec<LogicalVolume>, CapError> {
-        let tag = lvm::owner_tag(self.driver());
-        Ok(lvm::list(vg)
-            .map_err(|e| io_error("lvs", e))?
-            .into_iter()
-            .filter(|v| v.tags.contains(&tag))
-            .collect())
+/// One `lvs` of a group, read as this driver sees it: every decision of
+/// one call (does the volume exist, is it ours, how much do ours use) comes
+/// from the same listing.
+struct Group {
+    vg: VgName,
+    volumes: Vec<LogicalVolume>,
+    tag: String,
+}
+
+impl Group {
+    /// This driver's volumes.
+    fn owned(&self) -> impl Iterator<Item = &LogicalVolume> {
+        self.volumes.iter().filter(|v| v.tags.contains(&self.tag))
     }
 
     /// The driver's volume `lv`, `None` when there is no volume of that
     /// name, and a denial when the volume is not the driver's.
-    fn owned_volume(&self, vg: &VgName, lv: &LvName) -> Result<Option<LogicalVolume>, CapError> {
-        let tag = lvm::owner_tag(self.driver());
-        let found = lvm::list(vg)
-            .map_err(|e| io_error("lvs", e))?
-            .into_iter()
-            .find(|v| v.name == lv.as_str());
-        match found {
+    fn volume(&self, lv: &LvName) -> Result<Option<&LogicalVolume>, CapError> {
+        match self.volumes.iter().find(|v| v.name == lv.as_str()) {
             None => Ok(None),
-            Some(v) if v.tags.contains(&tag) => Ok(Some(v)),
+            Some(v) if v.tags.contains(&self.tag) => Ok(Some(v)),
             Some(_) => Err(CapError::Denied(format!(
                 "logical volume {}/{} is not this driver's",
-                vg.as_str(),
+                self.vg.as_str(),
                 lv.as_str()
             ))),
         }
     }
+}
 
-    /// Refuses growing the driver's volumes in `vg` by `more` bytes past the grant.
-    fn within_cap(&self, vg: &VgName, more: u64) -> Result<(), CapError> {
+impl CallContext {
+    /// Lists `vg` once for this use.
+    fn group(&self, vg: &VgName) -> Result<Group, CapError> {
+        Ok(Group {
+            vg: vg.clone(),
+            volumes: lvm::list(vg).map_err(|e| io_error("lvs", e))?,
+            tag: lvm::owner_tag(self.driver()),
+        })
+    }
+
+    /// Refuses growing the driver's volumes in the group by `more` bytes past the grant.
+    fn within_cap(&self, group: &Group, more: u64) -> Result<(), CapError> {
         let max = self
             .env
             .policy
             .grants
             .lvm
             .as_ref()
-            .and_then(|l| l.group(vg.as_str()))
+            .and_then(|l| l.group(group.vg.as_str()))
             .map_or(0, |g| g.max_bytes);
-        let used: u64 = self.owned_volumes(vg)?.iter().map(|v| v.size).sum();
+        let used: u64 = group.owned().map(|v| v.size).sum();
         if used.saturating_add(more) > max {
             return Err(CapError::Denied(format!(
                 "{more} more bytes in {} exceeds grants.lvm max_bytes ({max}; {used} used)",
-                vg.as_str()
+                group.vg.as_str()
             )));
         }
         Ok(())
@@ -124,7 +134,8 @@ impl Host for CallContext {
             if size_bytes == 0 {
                 return Err(invalid("a logical volume needs a size above 0".into()));
             }
-            if let Some(existing) = ctx.owned_volume(&vg, &lv)? {
+            let listed = ctx.group(&vg)?;
+            if let Some(existing) = listed.volume(&lv)? {
                 // A repeat of the same create finds what the first made.
                 return if existing.size >= size_bytes && existing.pool == thin_pool {
                     Ok(())
@@ -136,7 +147,7 @@ impl Host for CallContext {
                     ))))
                 };
             }
-            ctx.within_cap(&vg, size_bytes)?;
+            ctx.within_cap(&listed, size_bytes)?;
             if layout == Layout::Thick {
                 let free = lvm::free(&vg).map_err(|e| io_error("vgs", e))?;
                 if size_bytes > free {
@@ -163,10 +174,11 @@ impl Host for CallContext {
             self.gate(CapOp::LvmSnapshot, &[Need::LvmGroup(&group)], args, |ctx| {
                 let (vg, snap) = names(&group, &name)?;
                 let origin_lv = LvName::parse(&origin).map_err(invalid)?;
-                let source = ctx.owned_volume(&vg, &origin_lv)?.ok_or_else(|| {
+                let listed = ctx.group(&vg)?;
+                let source = listed.volume(&origin_lv)?.ok_or_else(|| {
                     CapError::Failed(DriverError::NotFound(format!("no volume {group}/{origin}")))
                 })?;
-                if ctx.owned_volume(&vg, &snap)?.is_some() {
+                if listed.volume(&snap)?.is_some() {
                     return Ok(());
                 }
                 // A thin origin makes a thin snapshot (no size); a thick one a
@@ -180,7 +192,7 @@ impl Host for CallContext {
                         ))
                     }
                 };
-                ctx.within_cap(&vg, size.unwrap_or(source.size))?;
+                ctx.within_cap(&listed, size.unwrap_or(source.size))?;
                 lvm::snapshot(&vg, &origin_lv, &snap, size, &lvm::owner_tag(ctx.driver()))
                     .map_err(|e| lvm_error("lvcreate --snapshot", e))
             }),
@@ -197,15 +209,16 @@ impl Host for CallContext {
         Ok(
             self.gate(CapOp::LvmExtend, &[Need::LvmGroup(&group)], args, |ctx| {
                 let (vg, lv) = names(&group, &name)?;
-                let v = ctx.owned_volume(&vg, &lv)?.ok_or_else(|| {
+                let listed = ctx.group(&vg)?;
+                let v = listed.volume(&lv)?.ok_or_else(|| {
                     CapError::Failed(DriverError::NotFound(format!("no volume {group}/{name}")))
                 })?;
                 if size_bytes <= v.size {
                     return Ok(v.size);
                 }
-                ctx.within_cap(&vg, size_bytes - v.size)?;
+                ctx.within_cap(&listed, size_bytes - v.size)?;
                 lvm::extend(&vg, &lv, size_bytes).map_err(|e| lvm_error("lvextend", e))?;
-                Ok(ctx.owned_volume(&vg, &lv)?.map_or(size_bytes, |v| v.size))
+                Ok(ctx.group(&vg)?.volume(&lv)?.map_or(size_bytes, |v| v.size))
             }),
         )
     }
@@ -215,7 +228,7 @@ impl Host for CallContext {
         Ok(
             self.gate(CapOp::LvmRemove, &[Need::LvmGroup(&group)], args, |ctx| {
                 let (vg, lv) = names(&group, &name)?;
-                match ctx.owned_volume(&vg, &lv)? {
+                match ctx.group(&vg)?.volume(&lv)? {
                     None => Ok(()),
                     Some(_) => lvm::remove(&vg, &lv).map_err(|e| io_error("lvremove", e)),
                 }
@@ -234,11 +247,7 @@ impl Host for CallContext {
             args,
             |ctx| {
                 let vg = VgName::parse(&group).map_err(invalid)?;
-                Ok(ctx
-                    .owned_volumes(&vg)?
-                    .into_iter()
-                    .map(Into::into)
-                    .collect())
+                Ok(ctx.group(&vg)?.owned().cloned().map(Into::into).collect())
             },
         ))
     }
@@ -262,7 +271,7 @@ impl Host for CallContext {
         Ok(
             self.gate(CapOp::LvmOpen, &[Need::LvmGroup(&group)], args, |ctx| {
                 let (vg, lv) = names(&group, &name)?;
-                ctx.owned_volume(&vg, &lv)?.ok_or_else(|| {
+                ctx.group(&vg)?.volume(&lv)?.ok_or_else(|| {
                     CapError::Failed(DriverError::NotFound(format!("no volume {group}/{name}")))
                 })?;
                 let node = lvm::node(&vg, &lv);

@@ -173,15 +173,6 @@ impl NfsMount {
             atime,
         )
     }
-
-    fn audit_args(&self) -> serde_json::Value {
-        json!({
-            "address": self.address.to_string(),
-            "source": self.source(),
-            "version": self.version.vers(),
-            "options": self.options.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })
-    }
 }
 
 /// The local address the kernel would use to reach `server` (no packet is sent).
@@ -240,7 +231,6 @@ impl Host for CallContext {
             let mount = m
                 .make(ctx.mount_flags(read_only))
                 .map_err(|e| io_error(&m.source(), e))?;
-            tracing::debug!(target: "wasmvol::netfs", driver = ctx.driver(), mount = %m.audit_args(), "mounted");
             ctx.attach_onto_dir(&at, &mount)
         }))
     }

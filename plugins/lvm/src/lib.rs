@@ -333,24 +333,7 @@ impl Driver for Lvm {
     }
 
     fn volume_stats(volume_at: Target, _r: VolumeStatsRequest) -> Result<VolumeStats> {
-        let s = volume_at.statvfs()?;
-        Ok(VolumeStats {
-            usage: vec![
-                UsageEntry {
-                    unit: UsageUnit::Bytes,
-                    total: s.total_bytes,
-                    used: s.total_bytes.saturating_sub(s.free_bytes),
-                    available: s.available_bytes,
-                },
-                UsageEntry {
-                    unit: UsageUnit::Inodes,
-                    total: s.total_inodes,
-                    used: s.total_inodes.saturating_sub(s.free_inodes),
-                    available: s.free_inodes,
-                },
-            ],
-            abnormal_message: None,
-        })
+        Ok(VolumeStats::of_filesystem(&volume_at.statvfs()?))
     }
 
     fn node_expand(volume_at: Target, r: NodeExpandRequest) -> Result<u64> {

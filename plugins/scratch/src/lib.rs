@@ -111,16 +111,7 @@ impl Driver for Scratch {
     }
 
     fn volume_stats(volume: Target, _r: VolumeStatsRequest) -> Result<VolumeStats> {
-        let fs = volume.statvfs()?;
-        Ok(VolumeStats {
-            usage: vec![UsageEntry {
-                unit: UsageUnit::Bytes,
-                total: fs.total_bytes,
-                used: fs.total_bytes.saturating_sub(fs.free_bytes),
-                available: fs.available_bytes,
-            }],
-            abnormal_message: None,
-        })
+        Ok(VolumeStats::of_filesystem(&volume.statvfs()?))
     }
 
     fn node_info() -> Result<NodeInfo> {
