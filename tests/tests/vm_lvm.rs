@@ -624,6 +624,12 @@ async fn lvm_refuses_ungranted_groups_pools_foreign_volumes_bad_names_and_sizes(
         .await
         .expect("a good create");
     c.delete(&ok.volume_id).await;
+    let removed = Command::new("lvremove")
+        .args(["-q", "-y", "kube_vg/foreign"])
+        .env("DM_DISABLE_UDEV", "1")
+        .status()
+        .unwrap();
+    assert!(removed.success());
 }
 
 #[test]
