@@ -172,18 +172,36 @@ pub fn enter_private_mount_namespace() -> io::Result<()> {
     Ok(())
 }
 
+/// How long [`unmount`] waits out a mount that is busy for a moment.
+const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Unmounts the top mount at `path`. `Ok(false)` when nothing was mounted there.
+///
+/// A mount can be busy for a moment through no fault of its own: when any
+/// thread of this process spawns a child (mkfs, lvm), the child holds a copy
+/// of every descriptor the process has open, those of a request walking this
+/// volume included, until its `exec` closes them. So `EBUSY` is retried, with
+/// a growing pause, for up to [`BUSY_PATIENCE`]; a mount a pod really keeps
+/// busy still fails, with `EBUSY`, and is never detached lazily.
 pub fn unmount(path: &Path) -> io::Result<bool> {
     let c = cstr(path)?;
-    // SAFETY: NUL-terminated path.
-    let ret = unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW) };
-    if ret == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(false),
-        _ => Err(err),
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        // SAFETY: NUL-terminated path.
+        let ret = unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW) };
+        if ret == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOENT) => return Ok(false),
+            Some(libc::EBUSY) if start.elapsed() < BUSY_PATIENCE => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            _ => return Err(err),
+        }
     }
 }
 
@@ -267,5 +285,42 @@ mod tests {
                 .kind(),
             io::ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn a_mount_busy_for_a_moment_unmounts_and_one_kept_busy_fails_busy() {
+        enter_private_mount_namespace().expect("a private mount namespace");
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        std::fs::create_dir(&target).unwrap();
+        let tmpfs = |t: &Path| {
+            nix::mount::mount(
+                Some("tmpfs"),
+                t,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap()
+        };
+
+        tmpfs(&target);
+        let held = std::fs::File::create(target.join("held")).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(held);
+        });
+        assert!(unmount(&target).unwrap(), "unmounted once let go");
+        release.join().unwrap();
+        assert!(!is_mount_point(&target).unwrap());
+        assert!(!unmount(&target).unwrap(), "nothing mounted is Ok(false)");
+
+        tmpfs(&target);
+        let held = std::fs::File::create(target.join("held")).unwrap();
+        let err = unmount(&target).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBUSY));
+        assert!(is_mount_point(&target).unwrap(), "never detached lazily");
+        drop(held);
+        assert!(unmount(&target).unwrap());
     }
 }
