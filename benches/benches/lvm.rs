@@ -68,7 +68,16 @@ fn create_delete(rt: &Runtime, name: &str) {
 }
 
 fn native_create_delete() {
-    lvm(&["lvcreate", "-q", "-y", "-L", "1G", "-n", "bench-native", "kube_vg"]);
+    lvm(&[
+        "lvcreate",
+        "-q",
+        "-y",
+        "-L",
+        "1G",
+        "-n",
+        "bench-native",
+        "kube_vg",
+    ]);
     lvm(&["lvremove", "-q", "-y", "kube_vg/bench-native"]);
 }
 
@@ -211,7 +220,16 @@ fn main() {
         "first node cycle, with mkfs.ext4 of 1 GiB",
         t.elapsed()
     );
-    lvm(&["lvcreate", "-q", "-y", "-L", "1G", "-n", "bench-native", "kube_vg"]);
+    lvm(&[
+        "lvcreate",
+        "-q",
+        "-y",
+        "-L",
+        "1G",
+        "-n",
+        "bench-native",
+        "kube_vg",
+    ]);
     let dev = Path::new("/dev/kube_vg/bench-native");
     exec("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]);
 
@@ -234,9 +252,20 @@ fn main() {
     }
     line("LVM stage+publish+unpublish+unstage via wasmvol", &mut ours);
     line("the same with the mount syscalls", &mut sys);
-    line("the same with exec'd mount/umount (mount-utils)", &mut exec_);
-    ratio("LVM node cycle ratio vs syscalls (medians)", &mut ours, &mut sys);
-    ratio("LVM node cycle ratio vs exec'd mount", &mut ours, &mut exec_);
+    line(
+        "the same with exec'd mount/umount (mount-utils)",
+        &mut exec_,
+    );
+    ratio(
+        "LVM node cycle ratio vs syscalls (medians)",
+        &mut ours,
+        &mut sys,
+    );
+    ratio(
+        "LVM node cycle ratio vs exec'd mount",
+        &mut ours,
+        &mut exec_,
+    );
 
     call(
         &rt,

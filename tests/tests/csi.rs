@@ -819,3 +819,116 @@ fn a_live_socket_is_not_taken_over_and_a_stale_one_is_replaced() {
     drop(first);
     assert!(!f.csi_socket().exists(), "serve removes its socket on exit");
 }
+
+fn at_node(node: &str) -> Topology {
+    Topology {
+        segments: HashMap::from([(wasmvol::csi::topology::NODE_KEY.to_owned(), node.to_owned())]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_local_volumes_are_pinned_to_the_node_that_made_them() {
+    let mut c = start().await;
+    let caps = c
+        .identity
+        .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    use plugin_capability::{service, Type};
+    assert!(caps.iter().any(|c| matches!(&c.r#type,
+        Some(Type::Service(s)) if s.r#type == service::Type::VolumeAccessibilityConstraints as i32)));
+    let info = c
+        .node
+        .node_get_info(NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let here = at_node(&info.node_id);
+    assert_eq!(info.accessible_topology.as_ref(), Some(&here));
+
+    let create = |name: &str, requisite: Vec<Topology>, preferred: Vec<Topology>| {
+        let mut r = create_req(name, MIB);
+        r.accessibility_requirements = Some(TopologyRequirement {
+            requisite,
+            preferred,
+        });
+        r
+    };
+    let v = c
+        .controller
+        .create_volume(create_req("plain", MIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.accessible_topology, vec![here.clone()]);
+    let v = c
+        .controller
+        .create_volume(create(
+            "listed",
+            vec![at_node("elsewhere"), here.clone()],
+            vec![here.clone()],
+        ))
+        .await
+        .expect("this node is among the requisite ones")
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.accessible_topology, vec![here.clone()]);
+
+    let volumes = || {
+        std::fs::read_dir(c.f.root().join("volumes"))
+            .unwrap()
+            .count()
+    };
+    let made = volumes();
+    let elsewhere = c
+        .controller
+        .create_volume(create("elsewhere", vec![at_node("elsewhere")], vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), Code::ResourceExhausted, "{elsewhere:?}");
+    assert!(elsewhere.message().contains(&info.node_id));
+    let not_requisite = c
+        .controller
+        .create_volume(create(
+            "odd",
+            vec![here.clone()],
+            vec![at_node("elsewhere")],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_requisite.code(), Code::InvalidArgument);
+    let zone = Topology {
+        segments: HashMap::from([("topology.kubernetes.io/zone".into(), "z".into())]),
+    };
+    let unknown_key = c
+        .controller
+        .create_volume(create("zoned", vec![zone], vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_key.code(), Code::InvalidArgument);
+    assert_eq!(volumes(), made, "a refused create makes nothing");
+
+    let capacity = |t: Option<Topology>| GetCapacityRequest {
+        accessible_topology: t,
+        ..Default::default()
+    };
+    let ours = c
+        .controller
+        .get_capacity(capacity(Some(here.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ours.available_capacity > 0);
+    let theirs = c
+        .controller
+        .get_capacity(capacity(Some(at_node("elsewhere"))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(theirs.available_capacity, 0);
+}

@@ -72,7 +72,7 @@ fn lvs(vg: &str) -> HashMap<String, String> {
 struct Csi {
     controller: ControllerClient<tonic::transport::Channel>,
     node: NodeClient<tonic::transport::Channel>,
-    _serve: ServeProcess,
+    serve: ServeProcess,
     f: Fixture,
 }
 
@@ -83,7 +83,7 @@ async fn start() -> Csi {
     Csi {
         controller: ControllerClient::new(channel.clone()),
         node: NodeClient::new(channel),
-        _serve: serve,
+        serve,
         f,
     }
 }
@@ -121,6 +121,19 @@ fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 impl Csi {
+    /// Kills the host with SIGKILL (no cleanup of any kind) and starts a
+    /// fresh one on the same policy, as a node's supervisor would.
+    async fn kill_and_restart(&mut self) {
+        self.serve.signal(nix::sys::signal::Signal::SIGKILL);
+        while self.serve.alive() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.serve = ServeProcess::start(&self.f);
+        let channel = csi_channel(&self.serve.socket).await;
+        self.controller = ControllerClient::new(channel.clone());
+        self.node = NodeClient::new(channel);
+    }
+
     async fn create(
         &mut self,
         name: &str,
@@ -262,6 +275,16 @@ async fn a_thick_volume_keeps_its_data_across_stages_grows_online_and_snapshots(
         .await
         .expect("create");
     assert_eq!(v.volume_id, "kube_vg#pvc-thick");
+    // Node-local: pinned to the node whose host made it.
+    assert_eq!(
+        v.accessible_topology[0].segments[wasmvol::csi::topology::NODE_KEY],
+        c.node
+            .node_get_info(NodeGetInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .node_id
+    );
     let again = c
         .create("pvc-thick", 64 * MIB, &vg, mount_cap("ext4"), None)
         .await
@@ -680,4 +703,138 @@ fn the_classic_kubernetes_io_lvm_flex_volume_is_made_on_first_mount_and_keeps_it
         .status()
         .unwrap();
     assert!(removed.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_during_create_and_between_stage_and_publish_picks_up_where_it_was() {
+    let mut c = start().await;
+    let vg = [("volumegroup", "kube_vg")];
+    let name = "pvc-crash";
+
+    // Killed during CreateVolume: once lvcreate has committed the volume,
+    // before the host has answered.
+    let mut controller = c.controller.clone();
+    let pending = tokio::spawn(async move {
+        controller
+            .create_volume(CreateVolumeRequest {
+                name: name.into(),
+                capacity_range: Some(CapacityRange {
+                    required_bytes: 64 * MIB,
+                    limit_bytes: 0,
+                }),
+                volume_capabilities: vec![mount_cap("ext4")],
+                parameters: params(&[("volumegroup", "kube_vg")]),
+                ..Default::default()
+            })
+            .await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !lvs("kube_vg").contains_key(name) {
+        assert!(std::time::Instant::now() < deadline, "lvcreate never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    c.kill_and_restart().await;
+    let _ = pending.await;
+    // The retry kubelet's provisioner makes finds the volume: one volume,
+    // still this driver's, not a second one.
+    let v = c
+        .create(name, 64 * MIB, &vg, mount_cap("ext4"), None)
+        .await
+        .expect("create after the restart");
+    assert_eq!(v.volume_id, "kube_vg#pvc-crash");
+    assert_eq!(v.capacity_bytes, 64 * MIB);
+    let listed = lvs("kube_vg");
+    assert_eq!(listed[name], "wasmvol.owner.lvm");
+    assert_eq!(
+        listed.keys().filter(|n| n.starts_with(name)).count(),
+        1,
+        "{listed:?}"
+    );
+
+    // Killed between stage and publish: the staged mount outlives the host
+    // (it is the node's), and the new host publishes from it.
+    let (staging, target) = (c.path("crash-staging"), c.path("crash-pod"));
+    c.stage(&v.volume_id, &staging, mount_cap("ext4"))
+        .await
+        .expect("stage");
+    std::fs::write(staging.join("before-the-crash"), b"kept").unwrap();
+    c.kill_and_restart().await;
+    c.stage(&v.volume_id, &staging, mount_cap("ext4"))
+        .await
+        .expect("stage again after the restart: already staged is success");
+    assert_eq!(
+        c.f.mounts().iter().filter(|m| **m == staging).count(),
+        1,
+        "staged once, not stacked: {:?}",
+        c.f.mounts()
+    );
+    c.publish(&v.volume_id, &staging, &target, mount_cap("ext4"))
+        .await;
+    assert_eq!(
+        std::fs::read(target.join("before-the-crash")).unwrap(),
+        b"kept"
+    );
+    c.unpublish(&v.volume_id, &target).await;
+    c.unstage(&v.volume_id, &staging).await;
+    assert!(c.f.mounts().is_empty(), "{:?}", c.f.mounts());
+    c.delete(&v.volume_id).await;
+    assert!(
+        !lvs("kube_vg").keys().any(|n| n.starts_with(name)),
+        "no volume left behind"
+    );
+}
+
+/// `vgs` of kube_vg's commit counter and id.
+fn vgs_commit() -> (u64, String) {
+    let out = Command::new("vgs")
+        .args(["--noheadings", "-o", "vg_seqno,vg_uuid", "kube_vg"])
+        .env("DM_DISABLE_UDEV", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut f = text.split_whitespace();
+    (
+        f.next().unwrap().parse().unwrap(),
+        f.next().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn the_commit_counter_the_host_reads_from_disk_is_lvms_own() {
+    use wasmvol::sys::lvm::{physical_volumes, VgName};
+    use wasmvol::sys::lvm_metadata::MetadataArea;
+    let vg = VgName::parse("kube_vg").unwrap();
+    let pvs = physical_volumes(&vg).unwrap();
+    assert_eq!(pvs.len(), 1, "{pvs:?}");
+    let area = MetadataArea::find(&pvs[0]).unwrap();
+    let read = || {
+        let c = area.commit(&vg).unwrap();
+        (c.seqno, c.id)
+    };
+    let before = vgs_commit();
+    assert_eq!(read(), before);
+    let lv = |args: &[&str]| {
+        assert!(Command::new(args[0])
+            .args(&args[1..])
+            .env("DM_DISABLE_UDEV", "1")
+            .status()
+            .unwrap()
+            .success())
+    };
+    lv(&[
+        "lvcreate",
+        "-q",
+        "-y",
+        "-L",
+        "8M",
+        "-n",
+        "seqno-probe",
+        "kube_vg",
+    ]);
+    let made = vgs_commit();
+    assert!(made.0 > before.0);
+    assert_eq!(read(), made);
+    lv(&["lvremove", "-q", "-y", "kube_vg/seqno-probe"]);
+    assert_eq!(read(), vgs_commit());
+    assert!(area.commit(&VgName::parse("other_vg").unwrap()).is_err());
 }

@@ -33,6 +33,8 @@ pub struct DriverEnv {
     pub state: Arc<StateStore>,
     /// The audit log.
     pub audit: Arc<AuditLog>,
+    /// What the driver's lvm uses last learnt of each volume group.
+    pub lvm_groups: crate::sys::lvm_groups::GroupCache,
 }
 
 /// Why a capability use failed.
@@ -311,6 +313,7 @@ pub(crate) mod testing {
                 root,
                 state: Arc::new(StateStore::open(&dir.path().join("state.redb")).unwrap()),
                 audit: Arc::new(AuditLog::open(&dir.path().join("audit.jsonl")).unwrap()),
+                lvm_groups: Default::default(),
             };
             let ctx = CallContext::new(Arc::new(env), "test-1".into()).unwrap();
             Self { ctx, dir }

@@ -16,6 +16,7 @@ use crate::capability::context::{io_error, CallContext, CapError};
 use crate::capability::device::BlockDeviceHandle;
 use crate::capability::table::{CapOp, Need};
 use crate::sys::lvm::{self, Layout, LogicalVolume, LvName, VgName};
+use crate::sys::lvm_groups::Known;
 
 fn invalid(m: String) -> CapError {
     CapError::Failed(DriverError::InvalidArgument(m))
@@ -70,13 +71,45 @@ impl Group {
 }
 
 impl CallContext {
-    /// Lists `vg` once for this use.
-    fn group(&self, vg: &VgName) -> Result<Group, CapError> {
-        Ok(Group {
-            vg: vg.clone(),
-            volumes: lvm::list(vg).map_err(|e| io_error("lvs", e))?,
-            tag: lvm::owner_tag(self.driver()),
+    /// Runs `f` with `vg` as this driver sees it, holding the group's lock:
+    /// every decision of one use (does the volume exist, is it ours, how
+    /// much do ours use) comes from the same current listing, and no other
+    /// call changes the group in between.
+    fn with_group<R>(
+        &self,
+        vg: &VgName,
+        f: impl FnOnce(&Self, Group, &mut Known) -> Result<R, CapError>,
+    ) -> Result<R, CapError> {
+        let env = self.env.clone();
+        env.lvm_groups.with(vg, |known| {
+            let volumes = known.volumes().map_err(|e| io_error("lvs", e))?.to_vec();
+            let group = Group {
+                vg: vg.clone(),
+                volumes,
+                tag: lvm::owner_tag(self.driver()),
+            };
+            f(self, group, known)
         })
+    }
+
+    /// Whether a create that failed lost a race to the same create (one
+    /// still running from a host killed mid-call, or a concurrent repeat):
+    /// the volume is there now, this driver's, and as asked for.
+    fn made_meanwhile(
+        &self,
+        known: &mut Known,
+        group: &Group,
+        lv: &LvName,
+        as_asked: impl FnOnce(&LogicalVolume) -> bool,
+    ) -> Option<()> {
+        known.forget();
+        let again = Group {
+            volumes: known.volumes().ok()?.to_vec(),
+            vg: group.vg.clone(),
+            tag: group.tag.clone(),
+        };
+        let made = again.volume(lv).ok()??;
+        as_asked(made).then_some(())
     }
 
     /// Refuses growing the driver's volumes in the group by `more` bytes past the grant.
@@ -98,6 +131,11 @@ impl CallContext {
         }
         Ok(())
     }
+}
+
+/// The size the kernel gives a volume's device (what `lvs` reports too).
+fn device_size(vg: &VgName, lv: &LvName) -> Option<u64> {
+    lvm::size_of(&lvm::node(vg, lv)).ok()
 }
 
 impl From<LogicalVolume> for WitVolume {
@@ -134,31 +172,48 @@ impl Host for CallContext {
             if size_bytes == 0 {
                 return Err(invalid("a logical volume needs a size above 0".into()));
             }
-            let listed = ctx.group(&vg)?;
-            if let Some(existing) = listed.volume(&lv)? {
-                // A repeat of the same create finds what the first made.
-                return if existing.size >= size_bytes && existing.pool == thin_pool {
-                    Ok(())
-                } else {
-                    Err(CapError::Failed(DriverError::AlreadyExists(format!(
-                        "{}/{} exists with another size or pool",
-                        vg.as_str(),
-                        lv.as_str()
-                    ))))
-                };
-            }
-            ctx.within_cap(&listed, size_bytes)?;
-            if layout == Layout::Thick {
-                let free = lvm::free(&vg).map_err(|e| io_error("vgs", e))?;
-                if size_bytes > free {
-                    return Err(CapError::Failed(DriverError::ResourceExhausted(format!(
-                        "{size_bytes} bytes requested, {free} free in {}",
-                        vg.as_str()
-                    ))));
+            ctx.with_group(&vg, |ctx, listed, known| {
+                if let Some(existing) = listed.volume(&lv)? {
+                    // A repeat of the same create finds what the first made.
+                    return if existing.size >= size_bytes && existing.pool == thin_pool {
+                        Ok(())
+                    } else {
+                        Err(CapError::Failed(DriverError::AlreadyExists(format!(
+                            "{}/{} exists with another size or pool",
+                            vg.as_str(),
+                            lv.as_str()
+                        ))))
+                    };
                 }
-            }
-            lvm::create(&vg, &lv, size_bytes, &layout, &lvm::owner_tag(ctx.driver()))
-                .map_err(|e| lvm_error("lvcreate", e))
+                ctx.within_cap(&listed, size_bytes)?;
+                // Too little free space is lvcreate's to find (it makes
+                // nothing then), and comes back RESOURCE_EXHAUSTED.
+                match lvm::create(&vg, &lv, size_bytes, &layout, &listed.tag) {
+                    Ok(()) => {
+                        // Thick: one commit; thin: the pool's too.
+                        let commits = if thin_pool.is_some() { 2 } else { 1 };
+                        known.changed(commits, |volumes| {
+                            let Some(size) = device_size(&vg, &lv) else {
+                                return false;
+                            };
+                            volumes.push(LogicalVolume {
+                                name: lv.as_str().to_owned(),
+                                size,
+                                pool: thin_pool.clone(),
+                                origin: None,
+                                tags: vec![listed.tag.clone()],
+                            });
+                            true
+                        });
+                        Ok(())
+                    }
+                    Err(e) => ctx
+                        .made_meanwhile(known, &listed, &lv, |v| {
+                            v.size >= size_bytes && v.pool == thin_pool
+                        })
+                        .ok_or_else(|| lvm_error("lvcreate", e)),
+                }
+            })
         }))
     }
 
@@ -174,27 +229,37 @@ impl Host for CallContext {
             self.gate(CapOp::LvmSnapshot, &[Need::LvmGroup(&group)], args, |ctx| {
                 let (vg, snap) = names(&group, &name)?;
                 let origin_lv = LvName::parse(&origin).map_err(invalid)?;
-                let listed = ctx.group(&vg)?;
-                let source = listed.volume(&origin_lv)?.ok_or_else(|| {
-                    CapError::Failed(DriverError::NotFound(format!("no volume {group}/{origin}")))
-                })?;
-                if listed.volume(&snap)?.is_some() {
-                    return Ok(());
-                }
-                // A thin origin makes a thin snapshot (no size); a thick one a
-                // copy-on-write snapshot with room for `size_bytes` of changes.
-                let size = match (&source.pool, size_bytes) {
-                    (Some(_), _) => None,
-                    (None, Some(s)) if s > 0 => Some(s),
-                    (None, _) => {
-                        return Err(invalid(
-                            "a snapshot of a thick volume needs a size for its changes".into(),
-                        ))
+                ctx.with_group(&vg, |ctx, listed, known| {
+                    let source = listed.volume(&origin_lv)?.ok_or_else(|| {
+                        CapError::Failed(DriverError::NotFound(format!(
+                            "no volume {group}/{origin}"
+                        )))
+                    })?;
+                    if listed.volume(&snap)?.is_some() {
+                        return Ok(());
                     }
-                };
-                ctx.within_cap(&listed, size.unwrap_or(source.size))?;
-                lvm::snapshot(&vg, &origin_lv, &snap, size, &lvm::owner_tag(ctx.driver()))
-                    .map_err(|e| lvm_error("lvcreate --snapshot", e))
+                    // A thin origin makes a thin snapshot (no size); a thick one a
+                    // copy-on-write snapshot with room for `size_bytes` of changes.
+                    let size = match (&source.pool, size_bytes) {
+                        (Some(_), _) => None,
+                        (None, Some(s)) if s > 0 => Some(s),
+                        (None, _) => {
+                            return Err(invalid(
+                                "a snapshot of a thick volume needs a size for its changes".into(),
+                            ))
+                        }
+                    };
+                    ctx.within_cap(&listed, size.unwrap_or(source.size))?;
+                    let made = lvm::snapshot(&vg, &origin_lv, &snap, size, &listed.tag);
+                    // Snapshots are rare: the next use lists the group again.
+                    known.forget();
+                    made.or_else(|e| {
+                        ctx.made_meanwhile(known, &listed, &snap, |v| {
+                            v.origin.as_deref() == Some(origin_lv.as_str())
+                        })
+                        .ok_or_else(|| lvm_error("lvcreate --snapshot", e))
+                    })
+                })
             }),
         )
     }
@@ -209,16 +274,29 @@ impl Host for CallContext {
         Ok(
             self.gate(CapOp::LvmExtend, &[Need::LvmGroup(&group)], args, |ctx| {
                 let (vg, lv) = names(&group, &name)?;
-                let listed = ctx.group(&vg)?;
-                let v = listed.volume(&lv)?.ok_or_else(|| {
-                    CapError::Failed(DriverError::NotFound(format!("no volume {group}/{name}")))
-                })?;
-                if size_bytes <= v.size {
-                    return Ok(v.size);
-                }
-                ctx.within_cap(&listed, size_bytes - v.size)?;
-                lvm::extend(&vg, &lv, size_bytes).map_err(|e| lvm_error("lvextend", e))?;
-                Ok(ctx.group(&vg)?.volume(&lv)?.map_or(size_bytes, |v| v.size))
+                ctx.with_group(&vg, |ctx, listed, known| {
+                    let v = listed.volume(&lv)?.ok_or_else(|| {
+                        CapError::Failed(DriverError::NotFound(format!("no volume {group}/{name}")))
+                    })?;
+                    if size_bytes <= v.size {
+                        return Ok(v.size);
+                    }
+                    ctx.within_cap(&listed, size_bytes - v.size)?;
+                    if let Err(e) = lvm::extend(&vg, &lv, size_bytes) {
+                        known.forget();
+                        return Err(lvm_error("lvextend", e));
+                    }
+                    let grown = device_size(&vg, &lv).unwrap_or(size_bytes);
+                    let commits = if v.pool.is_some() { 2 } else { 1 };
+                    known.changed(commits, |volumes| {
+                        volumes
+                            .iter_mut()
+                            .find(|x| x.name == lv.as_str())
+                            .map(|x| x.size = grown)
+                            .is_some()
+                    });
+                    Ok(grown)
+                })
             }),
         )
     }
@@ -228,10 +306,27 @@ impl Host for CallContext {
         Ok(
             self.gate(CapOp::LvmRemove, &[Need::LvmGroup(&group)], args, |ctx| {
                 let (vg, lv) = names(&group, &name)?;
-                match ctx.group(&vg)?.volume(&lv)? {
-                    None => Ok(()),
-                    Some(_) => lvm::remove(&vg, &lv).map_err(|e| io_error("lvremove", e)),
-                }
+                ctx.with_group(&vg, |_, listed, known| {
+                    let Some(v) = listed.volume(&lv)? else {
+                        return Ok(());
+                    };
+                    // A plain thick volume is one commit; a thin volume or a
+                    // snapshot also changes its pool or origin.
+                    let commits = if v.pool.is_some() || v.origin.is_some() {
+                        2
+                    } else {
+                        1
+                    };
+                    if let Err(e) = lvm::remove(&vg, &lv) {
+                        known.forget();
+                        return Err(io_error("lvremove", e));
+                    }
+                    known.changed(commits, |volumes| {
+                        volumes.retain(|x| x.name != lv.as_str());
+                        true
+                    });
+                    Ok(())
+                })
             }),
         )
     }
@@ -247,7 +342,9 @@ impl Host for CallContext {
             args,
             |ctx| {
                 let vg = VgName::parse(&group).map_err(invalid)?;
-                Ok(ctx.group(&vg)?.owned().cloned().map(Into::into).collect())
+                ctx.with_group(&vg, |_, listed, _| {
+                    Ok(listed.owned().cloned().map(Into::into).collect())
+                })
             },
         ))
     }
@@ -271,23 +368,28 @@ impl Host for CallContext {
         Ok(
             self.gate(CapOp::LvmOpen, &[Need::LvmGroup(&group)], args, |ctx| {
                 let (vg, lv) = names(&group, &name)?;
-                ctx.group(&vg)?.volume(&lv)?.ok_or_else(|| {
-                    CapError::Failed(DriverError::NotFound(format!("no volume {group}/{name}")))
+                // Held through the open: the volume cannot be removed and
+                // replaced by another between the check and the node.
+                let (node, rdev) = ctx.with_group(&vg, |_, listed, _| {
+                    listed.volume(&lv)?.ok_or_else(|| {
+                        CapError::Failed(DriverError::NotFound(format!("no volume {group}/{name}")))
+                    })?;
+                    let node = lvm::node(&vg, &lv);
+                    if !node.exists() {
+                        lvm::activate(&vg, &lv).map_err(|e| io_error("lvchange", e))?;
+                    }
+                    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                    let meta = std::fs::metadata(&node).map_err(|e| io_error("device node", e))?;
+                    if !meta.file_type().is_block_device() {
+                        return Err(CapError::Denied(format!(
+                            "{} is not a block device",
+                            node.display()
+                        )));
+                    }
+                    Ok((node, meta.rdev()))
                 })?;
-                let node = lvm::node(&vg, &lv);
-                if !node.exists() {
-                    lvm::activate(&vg, &lv).map_err(|e| io_error("lvchange", e))?;
-                }
-                use std::os::unix::fs::{FileTypeExt, MetadataExt};
-                let meta = std::fs::metadata(&node).map_err(|e| io_error("device node", e))?;
-                if !meta.file_type().is_block_device() {
-                    return Err(CapError::Denied(format!(
-                        "{} is not a block device",
-                        node.display()
-                    )));
-                }
                 ctx.table
-                    .push(BlockDeviceHandle::logical_volume(node, meta.rdev()))
+                    .push(BlockDeviceHandle::logical_volume(node, rdev))
                     .map_err(|e| CapError::Failed(DriverError::ResourceExhausted(e.to_string())))
             }),
         )

@@ -30,6 +30,9 @@ impl Controller for CsiDriver {
             }
             None => {}
         }
+        if let Some(here) = &self.topology {
+            here.admit(r.accessibility_requirements.as_ref())?;
+        }
         let req = wit::CreateVolumeRequest {
             capacity_range: convert::capacity_range(r.capacity_range)?,
             volume_capabilities: convert::capabilities(
@@ -50,7 +53,7 @@ impl Controller for CsiDriver {
             .into_volume()
             .map_err(status::from_call)?;
         Ok(Response::new(CreateVolumeResponse {
-            volume: Some(convert::volume_out(v)),
+            volume: Some(self.volume_out(v)),
         }))
     }
 
@@ -186,7 +189,7 @@ impl Controller for CsiDriver {
                 .entries
                 .into_iter()
                 .map(|e| list_volumes_response::Entry {
-                    volume: Some(convert::volume_out(e.volume)),
+                    volume: Some(self.volume_out(e.volume)),
                     status: Some(list_volumes_response::VolumeStatus {
                         published_node_ids: e.published_node_ids,
                         volume_condition: None,
@@ -209,6 +212,12 @@ impl Controller for CsiDriver {
             .enumerate()
             .map(|(i, c)| convert::capability(c, &format!("volume_capabilities[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(here) = &self.topology {
+            if !here.serves(r.accessible_topology.as_ref())? {
+                // Another node's capacity is that node's host to report.
+                return Ok(Response::new(GetCapacityResponse::default()));
+            }
+        }
         let c = self
             .call(Operation::GetCapacity(wit::GetCapacityRequest {
                 volume_capabilities: caps,
@@ -399,5 +408,16 @@ impl Controller for CsiDriver {
         Err(Status::unimplemented(
             "ControllerModifyVolume is not offered",
         ))
+    }
+}
+
+impl CsiDriver {
+    /// A driver's volume as CSI carries it; a node-local one pinned to this node.
+    fn volume_out(&self, v: crate::bindings::types::Volume) -> Volume {
+        let mut out = convert::volume_out(v);
+        if let Some(here) = &self.topology {
+            out.accessible_topology = vec![here.segment()];
+        }
+        out
     }
 }

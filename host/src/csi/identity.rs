@@ -36,6 +36,9 @@ impl Identity for CsiDriver {
         if self.has_controller() {
             capabilities.push(service(service::Type::ControllerService));
         }
+        if self.has(Feature::NodeLocal) {
+            capabilities.push(service(service::Type::VolumeAccessibilityConstraints));
+        }
         if self.has(Feature::ExpandVolume) {
             let t = if self.has(Feature::OnlineExpansion) {
                 volume_expansion::Type::Online

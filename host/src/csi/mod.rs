@@ -12,6 +12,7 @@ pub mod node;
 pub mod records;
 pub mod status;
 pub mod target;
+pub mod topology;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +41,8 @@ pub struct CsiDriver {
     driver: Arc<LoadedDriver>,
     settings: CsiSettings,
     node_id: String,
+    /// Set for a node-local driver: its volumes are pinned to this node.
+    topology: Option<topology::NodeTopology>,
     records: records::Records,
     in_flight: VolumeLocks,
     sync_calls: Arc<SyncCalls>,
@@ -72,10 +75,16 @@ impl CsiDriver {
             "csi",
             driver.name(),
         ));
+        let topology = driver
+            .info()
+            .features
+            .contains(&Feature::NodeLocal)
+            .then(|| topology::NodeTopology::new(&node_id));
         Self {
             driver,
             settings,
             node_id,
+            topology,
             records,
             in_flight: VolumeLocks::default(),
             sync_calls,

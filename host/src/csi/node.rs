@@ -321,9 +321,12 @@ impl Node for CsiDriver {
             max_volumes_per_node: info
                 .as_ref()
                 .map_or(0, |i| convert::bytes_out(i.max_volumes_per_node)),
-            accessible_topology: info
-                .and_then(|i| i.accessible_topology)
-                .map(convert::topology_out),
+            accessible_topology: match &self.topology {
+                Some(here) => Some(here.segment()),
+                None => info
+                    .and_then(|i| i.accessible_topology)
+                    .map(convert::topology_out),
+            },
         }))
     }
 }

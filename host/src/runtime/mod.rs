@@ -130,6 +130,7 @@ impl Runtime {
                 root,
                 state: state.clone(),
                 audit: audit.clone(),
+                lvm_groups: Default::default(),
             };
             let loaded = LoadedDriver::load(engine.engine(), &linker, &cache, env)?;
             tracing::info!(driver = %d.name, name = %loaded.info().name, provenance = ?loaded.provenance(), "driver loaded");

@@ -5,7 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Filesystems the host knows how to make, check and grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -87,7 +87,16 @@ pub(crate) fn run_with_env(
     args: &[&std::ffi::OsStr],
     env: &[(&str, &str)],
 ) -> io::Result<Output> {
-    let mut child = Command::new(program(name)?)
+    run_within(name, args, env, TOOL_TIMEOUT)
+}
+
+fn run_within(
+    name: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> io::Result<Output> {
+    let child = Command::new(program(name)?)
         .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -96,20 +105,22 @@ pub(crate) fn run_with_env(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let started = Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            return child.wait_with_output();
-        }
-        if started.elapsed() > TOOL_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
+    // The output is read while the tool runs (an `lvs` of a large group
+    // writes more than a pipe holds), on a thread of its own so the wait
+    // is bounded. The pid stays the child's until that thread reaps it.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match finished.recv_timeout(timeout) {
+        Ok(output) => output,
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = finished.recv();
+            Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("{name} timed out"),
-            ));
+            ))
         }
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -241,5 +252,17 @@ mod tests {
         ] {
             assert!(Label::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_tool_may_write_more_than_a_pipe_holds_and_one_that_hangs_is_killed() {
+        let big = run("head", &[os("-c"), os("1000000"), os("/dev/zero")]).unwrap();
+        assert!(big.status.success());
+        assert_eq!(big.stdout.len(), 1_000_000);
+
+        let started = std::time::Instant::now();
+        let err = run_within("sleep", &[os("30")], &[], Duration::from_millis(100)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

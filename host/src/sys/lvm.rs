@@ -41,7 +41,7 @@ fn check_name(what: &str, s: &str) -> Result<(), String> {
 }
 
 /// A checked volume group name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VgName(String);
 
 impl VgName {
@@ -219,7 +219,7 @@ pub mod argv {
             "b",
             "--nosuffix",
             "-o",
-            "lv_name,lv_size,pool_lv,origin,lv_tags",
+            "lv_name,lv_size,pool_lv,origin,lv_tags,vg_seqno,vg_uuid",
             "--",
         ]
         .map(String::from)
@@ -245,6 +245,29 @@ pub mod argv {
         .into_iter()
         .chain([vg.0.clone()])
         .collect()
+    }
+
+    /// `vgs` of a group's commit counter and id (for a group with no volumes).
+    pub fn commit(vg: &VgName) -> Vec<String> {
+        [
+            "vgs",
+            "--reportformat",
+            "json",
+            "-o",
+            "vg_seqno,vg_uuid",
+            "--",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([vg.0.clone()])
+        .collect()
+    }
+
+    /// `pvs` of every physical volume and its group.
+    pub fn physical_volumes() -> Vec<String> {
+        ["pvs", "--reportformat", "json", "-o", "pv_name,vg_name"]
+            .map(String::from)
+            .into()
     }
 }
 
@@ -314,22 +337,58 @@ fn text(v: &serde_json::Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().trim().to_owned()
 }
 
-/// Every logical volume of a group.
-pub fn list(vg: &VgName) -> io::Result<Vec<LogicalVolume>> {
+/// One `lvs` of a group: its volumes and the commit they were read at.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Every logical volume of the group.
+    pub volumes: Vec<LogicalVolume>,
+    /// The group's commit counter (`vg_seqno`) of this listing.
+    pub seqno: u64,
+    /// The group's id (`vg_uuid`).
+    pub vg_id: String,
+}
+
+/// Lists a group's volumes with the commit they were read at.
+pub fn list_group(vg: &VgName) -> io::Result<Listing> {
     let out = lvm(&argv::list(vg))?;
-    Ok(report(&out.stdout, "lv")?
+    let rows = report(&out.stdout, "lv")?;
+    // No volumes, no rows to read the commit from: ask the group itself.
+    let commit_row = match rows.first() {
+        Some(r) => r.clone(),
+        None => report(&lvm(&argv::commit(vg))?.stdout, "vg")?
+            .first()
+            .cloned()
+            .ok_or_else(|| io::Error::other(format!("vgs reported nothing for {}", vg.0)))?,
+    };
+    Ok(Listing {
+        volumes: rows
+            .iter()
+            .map(|v| LogicalVolume {
+                name: text(v, "lv_name"),
+                size: text(v, "lv_size").parse().unwrap_or(0),
+                pool: Some(text(v, "pool_lv")).filter(|s| !s.is_empty()),
+                origin: Some(text(v, "origin")).filter(|s| !s.is_empty()),
+                tags: text(v, "lv_tags")
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            })
+            .collect(),
+        seqno: text(&commit_row, "vg_seqno")
+            .parse()
+            .map_err(|_| io::Error::other("lvs reported no vg_seqno"))?,
+        vg_id: text(&commit_row, "vg_uuid"),
+    })
+}
+
+/// The physical volumes of a group, as LVM names them.
+pub fn physical_volumes(vg: &VgName) -> io::Result<Vec<PathBuf>> {
+    let out = lvm(&argv::physical_volumes())?;
+    Ok(report(&out.stdout, "pv")?
         .iter()
-        .map(|v| LogicalVolume {
-            name: text(v, "lv_name"),
-            size: text(v, "lv_size").parse().unwrap_or(0),
-            pool: Some(text(v, "pool_lv")).filter(|s| !s.is_empty()),
-            origin: Some(text(v, "origin")).filter(|s| !s.is_empty()),
-            tags: text(v, "lv_tags")
-                .split(',')
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        })
+        .filter(|p| text(p, "vg_name") == vg.0)
+        .map(|p| PathBuf::from(text(p, "pv_name")))
         .collect())
 }
 

@@ -6,5 +6,7 @@ pub mod fs_context;
 pub mod fstools;
 pub mod loopdev;
 pub mod lvm;
+pub mod lvm_groups;
+pub mod lvm_metadata;
 pub mod mount;
 pub mod tree;

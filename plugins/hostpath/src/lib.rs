@@ -75,6 +75,7 @@ impl Driver for HostPath {
                 Feature::ExpandVolume,
                 Feature::OnlineExpansion,
                 Feature::VolumeStats,
+                Feature::NodeLocal,
                 Feature::SingleNodeMultiWriter,
             ],
         )

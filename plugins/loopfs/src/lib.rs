@@ -75,6 +75,7 @@ impl Driver for LoopFs {
                 Feature::ListVolumes,
                 Feature::GetCapacity,
                 Feature::VolumeStats,
+                Feature::NodeLocal,
             ],
         )
     }

@@ -153,6 +153,7 @@ impl Driver for Lvm {
                 Feature::RawBlock,
                 Feature::GetCapacity,
                 Feature::VolumeStats,
+                Feature::NodeLocal,
             ],
         )
     }
