@@ -190,12 +190,22 @@ fn main() {
     let rt = f.runtime();
 
     let (mut ours, mut native) = (Samples(Vec::new()), Samples(Vec::new()));
+    let mut tools = 0;
     for round in 0..ROUNDS + WARMUP {
+        let before = wasmvol::sys::fstools::runs();
         timed(&mut ours, round, || {
             create_delete(&rt, &format!("bench-{round}"))
         });
+        if round >= WARMUP {
+            tools += wasmvol::sys::fstools::runs() - before;
+        }
         timed(&mut native, round, native_create_delete);
     }
+    println!(
+        "{:<60} {:.1} (natively 2)",
+        "LVM tools run by the host per create+delete",
+        tools as f64 / ROUNDS as f64
+    );
     line("LVM create+delete 1 GiB thick via wasmvol", &mut ours);
     line("the same with lvcreate + lvremove", &mut native);
     ratio("LVM create+delete ratio (medians)", &mut ours, &mut native);
@@ -239,10 +249,15 @@ fn main() {
         Samples(Vec::new()),
     );
     let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let mut tools = 0;
     for round in 0..ROUNDS + WARMUP {
+        let before = wasmvol::sys::fstools::runs();
         timed(&mut ours, round, || {
             stage_cycle(&rt, &v.volume_id, staging, target)
         });
+        if round >= WARMUP {
+            tools += wasmvol::sys::fstools::runs() - before;
+        }
         timed(&mut sys, round, || {
             native_syscall_cycle(dev, n_staging, n_target)
         });
@@ -250,6 +265,11 @@ fn main() {
             native_exec_cycle(&s(dev), &s(n_staging), &s(n_target))
         });
     }
+    println!(
+        "{:<60} {:.1}",
+        "tools run by the host per node cycle",
+        tools as f64 / ROUNDS as f64
+    );
     line("LVM stage+publish+unpublish+unstage via wasmvol", &mut ours);
     line("the same with the mount syscalls", &mut sys);
     line(

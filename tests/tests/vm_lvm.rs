@@ -359,6 +359,64 @@ async fn a_thick_volume_keeps_its_data_across_stages_grows_online_and_snapshots(
     // A copy-on-write snapshot of the thick volume.
     let snap = c.snapshot(&v.volume_id, "snap-thick").await;
     assert!(lvs("kube_vg").contains_key("snap-snap-thick"), "{snap}");
+    std::fs::write(target.join("after-the-snapshot"), b"x").unwrap();
+
+    // Restored from it: a thick copy holding the snapshot's bytes.
+    use volume_content_source::{SnapshotSource, Type, VolumeSource};
+    let restored = c
+        .create(
+            "pvc-thick-restored",
+            128 * MIB,
+            &vg,
+            mount_cap("ext4"),
+            Some(Type::Snapshot(SnapshotSource {
+                snapshot_id: snap.clone(),
+            })),
+        )
+        .await
+        .expect("restore a thick snapshot");
+    let (r_staging, r_target) = (c.path("restored-staging"), c.path("restored-pod"));
+    c.stage(&restored.volume_id, &r_staging, mount_cap("ext4"))
+        .await
+        .expect("stage the restored volume");
+    c.publish(
+        &restored.volume_id,
+        &r_staging,
+        &r_target,
+        mount_cap("ext4"),
+    )
+    .await;
+    assert_eq!(
+        std::fs::read(r_target.join("data")).unwrap(),
+        b"on a logical volume"
+    );
+    assert!(
+        !r_target.join("after-the-snapshot").exists(),
+        "the restore holds the snapshot, not the volume as it is now"
+    );
+    c.unpublish(&restored.volume_id, &r_target).await;
+    c.unstage(&restored.volume_id, &r_staging).await;
+
+    // A clone of a volume in use would be torn: refused, nothing made.
+    let of_volume = || {
+        Some(Type::Volume(VolumeSource {
+            volume_id: v.volume_id.clone(),
+        }))
+    };
+    let name = "pvc-thick-clone";
+    let busy = c
+        .create(name, 128 * MIB, &vg, mount_cap("ext4"), of_volume())
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
+    let listed = lvs("kube_vg");
+    assert!(
+        !listed
+            .keys()
+            .any(|n| n == "pvc-thick-clone" || n.starts_with("wasmvol-copy-")),
+        "{listed:?}"
+    );
+
     c.controller
         .delete_snapshot(DeleteSnapshotRequest {
             snapshot_id: snap,
@@ -368,6 +426,18 @@ async fn a_thick_volume_keeps_its_data_across_stages_grows_online_and_snapshots(
         .expect("delete snapshot");
     c.unpublish(&v.volume_id, &target).await;
     c.unstage(&v.volume_id, &staging).await;
+    // Not in use any more: the clone is made, with the volume's data now.
+    let cloned = c
+        .create(name, 128 * MIB, &vg, mount_cap("ext4"), of_volume())
+        .await
+        .expect("clone a thick volume");
+    c.stage(&cloned.volume_id, &r_staging, mount_cap("ext4"))
+        .await
+        .expect("stage the clone");
+    assert!(r_staging.join("after-the-snapshot").exists());
+    c.unstage(&cloned.volume_id, &r_staging).await;
+    c.delete(&cloned.volume_id).await;
+    c.delete(&restored.volume_id).await;
     for _ in 0..2 {
         c.delete(&v.volume_id).await;
     }

@@ -15,6 +15,7 @@ use crate::bindings::DriverError;
 use crate::capability::context::{io_error, CallContext, CapError};
 use crate::capability::device::BlockDeviceHandle;
 use crate::capability::table::{CapOp, Need};
+use crate::sys::block_copy::{self, CopyError};
 use crate::sys::lvm::{self, Layout, LogicalVolume, LvName, VgName};
 use crate::sys::lvm_groups::Known;
 
@@ -39,6 +40,9 @@ fn lvm_error(what: &str, e: std::io::Error) -> CapError {
         io_error(what, e)
     }
 }
+
+/// The names of copies in progress (`lvm.copy`), never listed as volumes.
+const COPY_PREFIX: &str = "wasmvol-copy-";
 
 /// One `lvs` of a group, read as this driver sees it: every decision of
 /// one call (does the volume exist, is it ours, how much do ours use) comes
@@ -301,6 +305,73 @@ impl Host for CallContext {
         )
     }
 
+    fn copy(
+        &mut self,
+        group: String,
+        source: String,
+        name: String,
+        size_bytes: u64,
+    ) -> wasmtime::Result<Result<(), DriverError>> {
+        let args = json!({"group": group, "source": source, "name": name, "size": size_bytes});
+        Ok(
+            self.gate(CapOp::LvmCopy, &[Need::LvmGroup(&group)], args, |ctx| {
+                let (vg, lv) = names(&group, &name)?;
+                let source_lv = LvName::parse(&source).map_err(invalid)?;
+                // The copy is made under a name of the host's and renamed
+                // once whole: a volume under `name` is never a torn copy,
+                // even after a host killed mid-copy.
+                let digest = crate::digest::Sha256Digest::of(name.as_bytes()).to_hex();
+                let partial =
+                    LvName::parse(&format!("{COPY_PREFIX}{}", &digest[..16])).map_err(invalid)?;
+                ctx.with_group(&vg, |ctx, listed, known| {
+                    let from = listed.volume(&source_lv)?.ok_or_else(|| {
+                        CapError::Failed(DriverError::NotFound(format!(
+                            "no volume {group}/{source}"
+                        )))
+                    })?;
+                    if let Some(existing) = listed.volume(&lv)? {
+                        return if existing.size >= size_bytes.max(from.size)
+                            && existing.pool.is_none()
+                        {
+                            Ok(())
+                        } else {
+                            Err(CapError::Failed(DriverError::AlreadyExists(format!(
+                                "{group}/{name} exists with another size or pool"
+                            ))))
+                        };
+                    }
+                    let size = size_bytes.max(from.size);
+                    let leftover = listed.volume(&partial)?.map(|v| v.size).unwrap_or(0);
+                    ctx.within_cap(&listed, size.saturating_sub(leftover))?;
+                    known.forget();
+                    if leftover > 0 {
+                        lvm::remove(&vg, &partial).map_err(|e| io_error("lvremove", e))?;
+                    }
+                    lvm::create(&vg, &partial, size, &Layout::Thick, &listed.tag)
+                        .map_err(|e| lvm_error("lvcreate", e))?;
+                    let copied = block_copy::copy(
+                        &lvm::node(&vg, &source_lv),
+                        &lvm::node(&vg, &partial),
+                        ctx.deadline,
+                    );
+                    if let Err(e) = copied {
+                        let _ = lvm::remove(&vg, &partial);
+                        return Err(match e {
+                            CopyError::InUse(what) => {
+                                CapError::Failed(DriverError::FailedPrecondition(format!(
+                                    "{what}: a volume is copied only while nothing uses it"
+                                )))
+                            }
+                            CopyError::Io(e) => io_error("copy", e),
+                            other => CapError::Failed(DriverError::Aborted(other.to_string())),
+                        });
+                    }
+                    lvm::rename(&vg, &partial, &lv).map_err(|e| io_error("lvrename", e))
+                })
+            }),
+        )
+    }
+
     fn remove(&mut self, group: String, name: String) -> wasmtime::Result<Result<(), DriverError>> {
         let args = json!({"group": group, "name": name});
         Ok(
@@ -343,7 +414,12 @@ impl Host for CallContext {
             |ctx| {
                 let vg = VgName::parse(&group).map_err(invalid)?;
                 ctx.with_group(&vg, |_, listed, _| {
-                    Ok(listed.owned().cloned().map(Into::into).collect())
+                    Ok(listed
+                        .owned()
+                        .filter(|v| !v.name.starts_with(COPY_PREFIX))
+                        .cloned()
+                        .map(Into::into)
+                        .collect())
                 })
             },
         ))

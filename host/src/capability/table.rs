@@ -319,6 +319,7 @@ cap_ops! {
     LvmCreate => "lvm.create", [Lvm], blocks;
     LvmSnapshot => "lvm.snapshot", [Lvm], blocks;
     LvmExtend => "lvm.extend", [Lvm], blocks;
+    LvmCopy => "lvm.copy", [Lvm], blocks;
     LvmRemove => "lvm.remove", [Lvm], blocks;
     LvmListVolumes => "lvm.list-volumes", [Lvm], blocks;
     LvmFreeBytes => "lvm.free-bytes", [Lvm], blocks;

@@ -90,12 +90,23 @@ pub(crate) fn run_with_env(
     run_within(name, args, env, TOOL_TIMEOUT)
 }
 
+/// Tools run by this process so far (every mkfs, fsck, grow, blkid, lvm).
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many tools this process has run: what a capability costs in
+/// processes (benchmarks, metrics).
+pub fn runs() -> u64 {
+    RUNS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn run_within(
     name: &str,
     args: &[&std::ffi::OsStr],
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> io::Result<Output> {
+    RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::debug!(tool = name, args = ?args, "running");
     let child = Command::new(program(name)?)
         .args(args)
         .env_clear()

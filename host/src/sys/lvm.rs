@@ -198,6 +198,17 @@ pub mod argv {
             .collect()
     }
 
+    /// `lvrename` within a group.
+    pub fn rename(vg: &VgName, from: &LvName, to: &LvName) -> Vec<String> {
+        vec![
+            "lvrename".into(),
+            "--".into(),
+            vg.0.clone(),
+            from.0.clone(),
+            to.0.clone(),
+        ]
+    }
+
     /// `lvextend` to `size` bytes.
     pub fn extend(vg: &VgName, lv: &LvName, size: u64) -> Vec<String> {
         vec![
@@ -307,6 +318,11 @@ pub fn activate(vg: &VgName, lv: &LvName) -> io::Result<()> {
 /// Removes a logical volume.
 pub fn remove(vg: &VgName, lv: &LvName) -> io::Result<()> {
     lvm(&argv::remove(vg, lv)).map(|_| ())
+}
+
+/// Renames a logical volume within its group.
+pub fn rename(vg: &VgName, from: &LvName, to: &LvName) -> io::Result<()> {
+    lvm(&argv::rename(vg, from, to)).map(|_| ())
 }
 
 /// Grows a logical volume to `size` bytes.
@@ -465,6 +481,10 @@ mod tests {
             "a thin snapshot has no size"
         );
         assert_eq!(s.last().unwrap(), "kube_vg/pvc-1");
+        assert_eq!(
+            argv::rename(&vg, &lv, &snap),
+            ["lvrename", "--", "kube_vg", "pvc-1", "snap-1"]
+        );
         assert_eq!(
             argv::remove(&vg, &lv),
             ["lvremove", "--yes", "--", "kube_vg/pvc-1"]

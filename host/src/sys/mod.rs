@@ -1,6 +1,7 @@
 //! Host mechanisms the capabilities are built on: mounts by file descriptor
 //! and whole-tree operations beneath a capability directory.
 
+pub mod block_copy;
 pub mod deferred_close;
 pub mod fs_context;
 pub mod fstools;

@@ -10,7 +10,7 @@
 //! device node for raw block. Expansion grows the volume, then the
 //! filesystem online. Snapshots are LVM snapshots: thin of thin volumes,
 //! copy-on-write of thick ones; restore and clone are thin snapshots of a
-//! thin snapshot or volume. A Flex pod volume (`options: {volumeID, size,
+//! thin snapshot or volume, and of a thick one a thick copy the host makes. A Flex pod volume (`options: {volumeID, size,
 //! volumegroup}`) is made on its first mount, since Flex has no provisioning.
 
 use wasmvol_driver_sdk::capacity;
@@ -192,13 +192,19 @@ impl Driver for Lvm {
                     .ok_or_else(|| not_found("source in this volume group", id))?;
                 let from = find(&src)?.ok_or_else(|| not_found("source", id))?;
                 if from.thin_pool.is_none() {
-                    return Err(DriverError::InvalidArgument(format!(
-                        "`{id}` is thick: restore and clone are thin snapshots, of thin sources only"
-                    )));
-                }
-                lvm::snapshot(vg, &src.lv, &place.lv, None)?;
-                if size > from.size_bytes {
-                    lvm::extend(vg, &place.lv, size)?;
+                    // Thick: a thick volume holding a copy of every byte
+                    // (the host's, appearing only once whole).
+                    if pool.is_some() {
+                        return Err(invalid(format!(
+                            "`{id}` is thick: its restore or clone is thick too (no `thinpool`)"
+                        )));
+                    }
+                    lvm::copy(vg, &src.lv, &place.lv, size)?;
+                } else {
+                    lvm::snapshot(vg, &src.lv, &place.lv, None)?;
+                    if size > from.size_bytes {
+                        lvm::extend(vg, &place.lv, size)?;
+                    }
                 }
             }
         }
