@@ -1,12 +1,15 @@
-//! Compiles proto/csi.proto with protox (pure Rust: no system protoc needed).
+//! Compiles proto/csi.proto and proto/pluginregistration.proto with protox
+//! (pure Rust: no system protoc needed).
 
 fn main() {
-    let proto = "../proto/csi.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let fds = protox::compile([proto], ["../proto"]).expect("proto/csi.proto compiles");
+    let protos = ["../proto/csi.proto", "../proto/pluginregistration.proto"];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let fds = protox::compile(protos, ["../proto"]).expect("the protos compile");
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)
-        .expect("generate CSI bindings");
+        .expect("generate the gRPC bindings");
 }

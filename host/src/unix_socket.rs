@@ -47,9 +47,17 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
         ensure_not_served(path)?;
         std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
     }
-    let mut staged = path.as_os_str().to_owned();
-    staged.push(format!(".{}.new", std::process::id()));
-    let staged = PathBuf::from(staged);
+    // Staged as a dot-file: kubelet's plugin watcher skips those, so it
+    // never tries a socket that is about to be renamed.
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| SocketError::Io {
+            what: "naming",
+            path: path.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        })?
+        .to_string_lossy();
+    let staged = path.with_file_name(format!(".{file_name}.{}.new", std::process::id()));
     let _ = std::fs::remove_file(&staged);
     let listener = UnixListener::bind(&staged).map_err(io("binding", &staged))?;
     let placed = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))

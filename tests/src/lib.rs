@@ -114,6 +114,10 @@ pub struct FixtureGrants {
     pub flex_name: Option<&'static str>,
     /// `grants.lvm`, as written (with ext4 and xfs granted for its volumes).
     pub lvm: Option<wasmvol::policy::file::LvmEntry>,
+    /// Register with kubelet under this kubelet root (`[host] kubelet_root`,
+    /// `kubelet_registration = true`); the CSI socket then takes its
+    /// default path beneath the root.
+    pub kubelet_root: Option<PathBuf>,
 }
 
 impl Default for FixtureGrants {
@@ -134,6 +138,7 @@ impl Default for FixtureGrants {
             tmpfs_max_bytes: None,
             flex_name: None,
             lvm: None,
+            kubelet_root: None,
         }
     }
 }
@@ -212,6 +217,8 @@ impl Fixture {
                 state_dir: self.dir.path().join("state"),
                 cache_dir: Some(shared_cache_dir()),
                 flex_socket: Some(self.flex_socket()),
+                kubelet_root: g.kubelet_root.clone(),
+                kubelet_registration: g.kubelet_root.is_some(),
                 ..HostEntry::default()
             },
             drivers: vec![DriverEntry {
@@ -226,7 +233,7 @@ impl Fixture {
                 },
                 csi: g.csi.then(|| CsiEntry {
                     name: format!("{}.csi.wasmvol.io", self.driver),
-                    socket: Some(self.csi_socket()),
+                    socket: g.kubelet_root.is_none().then(|| self.csi_socket()),
                     node_id: Some("test-node".into()),
                     ..CsiEntry::default()
                 }),

@@ -672,6 +672,51 @@ async fn lvm_refuses_ungranted_groups_pools_foreign_volumes_bad_names_and_sizes(
         err.message()
     );
     assert_eq!(c.last_audit("lvm.remove")["decision"], "deny");
+    // Made behind the host's back after it listed the group (its listing
+    // is warm): another driver's tag, and one a tag match by prefix would
+    // take for this driver's. The group's commit counter moved, so the
+    // host lists again and refuses both.
+    for (name, tag) in [
+        ("late-other", "wasmvol.owner.other"),
+        ("late-lookalike", "wasmvol.owner.lvm2"),
+    ] {
+        let made = Command::new("lvcreate")
+            .args([
+                "-q", "-y", "-L", "8M", "-n", name, "--addtag", tag, "kube_vg",
+            ])
+            .env("DM_DISABLE_UDEV", "1")
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let id = format!("kube_vg#{name}");
+        let err = c
+            .controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{name}: {err:?}");
+        let err = c
+            .create(
+                name,
+                8 * MIB,
+                &[("volumegroup", "kube_vg")],
+                mount_cap("ext4"),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{name}: {err:?}");
+        assert_eq!(lvs("kube_vg")[name], tag, "left as it was");
+        let removed = Command::new("lvremove")
+            .args(["-q", "-y", &format!("kube_vg/{name}")])
+            .env("DM_DISABLE_UDEV", "1")
+            .status()
+            .unwrap();
+        assert!(removed.success());
+    }
     // Names that try to be options or paths never reach LVM.
     for id in [
         "kube_vg#--help",
@@ -907,4 +952,68 @@ fn the_commit_counter_the_host_reads_from_disk_is_lvms_own() {
     lv(&["lvremove", "-q", "-y", "kube_vg/seqno-probe"]);
     assert_eq!(read(), vgs_commit());
     assert!(area.commit(&VgName::parse("other_vg").unwrap()).is_err());
+}
+
+#[test]
+fn the_hosts_own_changes_keep_its_listing_and_anyone_elses_force_a_new_one() {
+    use wasmvol::sys::fstools::runs;
+    use wasmvol::sys::lvm::{self, Layout, LvName, VgName};
+    use wasmvol::sys::lvm_groups::GroupCache;
+    let vg = VgName::parse("kube_vg").unwrap();
+    let lv = LvName::parse("cache-probe").unwrap();
+    let cache = GroupCache::default();
+    cache.with(&vg, |known| known.volumes().map(|_| ()).unwrap());
+    let listed = |known: &mut wasmvol::sys::lvm_groups::Known| {
+        let before = runs();
+        let names: Vec<String> = known
+            .volumes()
+            .unwrap()
+            .iter()
+            .map(|v| v.name.clone())
+            .collect();
+        (names, runs() - before)
+    };
+    cache.with(&vg, |known| {
+        assert_eq!(listed(known).1, 0, "a current listing costs no tool");
+        lvm::create(&vg, &lv, 8 << 20, &Layout::Thick, "t").unwrap();
+        assert_eq!(
+            lvm::size_of(&lvm::node(&vg, &lv)).unwrap(),
+            8 << 20,
+            "the new volume's node is there at once"
+        );
+        known.changed(1, |volumes| {
+            volumes.push(lvm::LogicalVolume {
+                name: lv.as_str().into(),
+                size: 8 << 20,
+                pool: None,
+                origin: None,
+                tags: vec!["t".into()],
+            });
+            true
+        });
+        let (names, tools) = listed(known);
+        assert!(names.contains(&"cache-probe".to_string()));
+        assert_eq!(tools, 0, "the host's own create is folded in");
+        lvm::remove(&vg, &lv).unwrap();
+        known.changed(1, |volumes| {
+            volumes.retain(|v| v.name != lv.as_str());
+            true
+        });
+        let (names, tools) = listed(known);
+        assert!(!names.contains(&"cache-probe".to_string()));
+        assert_eq!(tools, 0, "the host's own remove is folded in");
+    });
+    // Someone else's change: listed again, and seen.
+    assert!(Command::new("lvcreate")
+        .args(["-q", "-y", "-L", "8M", "-n", "cache-probe", "kube_vg"])
+        .env("DM_DISABLE_UDEV", "1")
+        .status()
+        .unwrap()
+        .success());
+    cache.with(&vg, |known| {
+        let (names, tools) = listed(known);
+        assert!(names.contains(&"cache-probe".to_string()));
+        assert_eq!(tools, 1, "one lvs");
+    });
+    lvm::remove(&vg, &lv).unwrap();
 }

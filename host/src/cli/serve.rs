@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 
+use wasmvol::csi::registration::KubeletRegistration;
 use wasmvol::csi::CsiDriver;
 use wasmvol::flex::dispatch::FlexDriver;
 use wasmvol::policy::Policy;
@@ -57,8 +58,23 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                wasmvol::csi::serve(csi, listener, shutdown).await
+                wasmvol::csi::serve(csi, listener, shutdown).await.map_err(|e| anyhow!("CSI server: {e}"))
             });
+            // Registered once the CSI socket answers: kubelet calls it at registration.
+            if let Some(registration) = KubeletRegistration::of(&settings) {
+                let listener = registration
+                    .bind()
+                    .with_context(|| format!("driver `{}`: kubelet registration socket", d.name))?;
+                tracing::info!(driver = %d.name, socket = %registration.socket().display(), "kubelet registration socket ready");
+                sockets.push(registration.socket().to_owned());
+                let mut stop = stop_rx.clone();
+                servers.spawn(async move {
+                    let shutdown = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    registration.serve(listener, shutdown).await.map_err(|e| anyhow!("kubelet registration: {e}"))
+                });
+            }
         }
         let flex: wasmvol::flex::FlexDrivers = policy
             .drivers
@@ -116,8 +132,8 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
             tracing::error!(error = %e, "committing host records at shutdown failed");
         }
         match failed {
-            Some(Ok(Err(e))) => Err(anyhow!("CSI server failed: {e}")),
-            Some(Err(e)) => Err(anyhow!("CSI server panicked: {e}")),
+            Some(Ok(Err(e))) => Err(e.context("a server failed")),
+            Some(Err(e)) => Err(anyhow!("a server panicked: {e}")),
             _ => Ok(()),
         }
     })

@@ -10,6 +10,7 @@ pub mod convert;
 pub mod identity;
 pub mod node;
 pub mod records;
+pub mod registration;
 pub mod status;
 pub mod target;
 pub mod topology;

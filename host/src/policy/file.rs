@@ -43,6 +43,12 @@ pub struct HostEntry {
     /// `flex_socket` (default: `/run/wasmvol/flex.sock`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flex_socket: Option<PathBuf>,
+    /// `kubelet_root` (default: `/var/lib/kubelet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_root: Option<PathBuf>,
+    /// `kubelet_registration`: register CSI drivers with kubelet's plugin watcher.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kubelet_registration: bool,
 }
 
 /// One `[[driver]]`.

@@ -80,6 +80,12 @@ pub struct HostSettings {
     pub audit_log: PathBuf,
     /// Unix socket the FlexVolume shims call (served when a driver is marked for Flex).
     pub flex_socket: PathBuf,
+    /// kubelet's root directory: CSI sockets default beneath its `plugins/`,
+    /// registration sockets live in its `plugins_registry/`.
+    pub kubelet_root: PathBuf,
+    /// Whether each CSI driver registers itself with kubelet (no
+    /// node-driver-registrar sidecar needed).
+    pub kubelet_registration: bool,
 }
 
 /// One driver: its pinned component, its grants and its limits.
@@ -155,6 +161,9 @@ pub struct CsiSettings {
     pub socket_mode: u32,
     /// Node id reported by NodeGetInfo when the driver leaves it empty; default the host name.
     pub node_id: Option<String>,
+    /// Where the driver registers with kubelet
+    /// (`<kubelet root>/plugins_registry/<name>-reg.sock`), when the host does.
+    pub registration_socket: Option<PathBuf>,
 }
 
 /// A CSI driver name: at most 63 characters, alphanumeric at both ends,
@@ -416,6 +425,12 @@ impl Policy {
                 .flex_socket
                 .map(anchor)
                 .unwrap_or_else(|| PathBuf::from("/run/wasmvol/flex.sock")),
+            kubelet_root: raw
+                .host
+                .kubelet_root
+                .map(anchor)
+                .unwrap_or_else(|| PathBuf::from("/var/lib/kubelet")),
+            kubelet_registration: raw.host.kubelet_registration,
             state_dir,
         };
         let mut drivers: Vec<DriverPolicy> = Vec::new();
@@ -565,9 +580,15 @@ impl Policy {
                             })?,
                     };
                     let socket = c.socket.map(anchor).unwrap_or_else(|| {
-                        PathBuf::from("/var/lib/kubelet/plugins")
+                        host.kubelet_root
+                            .join("plugins")
                             .join(name.as_str())
                             .join("csi.sock")
+                    });
+                    let registration_socket = host.kubelet_registration.then(|| {
+                        host.kubelet_root
+                            .join("plugins_registry")
+                            .join(format!("{}-reg.sock", name.as_str()))
                     });
                     if let Some(id) = &c.node_id {
                         if id.is_empty() || id.len() > 256 {
@@ -579,6 +600,7 @@ impl Policy {
                         socket,
                         socket_mode,
                         node_id: c.node_id,
+                        registration_socket,
                     })
                 }
             };
