@@ -362,7 +362,7 @@ impl ServeProcess {
     }
 
     fn spawn(f: &Fixture, socket: &Path, mut cmd: std::process::Command) -> Self {
-        let child = cmd
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(&f.policy_path)
             .stdout(std::process::Stdio::null())
@@ -371,6 +371,12 @@ impl ServeProcess {
         let socket = socket.to_owned();
         let deadline = std::time::Instant::now() + serve_start_timeout();
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!(
+                    "wasmvol serve exited ({status}) before opening {}",
+                    socket.display()
+                );
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "wasmvol serve never opened {}",

@@ -119,10 +119,14 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
         };
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        // Let in-flight calls finish, but do not wait on idle clients forever.
+        // No new calls are taken; those in flight may run to their
+        // deadline (the longest any driver has, and a second to answer),
+        // but idle clients that never hang up do not hold the host longer.
+        let longest = policy.drivers.iter().map(|d| d.limits.deadline_ms).max().unwrap_or(0);
+        let drain = std::time::Duration::from_millis(longest) + std::time::Duration::from_secs(1);
         let drained = async { while servers.join_next().await.is_some() {} };
-        if tokio::time::timeout(std::time::Duration::from_secs(5), drained).await.is_err() {
-            tracing::warn!("connections still open after 5 s; exiting");
+        if tokio::time::timeout(drain, drained).await.is_err() {
+            tracing::warn!(waited_ms = drain.as_millis() as u64, "connections still open at the longest deadline; exiting");
         }
         for s in &sockets {
             let _ = std::fs::remove_file(s);

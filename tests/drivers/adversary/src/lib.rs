@@ -65,6 +65,11 @@ impl Driver for Adversary {
             root.remove_file("busy")?;
             return Ok(named(r.name));
         }
+        // A slow call: answers after this many milliseconds (shutdown drains it).
+        if let Some(ms) = r.name.strip_prefix("slow-").and_then(|m| m.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            return Ok(named(r.name));
+        }
         // Overlap probe: succeeds only if another `overlap-*` create runs at the same time.
         if let Some(n) = r.name.strip_prefix("overlap-") {
             let root = root()?;
