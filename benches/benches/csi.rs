@@ -2,6 +2,7 @@
 //!
 //! - NodePublish + NodeUnpublish round trip over the socket (Rust client);
 //! - 1,000 volumes through create, publish, unpublish, delete at concurrency 8;
+//! - the metrics each CSI call records, timed on their own;
 //! - socket ready after `wasmvol serve` starts with cached artifacts, and
 //!   the kubelet registration socket likewise.
 //!
@@ -270,4 +271,35 @@ fn main() {
         );
     });
     drop(serve);
+
+    // What /metrics costs a CSI call: the recording each call does (the
+    // CSI histogram, the driver call's outcome, instances in use), timed
+    // on its own since it cannot be switched off.
+    use wasmvol::metrics::{CsiOperation, METRICS};
+    let n = 200_000u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        METRICS.in_flight("hostpath", 1);
+        METRICS.in_flight("hostpath", -1);
+        METRICS.driver_call("hostpath", Ok(()));
+        METRICS.csi_operation(
+            CsiOperation {
+                driver_name: "hostpath.csi.wasmvol.io".into(),
+                method_name: "/csi.v1.Node/NodePublishVolume".into(),
+                grpc_status_code: "OK".into(),
+            },
+            Duration::from_micros(300),
+        );
+    }
+    let per_call = t.elapsed() / n;
+    println!(
+        "{:<52} {:>10.1?}  {}",
+        "metrics recorded per CSI call",
+        per_call,
+        if per_call <= Duration::from_micros(1) {
+            "ok (budget 1us)"
+        } else {
+            "OVER BUDGET 1us"
+        }
+    );
 }

@@ -103,8 +103,9 @@ impl AuditLog {
         }
         if let Some(sink) = &self.sink {
             let mut f = sink.file.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = f.write_all(&batch.0) {
-                tracing::error!(error = %e, "audit log write failed");
+            match f.write_all(&batch.0) {
+                Ok(()) => crate::metrics::METRICS.audit_records(batch.1),
+                Err(e) => tracing::error!(error = %e, "audit log write failed"),
             }
         }
     }
@@ -123,7 +124,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 /// Records of one call, written to the log together when the call ends
 /// (each also goes to tracing at once).
 #[derive(Debug, Default)]
-pub struct AuditBatch(Vec<u8>);
+pub struct AuditBatch(Vec<u8>, u64);
 
 impl AuditBatch {
     /// Adds a record.
@@ -136,6 +137,7 @@ impl AuditBatch {
             Decision::Deny => tracing::warn!(target: "wasmvol::audit", "{line}"),
         }
         self.0.push(b'\n');
+        self.1 += 1;
     }
 }
 

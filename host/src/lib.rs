@@ -15,6 +15,8 @@ pub mod csi;
 pub mod digest;
 pub mod flex;
 pub mod host_path;
+pub mod http;
+pub mod metrics;
 pub mod nfs;
 pub mod placement;
 pub mod policy;

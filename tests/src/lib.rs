@@ -118,6 +118,8 @@ pub struct FixtureGrants {
     /// `kubelet_registration = true`); the CSI socket then takes its
     /// default path beneath the root.
     pub kubelet_root: Option<PathBuf>,
+    /// Serve `/healthz` and `/metrics` on `<fixture>/http.sock` (`[host] http`).
+    pub http: bool,
 }
 
 impl Default for FixtureGrants {
@@ -139,6 +141,7 @@ impl Default for FixtureGrants {
             flex_name: None,
             lvm: None,
             kubelet_root: None,
+            http: false,
         }
     }
 }
@@ -219,6 +222,7 @@ impl Fixture {
                 flex_socket: Some(self.flex_socket()),
                 kubelet_root: g.kubelet_root.clone(),
                 kubelet_registration: g.kubelet_root.is_some(),
+                http: g.http.then(|| self.http_socket().display().to_string()),
                 ..HostEntry::default()
             },
             drivers: vec![DriverEntry {
@@ -266,6 +270,11 @@ impl Fixture {
     /// Where the host serves Flex shims.
     pub fn flex_socket(&self) -> PathBuf {
         self.dir.path().join("flex.sock")
+    }
+
+    /// Where the host serves `/healthz` and `/metrics` (with `FixtureGrants::http`).
+    pub fn http_socket(&self) -> PathBuf {
+        self.dir.path().join("http.sock")
     }
 
     /// Where the CSI socket of this fixture's driver is.

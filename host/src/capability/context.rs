@@ -171,15 +171,23 @@ impl CallContext {
         f: impl FnOnce(&mut Self) -> Result<T, CapError>,
     ) -> Result<T, DriverError> {
         let grants = &self.env.policy.grants;
+        let metrics = &crate::metrics::METRICS;
         if let Err(why) = needs.try_for_each(|n| n.check(grants)) {
             let msg = format!("{} denied: {why}", op.name());
+            metrics.decision(self.driver(), op.name(), false);
             self.audit(op.name(), args, Decision::Deny, why);
             return Err(DriverError::PermissionDenied(msg));
         }
         if op.may_block() {
             crate::runtime::sync_calls::may_block();
         }
-        match f(self) {
+        let done = f(self);
+        metrics.decision(
+            self.driver(),
+            op.name(),
+            !matches!(done, Err(CapError::Denied(_))),
+        );
+        match done {
             Ok(v) => {
                 self.audit(op.name(), args, Decision::Allow, "ok".into());
                 Ok(v)

@@ -104,6 +104,22 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
                 Ok(())
             });
         }
+        if let Some(at) = &policy.host.http {
+            let listener = wasmvol::http::HttpListener::bind(at).await.context("[host] http")?;
+            if let wasmvol::policy::HttpListen::Unix(path) = at {
+                sockets.push(path.clone());
+            }
+            tracing::info!(at = ?at, "health and metrics endpoint ready");
+            let drivers = runtime.drivers().cloned().collect();
+            let mut stop = stop_rx.clone();
+            servers.spawn(async move {
+                wasmvol::http::serve(listener, drivers, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+                Ok(())
+            });
+        }
         tracing::info!(
             drivers = runtime.drivers().count(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -8,6 +8,7 @@
 pub mod controller;
 pub mod convert;
 pub mod identity;
+pub mod metrics_layer;
 pub mod node;
 pub mod records;
 pub mod registration;
@@ -147,6 +148,9 @@ pub async fn serve(
         .has_controller()
         .then(|| ControllerServer::from_arc(driver.clone()));
     tonic::transport::Server::builder()
+        .layer(metrics_layer::CsiMetricsLayer::new(
+            driver.settings().name.as_str(),
+        ))
         .add_service(IdentityServer::from_arc(driver.clone()))
         .add_service(NodeServer::from_arc(driver.clone()))
         .add_optional_service(controller)

@@ -43,13 +43,35 @@ pub fn answer(drivers: &FlexDrivers, items: Vec<Vec<u8>>) -> Reply {
             "no FlexVolume driver `{driver}` is served by this wasmvol host"
         ));
     };
-    match CallOut::parse(args) {
-        Ok(call) => d.handle(call),
-        Err(BadCall::Unknown(name)) => {
-            Reply::not_supported(format!("call-out `{name}` is not supported"))
-        }
-        Err(BadCall::Invalid(message)) => Reply::failure(message),
-    }
+    let started = std::time::Instant::now();
+    // Labelled by call-out; one kubelet does not know is `unknown`, so the
+    // label values stay the known few.
+    let (method, reply) = match CallOut::parse(args) {
+        Ok(call) => (call.name().to_owned(), d.handle(call)),
+        Err(BadCall::Unknown(name)) => (
+            "unknown".to_owned(),
+            Reply::not_supported(format!("call-out `{name}` is not supported")),
+        ),
+        // A known call-out with bad arguments.
+        Err(BadCall::Invalid(message)) => (
+            args.first().map_or("unknown", String::as_str).to_owned(),
+            Reply::failure(message),
+        ),
+    };
+    crate::metrics::METRICS.flex_operation(
+        crate::metrics::FlexOperation {
+            driver_name: driver.clone(),
+            method_name: method,
+            status: match reply.status {
+                reply::Status::Success => "Success",
+                reply::Status::Failure => "Failure",
+                reply::Status::NotSupported => "Not supported",
+            }
+            .into(),
+        },
+        started.elapsed(),
+    );
+    reply
 }
 
 /// Serves shims on `listener` until `shutdown` resolves. Each connection is

@@ -46,6 +46,9 @@ pub struct HostEntry {
     /// `kubelet_root` (default: `/var/lib/kubelet`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet_root: Option<PathBuf>,
+    /// `http`: `/healthz` and `/metrics` on `"127.0.0.1:9808"` or a unix socket path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
     /// `kubelet_registration`: register CSI drivers with kubelet's plugin watcher.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kubelet_registration: bool,

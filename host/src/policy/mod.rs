@@ -44,6 +44,16 @@ pub enum PolicyError {
         /// The parser's message.
         message: String,
     },
+    /// Well-formed, but a `[host]` value is not acceptable.
+    #[error("{path}: [host] {field}: {message}")]
+    InvalidHost {
+        /// The policy file.
+        path: PathBuf,
+        /// The field at fault, e.g. `http`.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Well-formed, but a value is not acceptable.
     #[error("{path}: driver `{driver}`: {field}: {message}")]
     Invalid {
@@ -86,6 +96,30 @@ pub struct HostSettings {
     /// Whether each CSI driver registers itself with kubelet (no
     /// node-driver-registrar sidecar needed).
     pub kubelet_registration: bool,
+    /// Where `/healthz` and `/metrics` are served, if anywhere.
+    pub http: Option<HttpListen>,
+}
+
+/// Where the host's HTTP endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpListen {
+    /// A TCP address, e.g. `127.0.0.1:9808`.
+    Tcp(std::net::SocketAddr),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl HttpListen {
+    /// Parses `[host] http`: an absolute path is a unix socket, anything
+    /// else an address with a port.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') {
+            return Ok(Self::Unix(PathBuf::from(s)));
+        }
+        s.parse().map(Self::Tcp).map_err(|_| {
+            format!("`{s}` is neither an address with a port (127.0.0.1:9808) nor an absolute socket path")
+        })
+    }
 }
 
 /// One driver: its pinned component, its grants and its limits.
@@ -431,6 +465,18 @@ impl Policy {
                 .map(anchor)
                 .unwrap_or_else(|| PathBuf::from("/var/lib/kubelet")),
             kubelet_registration: raw.host.kubelet_registration,
+            http: match &raw.host.http {
+                None => None,
+                Some(h) => {
+                    Some(
+                        HttpListen::parse(h).map_err(|message| PolicyError::InvalidHost {
+                            path: path.to_owned(),
+                            field: "http",
+                            message,
+                        })?,
+                    )
+                }
+            },
             state_dir,
         };
         let mut drivers: Vec<DriverPolicy> = Vec::new();

@@ -262,11 +262,16 @@ impl LoadedDriver {
         // a tokio worker must not: a driver with the storage root preopened
         // in WASI runs its whole call off the worker it arrived on.
         let wasi_fs = (self.env.policy.grants.storage.as_ref()).is_some_and(|s| s.wasi_preopen);
-        if wasi_fs {
+        let metrics = &crate::metrics::METRICS;
+        metrics.in_flight(self.name(), 1);
+        let answer = if wasi_fs {
             crate::capability::wasi_io::off_worker(|| self.call_here(request_id, op))
         } else {
             self.call_here(request_id, op)
-        }
+        };
+        metrics.in_flight(self.name(), -1);
+        metrics.driver_call(self.name(), answer.as_ref().map(|_| ()));
+        answer
     }
 
     /// [`Self::call`] on this thread.

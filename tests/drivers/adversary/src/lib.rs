@@ -10,6 +10,9 @@ use wasmvol_driver_sdk::*;
 struct Adversary;
 
 const HANDLE_KEY: &str = "stashed-handle";
+/// Once set (by a create named `arm-probe-trap`), identity calls trap: a
+/// driver that loaded fine and stopped answering its probe.
+const PROBE_TRAP_KEY: &str = "probe-trap";
 
 /// Calls this instance has served: more than one means memory outlived a call.
 static CALLS_SERVED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
@@ -30,6 +33,9 @@ fn wait_for(root: &Root, name: &str) -> Result<()> {
 
 impl Driver for Adversary {
     fn info() -> DriverInfo {
+        if matches!(state::get(PROBE_TRAP_KEY), Ok(Some(_))) {
+            panic!("the adversary's probe traps, as armed");
+        }
         DriverInfo::named(
             "adversary.test.wasmvol.io",
             "0.0.0",
@@ -63,6 +69,10 @@ impl Driver for Adversary {
             root.write_file("busy", b"")?;
             std::thread::sleep(std::time::Duration::from_millis(300));
             root.remove_file("busy")?;
+            return Ok(named(r.name));
+        }
+        if r.name == "arm-probe-trap" {
+            state::put(PROBE_TRAP_KEY, b"1")?;
             return Ok(named(r.name));
         }
         // A slow call: answers after this many milliseconds (shutdown drains it).
