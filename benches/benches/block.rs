@@ -7,7 +7,6 @@
 //!
 //! Runs as root; mounts happen in a private mount namespace of its own.
 
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -70,20 +69,7 @@ fn native_cycle(img: &Path, staging: &Path, target: &Path) {
         .open(img)
         .unwrap();
     let dev = LoopDevice::attach(&file, "bench-native").unwrap();
-    nix::mount::mount(
-        Some(&dev.node()),
-        staging,
-        Some("ext4"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
-    let s = wasmvol::sys::mount::open_path(staging).unwrap();
-    let t = wasmvol::sys::mount::open_path(target).unwrap();
-    wasmvol::sys::mount::bind(s.as_fd(), t.as_fd(), Default::default()).unwrap();
-    drop((s, t));
-    nix::mount::umount(target).unwrap();
-    nix::mount::umount(staging).unwrap();
+    wasmvol_tests::native_node_cycle(&dev.node(), staging, target, nix::mount::MsFlags::empty());
     dev.detach().unwrap();
 }
 

@@ -11,7 +11,6 @@
 //!   syscalls themselves, and exec'd `mount`/`umount` as mount-utils based
 //!   CSI drivers (TopoLVM, lvm-localpv) do them.
 
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -67,7 +66,8 @@ fn create_delete(rt: &Runtime, name: &str) {
     );
 }
 
-fn native_create_delete() {
+/// `lvcreate` of the native side's 1 GiB thick volume.
+fn native_create() {
     lvm(&[
         "lvcreate",
         "-q",
@@ -78,6 +78,10 @@ fn native_create_delete() {
         "bench-native",
         "kube_vg",
     ]);
+}
+
+fn native_create_delete() {
+    native_create();
     lvm(&["lvremove", "-q", "-y", "kube_vg/bench-native"]);
 }
 
@@ -102,24 +106,6 @@ fn stage_cycle(rt: &Runtime, id: &str, staging: &Path, target: &Path) {
         "node-unstage",
         json!({"target_path": staging, "volume_id": id}),
     );
-}
-
-/// The node steps with the syscalls themselves: mount ext4, bind, umount both.
-fn native_syscall_cycle(dev: &Path, staging: &Path, target: &Path) {
-    nix::mount::mount(
-        Some(dev),
-        staging,
-        Some("ext4"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        None::<&str>,
-    )
-    .unwrap();
-    let s = wasmvol::sys::mount::open_path(staging).unwrap();
-    let t = wasmvol::sys::mount::open_path(target).unwrap();
-    wasmvol::sys::mount::bind(s.as_fd(), t.as_fd(), Default::default()).unwrap();
-    drop((s, t));
-    nix::mount::umount(target).unwrap();
-    nix::mount::umount(staging).unwrap();
 }
 
 /// The node steps as mount-utils does them: exec `mount` and `umount`.
@@ -248,16 +234,7 @@ fn main() {
         "first node cycle, with mkfs.ext4 of 1 GiB",
         t.elapsed()
     );
-    lvm(&[
-        "lvcreate",
-        "-q",
-        "-y",
-        "-L",
-        "1G",
-        "-n",
-        "bench-native",
-        "kube_vg",
-    ]);
+    native_create();
     let dev = Path::new("/dev/kube_vg/bench-native");
     exec("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]);
 
@@ -277,7 +254,12 @@ fn main() {
             tools += wasmvol::sys::fstools::runs() - before;
         }
         timed(&mut sys, round, || {
-            native_syscall_cycle(dev, n_staging, n_target)
+            wasmvol_tests::native_node_cycle(
+                dev,
+                n_staging,
+                n_target,
+                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            )
         });
         timed(&mut exec_, round, || {
             native_exec_cycle(&s(dev), &s(n_staging), &s(n_target))

@@ -543,3 +543,18 @@ pub fn device_node_opens(dir: &Path) -> bool {
         Err(e) => panic!("opening {}: {e}", node.display()),
     }
 }
+
+/// A block volume's node steps done natively with the mount syscalls
+/// themselves (the benches' baseline): mount the ext4 on `dev` at
+/// `staging` with `flags`, bind it onto `target` by descriptor as the host
+/// does, then unmount both.
+pub fn native_node_cycle(dev: &Path, staging: &Path, target: &Path, flags: nix::mount::MsFlags) {
+    use std::os::fd::AsFd;
+    nix::mount::mount(Some(dev), staging, Some("ext4"), flags, None::<&str>).unwrap();
+    let s = wasmvol::sys::mount::open_path(staging).unwrap();
+    let t = wasmvol::sys::mount::open_path(target).unwrap();
+    wasmvol::sys::mount::bind(s.as_fd(), t.as_fd(), Default::default()).unwrap();
+    drop((s, t));
+    nix::mount::umount(target).unwrap();
+    nix::mount::umount(staging).unwrap();
+}

@@ -44,6 +44,17 @@ async fn start_with(grants: FixtureGrants) -> Csi {
     }
 }
 
+impl Csi {
+    async fn plugin_capabilities(&mut self) -> Vec<PluginCapability> {
+        self.identity
+            .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .capabilities
+    }
+}
+
 fn mount_cap(mode: volume_capability::access_mode::Mode) -> VolumeCapability {
     VolumeCapability {
         access_type: Some(volume_capability::AccessType::Mount(
@@ -121,13 +132,7 @@ async fn identity_reports_name_capabilities_and_readiness() {
         .into_inner();
     assert_eq!(info.name, "hostpath.csi.wasmvol.io");
     assert_eq!(info.vendor_version, "0.1.0");
-    let caps = c
-        .identity
-        .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .capabilities;
+    let caps = c.plugin_capabilities().await;
     use plugin_capability::{service, volume_expansion, Type};
     assert!(caps.iter().any(|c| matches!(&c.r#type,
         Some(Type::Service(s)) if s.r#type == service::Type::ControllerService as i32)));
@@ -829,13 +834,7 @@ fn at_node(node: &str) -> Topology {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_local_volumes_are_pinned_to_the_node_that_made_them() {
     let mut c = start().await;
-    let caps = c
-        .identity
-        .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .capabilities;
+    let caps = c.plugin_capabilities().await;
     use plugin_capability::{service, Type};
     assert!(caps.iter().any(|c| matches!(&c.r#type,
         Some(Type::Service(s)) if s.r#type == service::Type::VolumeAccessibilityConstraints as i32)));
