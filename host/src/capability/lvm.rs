@@ -323,24 +323,25 @@ impl Host for CallContext {
                 let digest = crate::digest::Sha256Digest::of(name.as_bytes()).to_hex();
                 let partial =
                     LvName::parse(&format!("{COPY_PREFIX}{}", &digest[..16])).map_err(invalid)?;
-                ctx.with_group(&vg, |ctx, listed, known| {
+                // The group's lock is held to decide and make the partial
+                // volume, and to rename it, not through the copy, which may
+                // take minutes: other uses of the group go on meanwhile.
+                let made = ctx.with_group(&vg, |ctx, listed, known| {
                     let from = listed.volume(&source_lv)?.ok_or_else(|| {
                         CapError::Failed(DriverError::NotFound(format!(
                             "no volume {group}/{source}"
                         )))
                     })?;
+                    let size = size_bytes.max(from.size);
                     if let Some(existing) = listed.volume(&lv)? {
-                        return if existing.size >= size_bytes.max(from.size)
-                            && existing.pool.is_none()
-                        {
-                            Ok(())
+                        return if existing.size >= size && existing.pool.is_none() {
+                            Ok(false)
                         } else {
                             Err(CapError::Failed(DriverError::AlreadyExists(format!(
                                 "{group}/{name} exists with another size or pool"
                             ))))
                         };
                     }
-                    let size = size_bytes.max(from.size);
                     let leftover = listed.volume(&partial)?.map(|v| v.size).unwrap_or(0);
                     ctx.within_cap(&listed, size.saturating_sub(leftover))?;
                     known.forget();
@@ -349,24 +350,32 @@ impl Host for CallContext {
                     }
                     lvm::create(&vg, &partial, size, &Layout::Thick, &listed.tag)
                         .map_err(|e| lvm_error("lvcreate", e))?;
-                    let copied = block_copy::copy(
-                        &lvm::node(&vg, &source_lv),
-                        &lvm::node(&vg, &partial),
-                        ctx.deadline,
-                    );
-                    if let Err(e) = copied {
-                        let _ = lvm::remove(&vg, &partial);
-                        return Err(match e {
-                            CopyError::InUse(what) => {
-                                CapError::Failed(DriverError::FailedPrecondition(format!(
-                                    "{what}: a volume is copied only while nothing uses it"
-                                )))
-                            }
-                            CopyError::Io(e) => io_error("copy", e),
-                            other => CapError::Failed(DriverError::Aborted(other.to_string())),
-                        });
-                    }
-                    lvm::rename(&vg, &partial, &lv).map_err(|e| io_error("lvrename", e))
+                    Ok(true)
+                })?;
+                if !made {
+                    return Ok(());
+                }
+                let copied = block_copy::copy(
+                    &lvm::node(&vg, &source_lv),
+                    &lvm::node(&vg, &partial),
+                    ctx.deadline,
+                );
+                ctx.with_group(&vg, |_, _, known| {
+                    known.forget();
+                    let Err(e) = copied else {
+                        return lvm::rename(&vg, &partial, &lv)
+                            .map_err(|e| io_error("lvrename", e));
+                    };
+                    let _ = lvm::remove(&vg, &partial);
+                    Err(match e {
+                        CopyError::InUse(what) => {
+                            CapError::Failed(DriverError::FailedPrecondition(format!(
+                                "{what}: a volume is copied only while nothing uses it"
+                            )))
+                        }
+                        CopyError::Io(e) => io_error("copy", e),
+                        other => CapError::Failed(DriverError::Aborted(other.to_string())),
+                    })
                 })
             }),
         )
