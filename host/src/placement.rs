@@ -34,6 +34,15 @@ impl Placement {
     }
 }
 
+impl Placement {
+    /// The capability the volume was placed with (for a call that omits it,
+    /// such as NodeExpandVolume, whose capability is optional).
+    pub fn capability(&self) -> Option<VolumeCapability> {
+        let v: serde_json::Value = serde_json::from_str(&self.fingerprint).ok()?;
+        serde_json::from_value(v.get("capability")?.clone()).ok()
+    }
+}
+
 /// What a stage or publish at a path should do, given what is recorded there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repeat {
@@ -63,6 +72,19 @@ pub fn repeat_of(recorded: Option<&Placement>, asked: &Placement, at: &Path) -> 
 mod tests {
     use super::*;
     use crate::bindings::types::{AccessMode, AccessType};
+
+    #[test]
+    fn the_capability_placed_with_is_read_back() {
+        let cap = VolumeCapability {
+            access_type: AccessType::Block,
+            access_mode: AccessMode::SingleNodeWriter,
+        };
+        let back = Placement::new("v1", &cap, true)
+            .capability()
+            .expect("read back");
+        assert!(matches!(back.access_type, AccessType::Block));
+        assert!(matches!(back.access_mode, AccessMode::SingleNodeWriter));
+    }
 
     #[test]
     fn repeats_are_done_conflicting_or_redone() {

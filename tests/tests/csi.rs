@@ -380,6 +380,45 @@ async fn full_lifecycle_keeps_data_across_republish() {
         .into_inner();
     assert_eq!(stats.usage.len(), 2);
     assert_eq!(stats.usage[0].total, MIB);
+    // A volume that is not at the path, or a path no volume could be at:
+    // NOT_FOUND (CSI), for stats and expansion alike, before the path is touched.
+    for (volume_id, path) in [
+        ("no-such-volume".to_string(), target.display().to_string()),
+        ("no-such-volume".to_string(), "relative/path".to_string()),
+        (v.volume_id.clone(), "../../etc".to_string()),
+        (v.volume_id.clone(), c.f.outside().display().to_string()),
+    ] {
+        let stats = c
+            .node
+            .node_get_volume_stats(NodeGetVolumeStatsRequest {
+                volume_id: volume_id.clone(),
+                volume_path: path.clone(),
+                staging_target_path: String::new(),
+            })
+            .await;
+        assert_eq!(code(stats), Code::NotFound, "stats {volume_id} at {path}");
+        let expand = c
+            .node
+            .node_expand_volume(NodeExpandVolumeRequest {
+                volume_id: volume_id.clone(),
+                volume_path: path.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(code(expand), Code::NotFound, "expand {volume_id} at {path}");
+    }
+    let no_path = c
+        .node
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: v.volume_id.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        code(no_path),
+        Code::InvalidArgument,
+        "a missing field is invalid"
+    );
     c.node
         .node_unpublish_volume(unpublish_req(&v.volume_id, &target))
         .await
@@ -930,4 +969,46 @@ async fn node_local_volumes_are_pinned_to_the_node_that_made_them() {
         .unwrap()
         .into_inner();
     assert_eq!(theirs.available_capacity, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_single_writer_volume_is_published_at_one_target_only() {
+    let mut c = start().await;
+    let v = c.create("pvc-single", MIB).await;
+    let single = mount_cap(volume_capability::access_mode::Mode::SingleNodeSingleWriter);
+    let publish = |target: &Path| NodePublishVolumeRequest {
+        volume_capability: Some(single.clone()),
+        ..publish_req(&v.volume_id, target, false)
+    };
+    let (a, b) = (c.target("single-a"), c.target("single-b"));
+    for _ in 0..2 {
+        c.node
+            .node_publish_volume(publish(&a))
+            .await
+            .expect("publish at a");
+    }
+    let second = c.node.node_publish_volume(publish(&b)).await.unwrap_err();
+    assert_eq!(second.code(), Code::FailedPrecondition, "{second:?}");
+    assert_eq!(
+        mounts_under(c.f.dir.path()),
+        vec![a.clone()],
+        "nothing left at b"
+    );
+    assert!(
+        !b.exists(),
+        "the host made no target for the refused publish"
+    );
+    c.node
+        .node_unpublish_volume(unpublish_req(&v.volume_id, &a))
+        .await
+        .unwrap();
+    c.node
+        .node_publish_volume(publish(&b))
+        .await
+        .expect("once unpublished at a, b may have it");
+    c.node
+        .node_unpublish_volume(unpublish_req(&v.volume_id, &b))
+        .await
+        .unwrap();
+    assert!(mounts_under(c.f.dir.path()).is_empty());
 }

@@ -243,6 +243,20 @@ async fn raw_block_publish_reads_back_what_was_written() {
     dev.read_exact(&mut back).unwrap();
     drop(dev);
     assert_eq!(back, pattern);
+    // Expanded at the node with no capability in the request (it is
+    // optional): the host passes the one the volume was published with, so
+    // the driver knows there is no filesystem to grow.
+    let grown = h
+        .node
+        .node_expand_volume(NodeExpandVolumeRequest {
+            volume_id: id.clone(),
+            volume_path: path_str(&target),
+            ..Default::default()
+        })
+        .await
+        .expect("a raw block volume has nothing to grow at the node")
+        .into_inner();
+    assert_eq!(grown.capacity_bytes, 16 * MIB);
     h.unpublish(&id, &target).await;
     h.unstage(&id, &staging).await;
     assert_clean(&f);
@@ -519,4 +533,68 @@ fn flex_attach_mountdevice_mount_and_back() {
         false
     );
     assert_clean(&f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_publish_knows_its_node_and_refuses_other_arguments_on_a_repeat() {
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    let id = h.create("pvc-attach", 16 * MIB, None).await;
+    let publish = |node: &str, readonly: bool| ControllerPublishVolumeRequest {
+        volume_id: id.clone(),
+        node_id: node.into(),
+        volume_capability: Some(cap(false)),
+        readonly,
+        ..Default::default()
+    };
+    // A node-local volume is reachable only from its own node.
+    let elsewhere = h
+        .controller
+        .controller_publish_volume(publish("no-such-node", false))
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), tonic::Code::NotFound, "{elsewhere:?}");
+    assert!(loops_under(f.dir.path()).is_empty(), "nothing attached");
+    // Published twice alike: the same answer; then read-only: ALREADY_EXISTS.
+    let first = h
+        .controller
+        .controller_publish_volume(publish("test-node", false))
+        .await
+        .expect("publish")
+        .into_inner();
+    let again = h
+        .controller
+        .controller_publish_volume(publish("test-node", false))
+        .await
+        .expect("publish again")
+        .into_inner();
+    assert_eq!(first.publish_context, again.publish_context);
+    let readonly = h
+        .controller
+        .controller_publish_volume(publish("test-node", true))
+        .await
+        .unwrap_err();
+    assert_eq!(readonly.code(), tonic::Code::AlreadyExists, "{readonly:?}");
+    h.controller
+        .controller_unpublish_volume(ControllerUnpublishVolumeRequest {
+            volume_id: id.clone(),
+            node_id: "test-node".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("unpublish");
+    assert!(loops_under(f.dir.path()).is_empty(), "detached");
+    // Unpublished, it may be published read-only.
+    h.controller
+        .controller_publish_volume(publish("test-node", true))
+        .await
+        .expect("read-only after unpublish");
+    h.controller
+        .controller_unpublish_volume(ControllerUnpublishVolumeRequest {
+            volume_id: id.clone(),
+            node_id: "test-node".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("unpublish");
 }

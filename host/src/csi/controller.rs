@@ -90,12 +90,29 @@ impl Controller for CsiDriver {
         let node_id = required(&r.node_id, "node_id")?.to_owned();
         let volume_capability =
             convert::required_capability(r.volume_capability, "volume_capability")?;
+        if self.topology.is_some() && node_id != self.node_id {
+            // A node-local volume is reachable from its own node only.
+            return Err(Status::not_found(format!(
+                "node `{node_id}`: this driver's volumes live on node `{}`",
+                self.node_id
+            )));
+        }
         let _held = self.in_flight.try_claim(volume_id.clone())?;
+        // Published to this node before with other arguments (read-only
+        // after read-write, another capability): ALREADY_EXISTS (CSI).
+        let asked = crate::placement::Placement::new(&volume_id, &volume_capability, r.readonly);
+        if let Some(was) = self.records.attached(&volume_id, &node_id)? {
+            if was != asked {
+                return Err(Status::already_exists(format!(
+                    "volume {volume_id} is published to node `{node_id}` with other arguments"
+                )));
+            }
+        }
         let ctx = self
             .call(Operation::ControllerPublish(
                 wit::ControllerPublishRequest {
-                    volume_id,
-                    node_id,
+                    volume_id: volume_id.clone(),
+                    node_id: node_id.clone(),
                     volume_capability,
                     readonly: r.readonly,
                     secrets: convert::key_values(r.secrets),
@@ -105,6 +122,8 @@ impl Controller for CsiDriver {
             .await?
             .into_publish_context()
             .map_err(status::from_call)?;
+        self.records
+            .set_attached(&volume_id, &node_id, Some(&asked))?;
         Ok(Response::new(ControllerPublishVolumeResponse {
             publish_context: convert::map(ctx),
         }))
@@ -118,10 +137,16 @@ impl Controller for CsiDriver {
         let r = request.into_inner();
         let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
         let _held = self.in_flight.try_claim(volume_id.clone())?;
+        // No node named: unpublished from every node; this host knows its own.
+        let node_id = if r.node_id.is_empty() {
+            self.node_id.clone()
+        } else {
+            r.node_id.clone()
+        };
         match self
             .call(Operation::ControllerUnpublish(
                 wit::ControllerUnpublishRequest {
-                    volume_id,
+                    volume_id: volume_id.clone(),
                     node_id: r.node_id,
                     secrets: convert::key_values(r.secrets),
                 },
@@ -132,6 +157,7 @@ impl Controller for CsiDriver {
             Err(s) if s.code() == tonic::Code::NotFound => {}
             Err(s) => return Err(s),
         }
+        self.records.set_attached(&volume_id, &node_id, None)?;
         Ok(Response::new(ControllerUnpublishVolumeResponse {}))
     }
 

@@ -19,6 +19,52 @@ use crate::bindings::types::Feature;
 use crate::call::{Operation, Outcome, WithPaths};
 use crate::placement::{repeat_of, Placement, Repeat};
 
+impl CsiDriver {
+    /// The `volume_path` of a call about a volume already placed (stats,
+    /// expand). CSI's answer for a volume that is not at the path is
+    /// NOT_FOUND, so a path no volume could be at (relative, `..`), one
+    /// that does not exist, or one the host's records place another volume
+    /// at is NOT_FOUND, decided before anything touches the path. A mount
+    /// point the records do not know (a publish record lost in a crash) is
+    /// left to the driver.
+    fn volume_at(&self, volume_id: &str, raw: &str) -> Result<PathBuf, Status> {
+        let raw = required(raw, "volume_path")?;
+        let path = crate::host_path::RequestPath::parse(raw)
+            .map_err(|why| {
+                Status::not_found(format!("volume {volume_id} is not at `{raw}`: it {why}"))
+            })?
+            .as_path()
+            .to_owned();
+        if !exists(&path) {
+            return Err(Status::not_found(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+        let key = path_key(&path);
+        let published = self.records.published(&key)?;
+        let staged_here = self
+            .records
+            .staged(volume_id)?
+            .is_some_and(|(at, _)| at == key);
+        let known = match &published {
+            Some(p) => p.volume_id == volume_id,
+            None => staged_here,
+        };
+        let unrecorded_mount = published.is_none()
+            && !staged_here
+            && crate::sys::mount::is_mount_point(&path).unwrap_or(false);
+        if known || unrecorded_mount {
+            Ok(path)
+        } else {
+            Err(Status::not_found(format!(
+                "volume {volume_id} is not published or staged at {}",
+                path.display()
+            )))
+        }
+    }
+}
+
 fn path_key(p: &Path) -> String {
     p.display().to_string()
 }
@@ -122,6 +168,14 @@ impl Node for CsiDriver {
         let _held = self.in_flight.try_claim(volume_id.clone())?;
         let placement = Placement::new(&volume_id, &cap, r.readonly);
         let key = path_key(&target);
+        if cap.access_mode == crate::bindings::types::AccessMode::SingleNodeSingleWriter {
+            // One target only (CSI: FAILED_PRECONDITION for a second one).
+            if let Some(other) = self.records.published_elsewhere(&volume_id, &key)? {
+                return Err(Status::failed_precondition(format!(
+                    "volume {volume_id} is single-node-single-writer and already published at {other}"
+                )));
+            }
+        }
         match repeat_of(self.records.published(&key)?.as_ref(), &placement, &target) {
             Repeat::AlreadyDone => return Ok(Response::new(NodePublishVolumeResponse {})),
             Repeat::Conflict(m) => return Err(Status::already_exists(m)),
@@ -189,13 +243,7 @@ impl Node for CsiDriver {
         self.require(Feature::VolumeStats, "NodeGetVolumeStats")?;
         let r = request.into_inner();
         let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
-        let path = required_path(&r.volume_path, "volume_path")?;
-        if !exists(&path) {
-            return Err(Status::not_found(format!(
-                "{} does not exist",
-                path.display()
-            )));
-        }
+        let path = self.volume_at(&volume_id, &r.volume_path)?;
         let stats = self
             .call(Operation::NodeGetVolumeStats(WithPaths {
                 target_path: path,
@@ -233,20 +281,22 @@ impl Node for CsiDriver {
         self.require(Feature::ExpandVolume, "NodeExpandVolume")?;
         let r = request.into_inner();
         let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
-        let path = required_path(&r.volume_path, "volume_path")?;
-        if !exists(&path) {
-            return Err(Status::not_found(format!(
-                "{} does not exist",
-                path.display()
-            )));
-        }
+        let path = self.volume_at(&volume_id, &r.volume_path)?;
+        let volume_capability = match r.volume_capability {
+            Some(c) => Some(convert::capability(c, "volume_capability")?),
+            // Optional in the request: the one the volume was published or
+            // staged with, so a driver knows a raw block volume (nothing to
+            // grow at the node) from a filesystem.
+            None => self
+                .records
+                .published(&path_key(&path))?
+                .or(self.records.staged(&volume_id)?.map(|(_, p)| p))
+                .and_then(|p| p.capability()),
+        };
         let request = wit::NodeExpandRequest {
             volume_id: volume_id.clone(),
             capacity_range: convert::capacity_range(r.capacity_range)?,
-            volume_capability: r
-                .volume_capability
-                .map(|c| convert::capability(c, "volume_capability"))
-                .transpose()?,
+            volume_capability,
             secrets: convert::key_values(r.secrets),
         };
         let _held = self.in_flight.try_claim(volume_id)?;

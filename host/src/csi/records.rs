@@ -13,17 +13,53 @@ fn unavailable(e: RecordError) -> Status {
     Status::unavailable(e.to_string())
 }
 
+/// The by-volume index key of a publish: the id hex-encoded, since an id
+/// may hold `/` and a prefix of one id must not match another's.
+fn by_volume(volume_id: &str, target: &str) -> String {
+    format!("pubvol/{}/{target}", hex::encode(volume_id))
+}
+
 impl Records {
     /// The publish at a target path, if any.
     pub fn published(&self, target: &str) -> Result<Option<Placement>, Status> {
         self.0.get(&format!("pub/{target}")).map_err(unavailable)
     }
 
-    /// Records (or with `None` forgets) the publish at a target path.
+    /// Records (or with `None` forgets) the publish at a target path, and
+    /// indexes it by volume ([`Self::published_elsewhere`]).
     pub fn set_published(&self, target: &str, p: Option<&Placement>) -> Result<(), Status> {
+        let volume = match p {
+            Some(p) => Some(p.volume_id.clone()),
+            None => self.published(target)?.map(|was| was.volume_id),
+        };
+        if let Some(volume) = volume {
+            self.0
+                .put(
+                    &by_volume(&volume, target),
+                    p.map(|_| &true),
+                    Persist::Relaxed,
+                )
+                .map_err(unavailable)?;
+        }
         self.0
             .put(&format!("pub/{target}"), p, Persist::Relaxed)
             .map_err(unavailable)
+    }
+
+    /// A target other than `target` the volume is published at, if any.
+    pub fn published_elsewhere(
+        &self,
+        volume_id: &str,
+        target: &str,
+    ) -> Result<Option<String>, Status> {
+        let prefix = by_volume(volume_id, "");
+        Ok(self
+            .0
+            .list::<bool>(&prefix)
+            .map_err(unavailable)?
+            .into_iter()
+            .filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_owned))
+            .find(|t| t != target))
     }
 
     /// Whether the host made the target path at `target` (and so may remove it).
@@ -42,6 +78,29 @@ impl Records {
                 &format!("made/{target}"),
                 made.then_some(&true),
                 Persist::Relaxed,
+            )
+            .map_err(unavailable)
+    }
+
+    /// How a volume is published to a node (ControllerPublish), if it is.
+    pub fn attached(&self, volume_id: &str, node_id: &str) -> Result<Option<Placement>, Status> {
+        self.0
+            .get(&format!("attach/{volume_id}/{node_id}"))
+            .map_err(unavailable)
+    }
+
+    /// Records (or with `None` forgets) a volume published to a node.
+    pub fn set_attached(
+        &self,
+        volume_id: &str,
+        node_id: &str,
+        p: Option<&Placement>,
+    ) -> Result<(), Status> {
+        self.0
+            .put(
+                &format!("attach/{volume_id}/{node_id}"),
+                p,
+                Persist::Durable,
             )
             .map_err(unavailable)
     }
