@@ -10,7 +10,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 target=wasm32-wasip2
 out=$root/target/components
-drivers=(hostpath loopfs nfs scratch lvm adversary)
+# Every driver crate of the workspace: plugins/* and tests/drivers/*.
+drivers=()
+for manifest in plugins/*/Cargo.toml tests/drivers/*/Cargo.toml; do
+  drivers+=("$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n1)")
+done
+[ ${#drivers[@]} -gt 0 ] || { echo "build-plugins: no driver crates found" >&2; exit 1; }
 mkdir -p "$out"
 
 pkg_args=()
@@ -45,7 +50,8 @@ else
 fi
 
 for d in "${drivers[@]}"; do
-  cp -f "$root/target/wasm/$target/wasm/$d.wasm" "$out/$d.wasm.tmp"
+  # The artifact is named after the library: `-` becomes `_`.
+  cp -f "$root/target/wasm/$target/wasm/${d//-/_}.wasm" "$out/$d.wasm.tmp"
   mv -f "$out/$d.wasm.tmp" "$out/$d.wasm"
   echo "build-plugins: $out/$d.wasm ($(stat -c %s "$out/$d.wasm") bytes)"
 done
