@@ -423,9 +423,111 @@ pub enum CallError {
     UnknownDriver(String),
 }
 
+/// Every class of [`CallError`] as the CLI prints and exits with it: a
+/// driver's error by its WIT name, then the host's own reasons. The exit
+/// status is 10 plus the position here, so scripts can tell them apart.
+const CLASSES: &[&str] = &[
+    "invalid-argument",
+    "not-found",
+    "already-exists",
+    "failed-precondition",
+    "resource-exhausted",
+    "out-of-range",
+    "aborted",
+    "unavailable",
+    "permission-denied",
+    "unimplemented",
+    "internal",
+    "invalid-request",
+    "deadline",
+    "memory",
+    "refused-answer",
+    "unexpected-answer",
+    "trapped",
+    "busy",
+    "unknown-driver",
+];
+
+impl CallError {
+    /// The error's class, e.g. `not-found` (a driver's) or `trapped` (the host's).
+    pub fn class(&self) -> &'static str {
+        use DriverError as D;
+        match self {
+            CallError::Driver(e) => match e {
+                D::InvalidArgument(_) => CLASSES[0],
+                D::NotFound(_) => CLASSES[1],
+                D::AlreadyExists(_) => CLASSES[2],
+                D::FailedPrecondition(_) => CLASSES[3],
+                D::ResourceExhausted(_) => CLASSES[4],
+                D::OutOfRange(_) => CLASSES[5],
+                D::Aborted(_) => CLASSES[6],
+                D::Unavailable(_) => CLASSES[7],
+                D::PermissionDenied(_) => CLASSES[8],
+                D::Unimplemented(_) => CLASSES[9],
+                D::Internal(_) => CLASSES[10],
+            },
+            CallError::InvalidRequest(_) => CLASSES[11],
+            CallError::Deadline(_) => CLASSES[12],
+            CallError::Memory(_) => CLASSES[13],
+            CallError::BadAnswer(_) => CLASSES[14],
+            CallError::UnexpectedAnswer(_) => CLASSES[15],
+            CallError::Trapped(_) => CLASSES[16],
+            CallError::Busy(_) => CLASSES[17],
+            CallError::UnknownDriver(_) => CLASSES[18],
+        }
+    }
+
+    /// What went wrong, without the class: a driver's own message as it
+    /// wrote it, or the host's description.
+    pub fn message(&self) -> String {
+        use DriverError as D;
+        match self {
+            CallError::Driver(
+                D::InvalidArgument(m)
+                | D::NotFound(m)
+                | D::AlreadyExists(m)
+                | D::FailedPrecondition(m)
+                | D::ResourceExhausted(m)
+                | D::OutOfRange(m)
+                | D::Aborted(m)
+                | D::Unavailable(m)
+                | D::PermissionDenied(m)
+                | D::Unimplemented(m)
+                | D::Internal(m),
+            ) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The CLI's exit status for this error: 10 and up, one per class.
+    pub fn exit_code(&self) -> i32 {
+        let at = CLASSES.iter().position(|c| *c == self.class());
+        10 + at.expect("every class is listed") as i32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_error_class_has_a_name_and_an_exit_status_of_its_own() {
+        let e = CallError::Driver(DriverError::NotFound("no volume x".into()));
+        assert_eq!(
+            (e.class(), e.message(), e.exit_code()),
+            ("not-found", "no volume x".into(), 11)
+        );
+        let t = CallError::Trapped("unreachable".into());
+        assert_eq!((t.class(), t.exit_code()), ("trapped", 26));
+        let mut names = CLASSES.to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            CLASSES.len(),
+            "a class named twice would share its status"
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -136,6 +136,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(cli) {
+        // A driver call that failed: its class and message, and an exit
+        // status per class (see `CallError::exit_code`).
+        if let Some(failed) = e.downcast_ref::<wasmvol::call::CallError>() {
+            eprintln!("{}: {}", failed.class(), failed.message());
+            std::process::exit(failed.exit_code());
+        }
         eprintln!("wasmvol: {}", one_line(&e));
         std::process::exit(1);
     }

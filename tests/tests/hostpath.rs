@@ -287,6 +287,21 @@ fn lifecycle_through_wasmvol_call() {
         assert!(ok, "{err}");
     }
     assert!(!is_mounted(&target));
+    // A driver's error: its class and message, and the class's exit status.
+    let out = Command::new(wasmvol_bin())
+        .args(["call", "--config"])
+        .arg(&f.policy_path)
+        .args([
+            "hostpath",
+            "create-volume",
+            "--request",
+            &create_req("pvc-cli", 2 * GIB, Value::Null).to_string(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("already-exists: "), "{err}");
+    assert_eq!(out.status.code(), Some(12), "{err}");
     let (ok, _, err) = cli(&f, "delete-volume", json!({"volume_id": id, "secrets": []}));
     assert!(ok, "{err}");
 
