@@ -19,6 +19,19 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Kubernetes' own schemas (1.34, offline) for the generated manifests:
+# kubernetes-validate from PyPI, in a venv of the build tree.
+validator=$PWD/target/py/bin/kubernetes-validate
+if [ ! -x "$validator" ]; then
+  if ! python3 -m venv target/py 2>/dev/null; then
+    rm -rf target/py
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv target/py
+  fi
+  target/py/bin/pip install -q kubernetes-validate
+fi
+export WASMVOL_KUBERNETES_VALIDATE=$validator
 scripts/build-plugins.sh
 scripts/build-shim.sh
 cargo build --bins

@@ -16,6 +16,7 @@ pub mod digest;
 pub mod flex;
 pub mod host_path;
 pub mod http;
+pub mod manifests;
 pub mod metrics;
 pub mod nfs;
 pub mod placement;

@@ -49,6 +49,25 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Print the Kubernetes objects that deploy the policy (YAML, to stdout).
+    Manifests {
+        /// The policy the node DaemonSet runs (its text becomes the ConfigMap).
+        #[arg(long)]
+        config: PathBuf,
+        /// The wasmvol image (the host, the shim and the components).
+        #[arg(long, default_value = "ghcr.io/wasmvol/wasmvol:0.1.0")]
+        image: String,
+        /// The namespace of the node objects.
+        #[arg(long, default_value = "wasmvol")]
+        namespace: String,
+        /// Where the components are on this machine, when the policy names
+        /// their paths inside the image (found by file name).
+        #[arg(long)]
+        components: Option<PathBuf>,
+        /// A Kubernetes `List` as JSON instead of a YAML stream.
+        #[arg(long)]
+        json: bool,
+    },
     /// Call one export of a driver by hand and print its answer as JSON.
     Call {
         #[arg(long)]
@@ -102,6 +121,9 @@ enum FlexCommand {
         /// The shim binary to install (default: wasmvol-flex beside this program).
         #[arg(long)]
         shim: Option<PathBuf>,
+        /// Stay running once installed (an installer container of a DaemonSet).
+        #[arg(long)]
+        stay: bool,
     },
     /// Remove an installed shim.
     Uninstall {
@@ -180,6 +202,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", file.to_toml());
             Ok(())
         }
+        Command::Manifests {
+            config,
+            image,
+            namespace,
+            components,
+            json,
+        } => cli::manifests::manifests(&config, &image, &namespace, components.as_deref(), json),
         Command::Call {
             config,
             driver,

@@ -13,6 +13,7 @@ pub(crate) fn flex(command: FlexCommand) -> anyhow::Result<()> {
             plugin_dir,
             socket,
             shim,
+            stay,
         } => {
             let name = FlexName::parse(&driver).map_err(|e| anyhow!("--driver: {e}"))?;
             let shim = match shim {
@@ -24,6 +25,12 @@ pub(crate) fn flex(command: FlexCommand) -> anyhow::Result<()> {
             };
             let dest = wasmvol::flex::install::install(&shim, &plugin_dir, &name, &socket)?;
             println!("installed {} (calls {})", dest.display(), socket.display());
+            if stay {
+                // Until the pod ends (SIGTERM's default action ends us).
+                loop {
+                    std::thread::park();
+                }
+            }
             Ok(())
         }
         FlexCommand::Uninstall { driver, plugin_dir } => {

@@ -3,4 +3,5 @@
 pub(crate) mod audit;
 pub(crate) mod flex;
 pub(crate) mod inspect;
+pub(crate) mod manifests;
 pub(crate) mod serve;

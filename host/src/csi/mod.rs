@@ -71,7 +71,7 @@ impl CsiDriver {
         store: Arc<StateStore>,
         sync_calls: Arc<SyncCalls>,
     ) -> Self {
-        let node_id = settings.node_id.clone().unwrap_or_else(host_name);
+        let node_id = settings.node_id.clone().unwrap_or_else(default_node_id);
         let records = records::Records(crate::store::records::HostRecords::new(
             store,
             "csi",
@@ -158,7 +158,16 @@ pub async fn serve(
         .await
 }
 
-/// This machine's host name (the default CSI node id).
+/// The CSI node id when the policy names none: `WASMVOL_NODE_ID` (the
+/// DaemonSet sets it to the node's name), else this machine's host name.
+pub fn default_node_id() -> String {
+    std::env::var("WASMVOL_NODE_ID")
+        .ok()
+        .filter(|id| !id.is_empty() && id.len() <= 256)
+        .unwrap_or_else(host_name)
+}
+
+/// This machine's host name.
 pub fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
