@@ -99,8 +99,10 @@ mod tests {
         let f = VolumeLocks::default();
         let first = f.try_claim("v1".into()).unwrap();
         let g = f.clone();
+        // Timed from before the waiter exists: the key is freed 200 ms after
+        // this, however late the waiter's thread starts.
+        let t = Instant::now();
         let waiter = std::thread::spawn(move || {
-            let t = Instant::now();
             let held = g.claim_within("v1".into(), Duration::from_secs(10));
             (held.is_ok(), t.elapsed())
         });

@@ -63,15 +63,17 @@ async fn metrics_count_a_known_sequence_exactly_and_health_says_why_it_fails() {
         },
     );
     let shim = wasmvol_tests::install_flex_shim(&f);
-    let serve = ServeProcess::start(&f);
+    // The HTTP endpoint opens after the CSI and Flex sockets: waiting for it
+    // waits for all of them.
     let http = f.http_socket();
+    let _serve = ServeProcess::start_on(&f, &http);
     let (status, body) = get(&http, "/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     assert_eq!(get(&http, "/nowhere").0, 404);
 
     let before = get(&http, "/metrics").1;
     let audit_before = f.audit().len();
-    let mut controller = ControllerClient::new(csi_channel(&serve.socket).await);
+    let mut controller = ControllerClient::new(csi_channel(&f.csi_socket()).await);
     for _ in 0..2 {
         controller
             .create_volume(create("slow-1"))
