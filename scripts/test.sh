@@ -35,6 +35,8 @@ export WASMVOL_KUBERNETES_VALIDATE=$validator
 scripts/build-plugins.sh
 scripts/build-shim.sh
 cargo build --bins
+# The OCI image (release build), which tests/tests/image.rs unpacks and runs.
+scripts/build-image.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
