@@ -267,10 +267,94 @@ fn main() {
     });
     drop(serve);
 
-    // What /metrics costs a CSI call: the recording each call does (the
-    // CSI histogram, the driver call's outcome, instances in use), timed
-    // on its own since it cannot be switched off.
+    // /metrics on and off in one run: the same pair against a host that
+    // serves /metrics (and so records) and one that does not, alternating.
+    let plain = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            csi: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let metered = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            csi: true,
+            http: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let plain_serve = ServeProcess::start(&plain);
+    let metered_serve = ServeProcess::start_on(&metered, &metered.http_socket());
+    rt.block_on(async {
+        let mut sides = Vec::new();
+        for (f, socket) in [
+            (&plain, &plain_serve.socket),
+            (&metered, &metered.csi_socket()),
+        ] {
+            let channel = csi_channel(socket).await;
+            let mut controller = ControllerClient::new(channel.clone());
+            let v = controller
+                .create_volume(create("ab"))
+                .await
+                .unwrap()
+                .into_inner()
+                .volume
+                .unwrap();
+            let tmpfs = f.dir.path().join("tmpfs-targets");
+            std::fs::create_dir_all(&tmpfs).unwrap();
+            nix::mount::mount(
+                Some("tmpfs"),
+                &tmpfs,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+            sides.push((NodeClient::new(channel), v.volume_id, tmpfs, Vec::new()));
+        }
+        let n = 1000;
+        for i in 0..n + n / 10 {
+            for (node, id, tmpfs, times) in sides.iter_mut() {
+                let at = tmpfs.join("ab");
+                let t = Instant::now();
+                node.node_publish_volume(publish(id, &at)).await.unwrap();
+                node.node_unpublish_volume(unpublish(id, &at))
+                    .await
+                    .unwrap();
+                if i >= n / 10 {
+                    times.push(t.elapsed());
+                }
+            }
+        }
+        let mut medians = Vec::new();
+        for (what, (_, _, tmpfs, times)) in ["without /metrics", "with /metrics"]
+            .iter()
+            .zip(sides.iter_mut())
+        {
+            unmount_when_released(tmpfs);
+            times.sort();
+            medians.push(times[n / 2]);
+            println!(
+                "{:<52} median {:>10.1?}",
+                format!("CSI pair on tmpfs, {what}"),
+                times[n / 2]
+            );
+        }
+        let delta = medians[1].as_secs_f64() - medians[0].as_secs_f64();
+        println!(
+            "{:<52} {:>+10.1}µs  (the pair's noise here is tens of µs)",
+            "  difference of the medians",
+            delta * 1e6
+        );
+    });
+    drop((plain_serve, metered_serve));
+
+    // What /metrics costs a CSI call, without the noise: the recording
+    // each call does (the CSI histogram, the driver call's outcome,
+    // instances in use), timed on its own.
     use wasmvol::metrics::{CsiOperation, METRICS};
+    METRICS.enable();
     let n = 200_000u32;
     let t = Instant::now();
     for _ in 0..n {

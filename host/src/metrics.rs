@@ -12,6 +12,9 @@
 //! - `wasmvol_capability_decisions_total{driver, operation, decision}`;
 //! - `wasmvol_calls_in_flight{driver}`: instances in use;
 //! - `wasmvol_audit_records_total`: records the audit log wrote.
+//!
+//! Recording starts only when the host serves `/metrics` (`[host] http`):
+//! a host without the endpoint pays nothing for it.
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::LazyLock;
@@ -92,6 +95,8 @@ impl MetricConstructor<Histogram> for CsiBuckets {
 
 /// Every metric the host keeps.
 pub struct Metrics {
+    /// Off until a host serves `/metrics`: no endpoint, no recording.
+    enabled: std::sync::atomic::AtomicBool,
     registry: Registry,
     csi: Family<CsiOperation, Histogram, CsiBuckets>,
     flex: Family<FlexOperation, Histogram, CsiBuckets>,
@@ -144,6 +149,7 @@ impl Metrics {
             audit_records.clone(),
         );
         Self {
+            enabled: std::sync::atomic::AtomicBool::new(false),
             registry,
             csi,
             flex,
@@ -154,18 +160,37 @@ impl Metrics {
         }
     }
 
+    /// Starts recording (a host that serves `/metrics` calls this first).
+    pub fn enable(&self) {
+        self.enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn on(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Records one CSI operation.
     pub fn csi_operation(&self, labels: CsiOperation, took: Duration) {
+        if !self.on() {
+            return;
+        }
         self.csi.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// Records one Flex call-out.
     pub fn flex_operation(&self, labels: FlexOperation, took: Duration) {
+        if !self.on() {
+            return;
+        }
         self.flex.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// Records how a driver call ended.
     pub fn driver_call(&self, driver: &str, result: Result<(), &CallError>) {
+        if !self.on() {
+            return;
+        }
         let outcome = match result {
             Ok(()) => "ok",
             Err(CallError::Driver(_)) => "driver_error",
@@ -186,6 +211,9 @@ impl Metrics {
 
     /// Records a capability decision.
     pub fn decision(&self, driver: &str, operation: &'static str, allowed: bool) {
+        if !self.on() {
+            return;
+        }
         self.decisions
             .get_or_create(&CapabilityDecision {
                 driver: driver.to_owned(),
@@ -197,6 +225,9 @@ impl Metrics {
 
     /// A driver instance starts (`+1`) or ends (`-1`) a call.
     pub fn in_flight(&self, driver: &str, delta: i64) {
+        if !self.on() {
+            return;
+        }
         self.in_flight
             .get_or_create(&DriverLabel {
                 driver: driver.to_owned(),
@@ -206,6 +237,9 @@ impl Metrics {
 
     /// Records audit records written.
     pub fn audit_records(&self, n: u64) {
+        if !self.on() {
+            return;
+        }
         self.audit_records.inc_by(n);
     }
 

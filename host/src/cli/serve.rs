@@ -106,6 +106,7 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
         }
         if let Some(at) = &policy.host.http {
             let listener = wasmvol::http::HttpListener::bind(at).await.context("[host] http")?;
+            wasmvol::metrics::METRICS.enable();
             if let wasmvol::policy::HttpListen::Unix(path) = at {
                 sockets.push(path.clone());
             }
