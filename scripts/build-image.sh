@@ -15,20 +15,20 @@ out=$root/target/image
 rm -rf "$out"
 rootfs=$out/rootfs
 mkdir -p "$rootfs/usr/local/bin" "$rootfs/opt/wasmvol/components" "$rootfs/tmp" "$rootfs/etc"
-strip --strip-all -o "$rootfs/usr/local/bin/wasmvol" target/release/wasmvol
-# The shim as kubelet execs it: static where static glibc is at hand.
-strip --strip-all -o "$rootfs/usr/local/bin/wasmvol-flex" target/flex-shim/wasmvol-flex
-cp target/components/{hostpath,loopfs,nfs,scratch,lvm}.wasm "$rootfs/opt/wasmvol/components/"
-chmod 1777 "$rootfs/tmp"
 # The tools the host runs, each with the libraries it loads, at their paths.
 need=()
-for tool in mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs blkid:util-linux lvm:lvm2; do
+for tool in mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs blkid:util-linux lvm:lvm2 strip:binutils gzip:gzip; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+strip --strip-all -o "$rootfs/usr/local/bin/wasmvol" target/release/wasmvol
+# The shim as kubelet execs it: static where static glibc is at hand.
+strip --strip-all -o "$rootfs/usr/local/bin/wasmvol-flex" target/flex-shim/wasmvol-flex
+cp target/components/{hostpath,loopfs,nfs,scratch,lvm}.wasm "$rootfs/opt/wasmvol/components/"
+chmod 1777 "$rootfs/tmp"
 copy() {
   local f=$1
   [ -e "$rootfs$f" ] && return
