@@ -166,7 +166,8 @@ impl Metrics {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn on(&self) -> bool {
+    /// Whether anything is recorded: callers skip building labels when not.
+    pub fn on(&self) -> bool {
         self.enabled.load(std::sync::atomic::Ordering::Relaxed)
     }
 

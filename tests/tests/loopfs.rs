@@ -547,6 +547,11 @@ async fn controller_publish_knows_its_node_and_refuses_other_arguments_on_a_repe
         readonly,
         ..Default::default()
     };
+    let unpublish = || ControllerUnpublishVolumeRequest {
+        volume_id: id.clone(),
+        node_id: "test-node".into(),
+        ..Default::default()
+    };
     // A node-local volume is reachable only from its own node.
     let elsewhere = h
         .controller
@@ -576,11 +581,7 @@ async fn controller_publish_knows_its_node_and_refuses_other_arguments_on_a_repe
         .unwrap_err();
     assert_eq!(readonly.code(), tonic::Code::AlreadyExists, "{readonly:?}");
     h.controller
-        .controller_unpublish_volume(ControllerUnpublishVolumeRequest {
-            volume_id: id.clone(),
-            node_id: "test-node".into(),
-            ..Default::default()
-        })
+        .controller_unpublish_volume(unpublish())
         .await
         .expect("unpublish");
     assert!(loops_under(f.dir.path()).is_empty(), "detached");
@@ -590,11 +591,7 @@ async fn controller_publish_knows_its_node_and_refuses_other_arguments_on_a_repe
         .await
         .expect("read-only after unpublish");
     h.controller
-        .controller_unpublish_volume(ControllerUnpublishVolumeRequest {
-            volume_id: id.clone(),
-            node_id: "test-node".into(),
-            ..Default::default()
-        })
+        .controller_unpublish_volume(unpublish())
         .await
         .expect("unpublish");
 }

@@ -116,6 +116,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if !METRICS.on() {
+            return Box::pin(self.inner.call(request));
+        }
         let method_name = method_label(request.uri().path());
         let driver_name = self.driver_name.clone();
         let started = Instant::now();

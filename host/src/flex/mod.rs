@@ -58,6 +58,9 @@ pub fn answer(drivers: &FlexDrivers, items: Vec<Vec<u8>>) -> Reply {
             Reply::failure(message),
         ),
     };
+    if !crate::metrics::METRICS.on() {
+        return reply;
+    }
     crate::metrics::METRICS.flex_operation(
         crate::metrics::FlexOperation {
             driver_name: driver.clone(),
