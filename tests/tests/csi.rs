@@ -169,7 +169,6 @@ async fn identity_reports_name_capabilities_and_readiness() {
         R::CreateDeleteSnapshot,
         R::ListSnapshots,
         R::CloneVolume,
-        R::ExpandVolume,
     ] {
         assert!(
             rpcs.contains(&(want as i32)),
@@ -177,6 +176,8 @@ async fn identity_reports_name_capabilities_and_readiness() {
         );
     }
     assert!(!rpcs.contains(&(R::PublishUnpublishVolume as i32)));
+    // hostpath is node-local: its volumes grow at the node alone.
+    assert!(!rpcs.contains(&(R::ExpandVolume as i32)));
     let node = c
         .node
         .node_get_info(NodeGetInfoRequest {})

@@ -268,7 +268,7 @@ async fn raw_block_publish_reads_back_what_was_written() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_expansion_grows_the_mounted_filesystem() {
+async fn online_expansion_at_the_node_alone_grows_the_mounted_filesystem() {
     let f = Fixture::new("loopfs", grants());
     let mut h = start(&f).await;
     // xfs: growing ext4 online needs CAP_SYS_RESOURCE, which this sandbox's
@@ -320,33 +320,51 @@ async fn online_expansion_grows_the_mounted_filesystem() {
     ] {
         result.unwrap_or_else(|e| panic!("{call}: {e}"));
     }
-    let before = nix::sys::statvfs::statvfs(&target).unwrap();
-    let e = h
+    // A node-local volume grows at its node only: the controller does not
+    // advertise expansion (csi-resizer then only records the new size), the
+    // node and the plugin do, and kubelet's NodeExpandVolume alone grows
+    // the backing file and the filesystem on it.
+    let controller_caps = h
         .controller
-        .controller_expand_volume(ControllerExpandVolumeRequest {
-            volume_id: id.clone(),
-            capacity_range: Some(CapacityRange {
-                required_bytes: 640 * MIB,
-                limit_bytes: 0,
-            }),
-            ..Default::default()
-        })
+        .controller_get_capabilities(ControllerGetCapabilitiesRequest {})
         .await
         .unwrap()
-        .into_inner();
-    assert!(e.node_expansion_required);
+        .into_inner()
+        .capabilities;
+    let rpc = |t: &Option<controller_service_capability::Type>| match t {
+        Some(controller_service_capability::Type::Rpc(r)) => r.r#type,
+        None => 0,
+    };
+    let expand = controller_service_capability::rpc::Type::ExpandVolume as i32;
+    assert!(controller_caps.iter().all(|c| rpc(&c.r#type) != expand));
+    assert!(controller_caps
+        .iter()
+        .any(|c| rpc(&c.r#type)
+            == controller_service_capability::rpc::Type::CreateDeleteVolume as i32));
+    let node_caps = h
+        .node
+        .node_get_capabilities(NodeGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    assert!(node_caps.iter().any(|c| matches!(&c.r#type,
+        Some(node_service_capability::Type::Rpc(r))
+            if r.r#type == node_service_capability::rpc::Type::ExpandVolume as i32)));
+    let before = nix::sys::statvfs::statvfs(&target).unwrap();
+    let expand_at_node = || NodeExpandVolumeRequest {
+        volume_id: id.clone(),
+        volume_path: path_str(&target),
+        capacity_range: Some(CapacityRange {
+            required_bytes: 640 * MIB,
+            limit_bytes: 0,
+        }),
+        volume_capability: Some(cap_fs(false, "xfs")),
+        ..Default::default()
+    };
     let n = h
         .node
-        .node_expand_volume(NodeExpandVolumeRequest {
-            volume_id: id.clone(),
-            volume_path: path_str(&target),
-            capacity_range: Some(CapacityRange {
-                required_bytes: 640 * MIB,
-                limit_bytes: 0,
-            }),
-            volume_capability: Some(cap_fs(false, "xfs")),
-            ..Default::default()
-        })
+        .node_expand_volume(expand_at_node())
         .await
         .unwrap()
         .into_inner();
@@ -359,6 +377,17 @@ async fn online_expansion_grows_the_mounted_filesystem() {
         size(&before),
         size(&after)
     );
+    let img = f.root().join("volumes").join(format!("{id}.img"));
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 640 * MIB as u64);
+    // kubelet's retry of the same expansion: the same answer, nothing grows twice.
+    let again = h
+        .node
+        .node_expand_volume(expand_at_node())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.capacity_bytes, 640 * MIB);
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 640 * MIB as u64);
     h.unpublish(&id, &target).await;
     h.unstage(&id, &staging).await;
     assert_clean(&f);

@@ -55,6 +55,11 @@ fn the_checked_in_manifests_are_what_the_policy_generates() {
     );
 }
 
+/// The namespace the node objects are generated into.
+fn ns(items: &[Value]) -> Value {
+    of_kind(items, "Namespace")[0]["metadata"]["name"].clone()
+}
+
 fn of_kind<'a>(items: &'a [Value], kind: &str) -> Vec<&'a Value> {
     items.iter().filter(|o| o["kind"] == kind).collect()
 }
@@ -164,6 +169,35 @@ fn the_daemonset_mounts_what_the_policy_needs_and_the_drivers_say_what_they_are(
             .unwrap()
             .contains(&"--node-deployment=true".into()));
     }
+    // Drivers that expand get a resizer, leader-elected (one acts per
+    // cluster) with the leases to elect with; their classes allow expansion.
+    let resizers: Vec<&str> = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().ends_with("-resizer"))
+        .inspect(|c| {
+            assert!(c["args"]
+                .as_array()
+                .unwrap()
+                .contains(&"--leader-election=true".into()))
+        })
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resizers,
+        ["hostpath-resizer", "loopfs-resizer", "lvm-resizer"],
+        "nfs does not expand"
+    );
+    for name in ["hostpath", "loopfs", "lvm"] {
+        assert_eq!(class(name)["allowVolumeExpansion"], true, "{name}");
+    }
+    assert_eq!(class("nfs")["allowVolumeExpansion"], false);
+    let lease_role = of_kind(items, "Role")[0];
+    assert_eq!(lease_role["metadata"]["namespace"], ns(items));
+    assert_eq!(lease_role["rules"][0]["resources"][0], "leases");
+    let binding = of_kind(items, "RoleBinding")[0];
+    assert_eq!(binding["roleRef"]["name"], lease_role["metadata"]["name"]);
     // The ConfigMap's policy is pinned to the components that ship.
     let cm = of_kind(items, "ConfigMap")[0];
     let text = cm["data"]["policy.toml"].as_str().unwrap();

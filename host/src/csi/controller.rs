@@ -293,6 +293,8 @@ impl Controller for CsiDriver {
             .iter()
             .filter(|(f, _)| self.has(*f))
             .flat_map(|(_, types)| types.iter())
+            // Grown at the node only: see `CsiDriver::expands_at_node`.
+            .filter(|t| !(**t == rpc::Type::ExpandVolume && self.expands_at_node()))
             .map(|t| ControllerServiceCapability {
                 r#type: Some(controller_service_capability::Type::Rpc(
                     controller_service_capability::Rpc { r#type: *t as i32 },

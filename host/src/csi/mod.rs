@@ -112,6 +112,17 @@ impl CsiDriver {
         }
     }
 
+    /// Whether volumes grow at the node only: a node-local driver's volume
+    /// can be grown only by the host of the node it lives on, and no
+    /// cluster-wide controller (csi-resizer has no per-node mode) knows which
+    /// node that is. So the host does not advertise ControllerExpandVolume
+    /// for such a driver (csi-resizer then only records the new size) and
+    /// NodeExpandVolume, which kubelet sends to the owning node, runs the
+    /// driver's controller expansion there before the node one.
+    pub fn expands_at_node(&self) -> bool {
+        self.has(Feature::ExpandVolume) && self.topology.is_some()
+    }
+
     /// Whether the Controller service is offered.
     pub fn has_controller(&self) -> bool {
         CONTROLLER_FEATURES.iter().any(|f| self.has(*f))

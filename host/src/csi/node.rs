@@ -293,13 +293,37 @@ impl Node for CsiDriver {
                 .or(self.records.staged(&volume_id)?.map(|(_, p)| p))
                 .and_then(|p| p.capability()),
         };
+        let capacity_range = convert::capacity_range(r.capacity_range)?;
+        let secrets = convert::key_values(r.secrets);
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
+        if let (true, Some(range)) = (self.expands_at_node(), &capacity_range) {
+            // The controller half first, here on the volume's node (see
+            // `CsiDriver::expands_at_node`); idempotent, so a retry after a
+            // node half that failed grows nothing twice.
+            let e = self
+                .call(Operation::ControllerExpand(
+                    crate::bindings::controller::ControllerExpandRequest {
+                        volume_id: volume_id.clone(),
+                        capacity_range: Some(*range),
+                        secrets: secrets.clone(),
+                        volume_capability: volume_capability.clone(),
+                    },
+                ))
+                .await?
+                .into_expanded()
+                .map_err(status::from_call)?;
+            if !e.node_expansion_required {
+                return Ok(Response::new(NodeExpandVolumeResponse {
+                    capacity_bytes: convert::bytes_out(e.capacity_bytes),
+                }));
+            }
+        }
         let request = wit::NodeExpandRequest {
-            volume_id: volume_id.clone(),
-            capacity_range: convert::capacity_range(r.capacity_range)?,
+            volume_id,
+            capacity_range,
             volume_capability,
-            secrets: convert::key_values(r.secrets),
+            secrets,
         };
-        let _held = self.in_flight.try_claim(volume_id)?;
         let bytes = self
             .call(Operation::NodeExpand(WithPaths {
                 target_path: path,

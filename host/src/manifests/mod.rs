@@ -9,7 +9,8 @@
 //! Beside it, for each CSI driver that provisions, external-provisioner in
 //! `--node-deployment` mode (every bundled driver's volumes are served by
 //! the host of the node they live on), and csi-snapshotter likewise where
-//! the driver snapshots; each with the RBAC it needs and no more. A
+//! the driver snapshots, and csi-resizer (leader-elected: one acts per
+//! cluster) where it expands; each with the RBAC it needs and no more. A
 //! node-local driver stages without ControllerPublish (it attaches at
 //! stage), so its CSIDriver says `attachRequired: false` and no attacher
 //! runs; a cluster-wide one that publishes gets csi-attacher. Flex drivers
@@ -32,6 +33,8 @@ pub const PROVISIONER_IMAGE: &str = "registry.k8s.io/sig-storage/csi-provisioner
 pub const SNAPSHOTTER_IMAGE: &str = "registry.k8s.io/sig-storage/csi-snapshotter:v8.3.0";
 /// csi-attacher, for cluster-wide drivers with ControllerPublish.
 pub const ATTACHER_IMAGE: &str = "registry.k8s.io/sig-storage/csi-attacher:v4.9.0";
+/// csi-resizer, for drivers that expand.
+pub const RESIZER_IMAGE: &str = "registry.k8s.io/sig-storage/csi-resizer:v1.14.0";
 
 /// What the manifests are for, beyond the policy.
 #[derive(Debug, Clone)]
@@ -71,6 +74,15 @@ impl Driver<'_> {
 
     fn snapshots(&self) -> bool {
         self.provisions() && self.has(Feature::Snapshots)
+    }
+
+    /// Volumes grow. A node-local driver's grow at the node (the host does
+    /// not advertise ControllerExpandVolume for it), so csi-resizer only
+    /// records the new size and kubelet's NodeExpandVolume on the owning
+    /// node does the work; either way one resizer per cluster acts, chosen
+    /// by leader election among the nodes.
+    fn resizes(&self) -> bool {
+        self.provisions() && self.has(Feature::ExpandVolume)
     }
 }
 
@@ -229,6 +241,50 @@ fn snapshotter_rules() -> Value {
     ])
 }
 
+/// What external-resizer reads and writes (pods: to tell a resize that
+/// failed because the volume is in use; attribute classes: modifications).
+fn resizer_rules() -> Value {
+    json!([
+        rule(
+            &[""],
+            &["persistentvolumes"],
+            &["get", "list", "watch", "patch"]
+        ),
+        rule(
+            &[""],
+            &["persistentvolumeclaims"],
+            &["get", "list", "watch"]
+        ),
+        rule(&[""], &["persistentvolumeclaims/status"], &["patch"]),
+        rule(&[""], &["pods"], &["list", "watch"]),
+        rule(
+            &[""],
+            &["events"],
+            &["list", "watch", "create", "update", "patch"]
+        ),
+        rule(
+            &["storage.k8s.io"],
+            &["volumeattributesclasses"],
+            &["get", "list", "watch"]
+        ),
+    ])
+}
+
+/// The leases that sidecars elect their leader with, in the node namespace only.
+fn leader_election_objects(namespace: &str) -> [Value; 2] {
+    let name = "wasmvol-leader-election";
+    [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": meta(name, Some(namespace)),
+            "rules": [rule(&["coordination.k8s.io"], &["leases"],
+                &["get", "watch", "list", "delete", "update", "create"])]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta(name, Some(namespace)),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}]}),
+    ]
+}
+
 fn attacher_rules() -> Value {
     json!([
         rule(
@@ -286,6 +342,7 @@ pub fn objects(policy: &Policy, drivers: &[Driver<'_>], o: &Options) -> Vec<Valu
     let provisions = drivers.iter().any(|d| d.provisions());
     let snapshots = drivers.iter().any(|d| d.snapshots());
     let attaches = drivers.iter().any(|d| d.attaches());
+    let resizes = drivers.iter().any(|d| d.resizes());
     for (role, needed, rules) in [
         (
             "wasmvol-provisioner",
@@ -294,11 +351,15 @@ pub fn objects(policy: &Policy, drivers: &[Driver<'_>], o: &Options) -> Vec<Valu
         ),
         ("wasmvol-snapshotter", snapshots, snapshotter_rules()),
         ("wasmvol-attacher", attaches, attacher_rules()),
+        ("wasmvol-resizer", resizes, resizer_rules()),
     ] {
         if needed {
             out.push(cluster_role(role, rules));
             out.push(cluster_binding(role, ns));
         }
+    }
+    if attaches || resizes {
+        out.extend(leader_election_objects(ns));
     }
 
     // CSIDriver objects: what kubelet and the scheduler need to know.
@@ -425,6 +486,17 @@ pub fn objects(policy: &Policy, drivers: &[Driver<'_>], o: &Options) -> Vec<Valu
                 &socket_volume,
             ));
         }
+        if d.resizes() {
+            let args = ["--csi-address=$(ADDRESS)", "--leader-election=true"]
+                .map(String::from)
+                .into();
+            containers.push(sidecar(
+                &format!("{short}-resizer"),
+                RESIZER_IMAGE,
+                args,
+                &socket_volume,
+            ));
+        }
     }
     for d in drivers {
         let Some(flex) = &d.policy.flex else { continue };
@@ -473,9 +545,7 @@ pub fn objects(policy: &Policy, drivers: &[Driver<'_>], o: &Options) -> Vec<Valu
             "provisioner": csi.name.as_str(),
             "reclaimPolicy": "Delete",
             "volumeBindingMode": if d.node_local() { "WaitForFirstConsumer" } else { "Immediate" },
-            // csi-resizer has no per-node mode, so node-local volumes grow
-            // only through the host on their node (`wasmvol call`).
-            "allowVolumeExpansion": d.has(Feature::ExpandVolume) && !d.node_local(),
+            "allowVolumeExpansion": d.resizes(),
         }));
         if d.snapshots() {
             out.push(json!({
