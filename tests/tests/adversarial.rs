@@ -598,11 +598,13 @@ fn tool_arguments_cannot_be_injected() {
 #[test]
 fn time_spent_waiting_counts_against_the_deadline() {
     let (f, rt) = fixture(FixtureGrants {
-        deadline_ms: 600,
+        deadline_ms: 2100,
         ..FixtureGrants::default()
     });
-    // It waits 500 ms; a deadline restarted at its first tick ends at ~1.1 s.
-    let result = stopped_at_deadline(600, Duration::from_millis(950), || {
+    // It waits 2 s, then spins: the deadline ends it at ~2.1 s, a deadline
+    // restarted at its first tick would end it at ~4.1 s. The bound sits
+    // halfway, so a loaded CI machine's slower instantiation cannot cross it.
+    let result = stopped_at_deadline(2100, Duration::from_millis(3100), || {
         attack_create(&rt, "sleep-then-loop")
     });
     assert_contained(&f, "sleep-then-loop", &result, "deadline");

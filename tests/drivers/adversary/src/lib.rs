@@ -128,7 +128,7 @@ impl Driver for Adversary {
             "sleep-then-loop" => {
                 // Spends most of its deadline waiting, then spins: the time
                 // waited counts against the deadline.
-                std::thread::sleep(std::time::Duration::from_millis(500));
+                std::thread::sleep(std::time::Duration::from_millis(2000));
                 loop {
                     core::hint::black_box(0u64);
                 }
