@@ -33,6 +33,8 @@ pub mod bindings {
 }
 
 pub mod capacity;
+#[cfg(feature = "json")]
+pub mod groups;
 pub mod ids;
 pub mod paging;
 #[cfg(feature = "json")]
@@ -46,10 +48,11 @@ pub const DEVICE_PATH_KEY: &str = "devicePath";
 
 pub use bindings::exports::wasmvol::driver::controller::{
     ControllerExpandRequest, ControllerExpandResponse, ControllerPublishRequest,
-    ControllerUnpublishRequest, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
-    DeleteVolumeRequest, GetCapacityRequest, GetCapacityResponse, ListSnapshotsRequest,
-    ListSnapshotsResponse, ListVolumesRequest, ListVolumesResponse, ListedVolume, ValidateRequest,
-    ValidateResponse,
+    ControllerUnpublishRequest, CreateGroupSnapshotRequest, CreateSnapshotRequest,
+    CreateVolumeRequest, DeleteSnapshotRequest, DeleteVolumeRequest, GetCapacityRequest,
+    GetCapacityResponse, GetSnapshotRequest, GetVolumeRequest, GroupSnapshotRequest,
+    ListSnapshotsRequest, ListSnapshotsResponse, ListVolumesRequest, ListVolumesResponse,
+    ListedVolume, ModifyVolumeRequest, ValidateRequest, ValidateResponse,
 };
 pub use bindings::exports::wasmvol::driver::node::{
     NodeExpandRequest, NodeInfo, PublishRequest, StageRequest, UnpublishRequest, UnstageRequest,
@@ -64,8 +67,8 @@ pub use bindings::wasmvol::driver::state;
 pub use bindings::wasmvol::driver::tmpfs::{self, TmpfsOptions};
 pub use bindings::wasmvol::driver::types::{
     AccessMode, AccessType, CapacityRange, ContentSource, DriverError, DriverInfo, Feature,
-    KeyValues, MountAccess, Snapshot, Timestamp, Topology, TopologyRequirement, Volume,
-    VolumeCapability,
+    GroupSnapshot, KeyValues, MountAccess, Snapshot, Timestamp, Topology, TopologyRequirement,
+    Volume, VolumeCapability,
 };
 pub use bindings::wasmvol::driver::volumes::{self, Root};
 
@@ -176,6 +179,33 @@ pub trait Driver {
     fn controller_expand(_r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
         Err(unimplemented("controller-expand"))
     }
+    /// One volume, with its condition when the driver has feature
+    /// `volume-condition`. Feature `get-volume`.
+    fn get_volume(_r: GetVolumeRequest) -> Result<ListedVolume> {
+        Err(unimplemented("get-volume"))
+    }
+    /// Change the given mutable parameters of a volume, and only those; an
+    /// unknown key is `invalid-argument`. Feature `modify-volume`.
+    fn modify_volume(_r: ModifyVolumeRequest) -> Result<()> {
+        Err(unimplemented("modify-volume"))
+    }
+    /// One snapshot by id. Feature `get-snapshot`.
+    fn get_snapshot(_r: GetSnapshotRequest) -> Result<Snapshot> {
+        Err(unimplemented("get-snapshot"))
+    }
+    /// Snapshot several volumes at one point in time (idempotent by name;
+    /// see [`groups`]). Feature `group-snapshots`.
+    fn create_group_snapshot(_r: CreateGroupSnapshotRequest) -> Result<GroupSnapshot> {
+        Err(unimplemented("create-group-snapshot"))
+    }
+    /// Delete a group snapshot and every member; an unknown id is success.
+    fn delete_group_snapshot(_r: GroupSnapshotRequest) -> Result<()> {
+        Err(unimplemented("delete-group-snapshot"))
+    }
+    /// A group snapshot by id.
+    fn get_group_snapshot(_r: GroupSnapshotRequest) -> Result<GroupSnapshot> {
+        Err(unimplemented("get-group-snapshot"))
+    }
     /// Make a volume ready on this node at the staging handle. Feature `stage-unstage-volume`.
     fn stage(_staging: Target, _r: StageRequest) -> Result<()> {
         Err(unimplemented("node-stage"))
@@ -251,6 +281,24 @@ impl<D: Driver> controller::Guest for Export<D> {
     }
     fn expand_volume(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
         D::controller_expand(r)
+    }
+    fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {
+        D::get_volume(r)
+    }
+    fn modify_volume(r: ModifyVolumeRequest) -> Result<()> {
+        D::modify_volume(r)
+    }
+    fn get_snapshot(r: GetSnapshotRequest) -> Result<Snapshot> {
+        D::get_snapshot(r)
+    }
+    fn create_group_snapshot(r: CreateGroupSnapshotRequest) -> Result<GroupSnapshot> {
+        D::create_group_snapshot(r)
+    }
+    fn delete_group_snapshot(r: GroupSnapshotRequest) -> Result<()> {
+        D::delete_group_snapshot(r)
+    }
+    fn get_group_snapshot(r: GroupSnapshotRequest) -> Result<GroupSnapshot> {
+        D::get_group_snapshot(r)
     }
 }
 

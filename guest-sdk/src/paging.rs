@@ -38,6 +38,7 @@ pub fn list_volumes(
             .map(|v| crate::ListedVolume {
                 volume: v.clone(),
                 published_node_ids: Vec::new(),
+                abnormal_message: None,
             })
             .collect(),
         next_token,

@@ -95,6 +95,9 @@ pub struct SnapshotRecord<X = NoExtra> {
     pub size: u64,
     /// Creation time: seconds and nanoseconds since the epoch.
     pub created: (i64, u32),
+    /// The group snapshot it was taken in (empty: none); see [`crate::groups`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
     /// The driver's own fields.
     #[serde(flatten)]
     pub extra: X,
@@ -122,7 +125,21 @@ impl<X> SnapshotRecord<X> {
             source,
             size,
             created: (t.seconds, t.nanos),
+            group: String::new(),
             extra,
+        }
+    }
+
+    /// Refuses to delete a member of a group snapshot on its own (CSI:
+    /// INVALID_ARGUMENT; its group is deleted as a whole).
+    pub fn check_deletable_alone(&self) -> Result<()> {
+        if self.group.is_empty() {
+            Ok(())
+        } else {
+            Err(DriverError::InvalidArgument(format!(
+                "snapshot {} is part of group snapshot {}: delete the group",
+                self.id, self.group
+            )))
         }
     }
 
@@ -137,6 +154,7 @@ impl<X> SnapshotRecord<X> {
                 nanos: self.created.1,
             },
             ready_to_use: true,
+            group_snapshot_id: self.group.clone(),
         }
     }
 }

@@ -74,6 +74,29 @@ macro_rules! driver_calls {
             ControllerExpand(controller::ControllerExpandRequest) => "controller-expand",
                 CONTROLLER."expand-volume"(controller::ControllerExpandRequest) -> Answer<controller::ControllerExpandResponse>,
                 secrets at secrets;
+            /// controller.get-volume.
+            ControllerGetVolume(controller::GetVolumeRequest) => "controller-get-volume",
+                CONTROLLER."get-volume"(controller::GetVolumeRequest) -> Answer<controller::ListedVolume>;
+            /// controller.modify-volume.
+            ModifyVolume(controller::ModifyVolumeRequest) => "modify-volume",
+                CONTROLLER."modify-volume"(controller::ModifyVolumeRequest) -> Answer<()>,
+                secrets at secrets;
+            /// controller.get-snapshot.
+            GetSnapshot(controller::GetSnapshotRequest) => "get-snapshot",
+                CONTROLLER."get-snapshot"(controller::GetSnapshotRequest) -> Answer<types::Snapshot>,
+                secrets at secrets;
+            /// controller.create-group-snapshot.
+            CreateGroupSnapshot(controller::CreateGroupSnapshotRequest) => "create-group-snapshot",
+                CONTROLLER."create-group-snapshot"(controller::CreateGroupSnapshotRequest) -> Answer<types::GroupSnapshot>,
+                secrets at secrets;
+            /// controller.delete-group-snapshot.
+            DeleteGroupSnapshot(controller::GroupSnapshotRequest) => "delete-group-snapshot",
+                CONTROLLER."delete-group-snapshot"(controller::GroupSnapshotRequest) -> Answer<()>,
+                secrets at secrets;
+            /// controller.get-group-snapshot.
+            GetGroupSnapshot(controller::GroupSnapshotRequest) => "get-group-snapshot",
+                CONTROLLER."get-group-snapshot"(controller::GroupSnapshotRequest) -> Answer<types::GroupSnapshot>,
+                secrets at secrets;
             /// node.stage, at the staging path.
             NodeStage(WithPaths<node::StageRequest>) => "node-stage",
                 NODE."stage"(Target, node::StageRequest) -> Answer<()>,
@@ -242,6 +265,10 @@ pub enum Outcome {
     Snapshots(controller::ListSnapshotsResponse),
     /// Controller expansion's answer.
     Expanded(controller::ControllerExpandResponse),
+    /// One volume and its status (get-volume).
+    ListedVolume(controller::ListedVolume),
+    /// A group snapshot.
+    GroupSnapshot(types::GroupSnapshot),
     /// Node volume stats.
     VolumeStats(node::VolumeStats),
     /// Node expansion's new size.
@@ -316,6 +343,8 @@ answers! {
     into_snapshot => Snapshot(types::Snapshot);
     into_snapshots => Snapshots(controller::ListSnapshotsResponse);
     into_expanded => Expanded(controller::ControllerExpandResponse);
+    into_listed_volume => ListedVolume(controller::ListedVolume);
+    into_group_snapshot => GroupSnapshot(types::GroupSnapshot);
     into_volume_stats => VolumeStats(node::VolumeStats);
     into_capacity_bytes => CapacityBytes(u64);
     into_node_info => NodeInfo(node::NodeInfo);
@@ -376,10 +405,20 @@ impl Outcome {
         let volume = |v: &types::Volume| check_id("volume id", &v.volume_id);
         let snapshot = |s: &types::Snapshot| {
             check_id("snapshot id", &s.snapshot_id)?;
-            check_id("source volume id", &s.source_volume_id)
+            check_id("source volume id", &s.source_volume_id)?;
+            if s.group_snapshot_id.is_empty() {
+                Ok(())
+            } else {
+                check_id("group snapshot id", &s.group_snapshot_id)
+            }
         };
         match self {
             Outcome::Volume(v) => volume(v),
+            Outcome::ListedVolume(e) => volume(&e.volume),
+            Outcome::GroupSnapshot(g) => {
+                check_id("group snapshot id", &g.group_snapshot_id)?;
+                g.snapshots.iter().try_for_each(snapshot)
+            }
             Outcome::Volumes(l) => l.entries.iter().try_for_each(|e| volume(&e.volume)),
             Outcome::Snapshot(s) => snapshot(s),
             Outcome::Snapshots(l) => l.entries.iter().try_for_each(snapshot),

@@ -217,8 +217,8 @@ impl Controller for CsiDriver {
                 .map(|e| list_volumes_response::Entry {
                     volume: Some(self.volume_out(e.volume)),
                     status: Some(list_volumes_response::VolumeStatus {
+                        volume_condition: self.condition(e.abnormal_message),
                         published_node_ids: e.published_node_ids,
-                        volume_condition: None,
                     }),
                 })
                 .collect(),
@@ -288,6 +288,10 @@ impl Controller for CsiDriver {
                 Feature::SingleNodeMultiWriter,
                 &[rpc::Type::SingleNodeMultiWriter],
             ),
+            (Feature::ModifyVolume, &[rpc::Type::ModifyVolume]),
+            (Feature::GetVolume, &[rpc::Type::GetVolume]),
+            (Feature::VolumeCondition, &[rpc::Type::VolumeCondition]),
+            (Feature::GetSnapshot, &[rpc::Type::GetSnapshot]),
         ];
         let capabilities = map
             .iter()
@@ -385,9 +389,22 @@ impl Controller for CsiDriver {
 
     async fn get_snapshot(
         &self,
-        _: Request<GetSnapshotRequest>,
+        request: Request<GetSnapshotRequest>,
     ) -> Result<Response<GetSnapshotResponse>, Status> {
-        Err(Status::unimplemented("GetSnapshot (alpha) is not offered"))
+        self.require(Feature::GetSnapshot, "GetSnapshot")?;
+        let r = request.into_inner();
+        let snapshot_id = required(&r.snapshot_id, "snapshot_id")?.to_owned();
+        let s = self
+            .call(Operation::GetSnapshot(wit::GetSnapshotRequest {
+                snapshot_id,
+                secrets: convert::key_values(r.secrets),
+            }))
+            .await?
+            .into_snapshot()
+            .map_err(status::from_call)?;
+        Ok(Response::new(GetSnapshotResponse {
+            snapshot: Some(convert::snapshot_out(s)),
+        }))
     }
 
     async fn controller_expand_volume(
@@ -422,24 +439,61 @@ impl Controller for CsiDriver {
 
     async fn controller_get_volume(
         &self,
-        _: Request<ControllerGetVolumeRequest>,
+        request: Request<ControllerGetVolumeRequest>,
     ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "ControllerGetVolume (alpha) is not offered",
-        ))
+        self.require(Feature::GetVolume, "ControllerGetVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        let e = self
+            .call(Operation::ControllerGetVolume(wit::GetVolumeRequest {
+                volume_id,
+            }))
+            .await?
+            .into_listed_volume()
+            .map_err(status::from_call)?;
+        Ok(Response::new(ControllerGetVolumeResponse {
+            status: Some(controller_get_volume_response::VolumeStatus {
+                volume_condition: self.condition(e.abnormal_message),
+                published_node_ids: e.published_node_ids,
+            }),
+            volume: Some(self.volume_out(e.volume)),
+        }))
     }
 
     async fn controller_modify_volume(
         &self,
-        _: Request<ControllerModifyVolumeRequest>,
+        request: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "ControllerModifyVolume is not offered",
-        ))
+        self.require(Feature::ModifyVolume, "ControllerModifyVolume")?;
+        let r = request.into_inner();
+        let volume_id = required(&r.volume_id, "volume_id")?.to_owned();
+        if r.mutable_parameters.is_empty() {
+            return Err(Status::invalid_argument(
+                "mutable_parameters is required: name the parameters to change",
+            ));
+        }
+        let _held = self.in_flight.try_claim(volume_id.clone())?;
+        self.call(Operation::ModifyVolume(wit::ModifyVolumeRequest {
+            volume_id,
+            secrets: convert::key_values(r.secrets),
+            mutable_parameters: convert::key_values(r.mutable_parameters),
+        }))
+        .await?;
+        Ok(Response::new(ControllerModifyVolumeResponse {}))
     }
 }
 
 impl CsiDriver {
+    /// A volume's condition as CSI carries it: set exactly when the driver
+    /// reports conditions (the spec makes it required then), normal unless
+    /// the driver said what is wrong.
+    pub(super) fn condition(&self, abnormal: Option<String>) -> Option<VolumeCondition> {
+        self.has(Feature::VolumeCondition).then(|| VolumeCondition {
+            abnormal: abnormal.is_some(),
+            message: abnormal.unwrap_or_else(|| "volume is healthy".into()),
+        })
+    }
+
     /// A driver's volume as CSI carries it; a node-local one pinned to this node.
     fn volume_out(&self, v: crate::bindings::types::Volume) -> Volume {
         let mut out = convert::volume_out(v);

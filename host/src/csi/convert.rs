@@ -231,7 +231,20 @@ pub fn snapshot_out(s: Snapshot) -> pb::Snapshot {
             nanos: s.creation_time.nanos as i32,
         }),
         ready_to_use: s.ready_to_use,
-        group_snapshot_id: String::new(),
+        group_snapshot_id: s.group_snapshot_id,
+    }
+}
+
+/// A group snapshot back to CSI.
+pub fn group_snapshot_out(g: crate::bindings::types::GroupSnapshot) -> pb::VolumeGroupSnapshot {
+    pb::VolumeGroupSnapshot {
+        group_snapshot_id: g.group_snapshot_id,
+        snapshots: g.snapshots.into_iter().map(snapshot_out).collect(),
+        creation_time: Some(prost_types::Timestamp {
+            seconds: g.creation_time.seconds,
+            nanos: g.creation_time.nanos as i32,
+        }),
+        ready_to_use: g.ready_to_use,
     }
 }
 

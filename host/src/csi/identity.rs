@@ -36,6 +36,9 @@ impl Identity for CsiDriver {
         if self.has_controller() {
             capabilities.push(service(service::Type::ControllerService));
         }
+        if self.has(Feature::GroupSnapshots) {
+            capabilities.push(service(service::Type::GroupControllerService));
+        }
         if self.has(Feature::NodeLocal) {
             capabilities.push(service(service::Type::VolumeAccessibilityConstraints));
         }

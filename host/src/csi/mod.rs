@@ -7,6 +7,7 @@
 
 pub mod controller;
 pub mod convert;
+pub mod group_controller;
 pub mod identity;
 pub mod metrics_layer;
 pub mod node;
@@ -61,6 +62,9 @@ const CONTROLLER_FEATURES: &[Feature] = &[
     Feature::Snapshots,
     Feature::CloneVolume,
     Feature::ExpandVolume,
+    Feature::ModifyVolume,
+    Feature::GetVolume,
+    Feature::GetSnapshot,
 ];
 
 impl CsiDriver {
@@ -145,19 +149,23 @@ impl CsiDriver {
     }
 }
 
-/// Serves a driver's Identity, Node and (when it has controller features)
-/// Controller services on `listener` until `shutdown` resolves.
+/// Serves a driver's Identity, Node and (when it has the features for
+/// them) Controller and GroupController services on `listener` until `shutdown` resolves.
 pub async fn serve(
     driver: Arc<CsiDriver>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     use proto::controller_server::ControllerServer;
+    use proto::group_controller_server::GroupControllerServer;
     use proto::identity_server::IdentityServer;
     use proto::node_server::NodeServer;
     let controller = driver
         .has_controller()
         .then(|| ControllerServer::from_arc(driver.clone()));
+    let group_controller = driver
+        .has(Feature::GroupSnapshots)
+        .then(|| GroupControllerServer::from_arc(driver.clone()));
     tonic::transport::Server::builder()
         .layer(metrics_layer::CsiMetricsLayer::new(
             driver.settings().name.as_str(),
@@ -165,6 +173,7 @@ pub async fn serve(
         .add_service(IdentityServer::from_arc(driver.clone()))
         .add_service(NodeServer::from_arc(driver.clone()))
         .add_optional_service(controller)
+        .add_optional_service(group_controller)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
 }

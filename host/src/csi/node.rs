@@ -267,10 +267,7 @@ impl Node for CsiDriver {
                     } as i32,
                 })
                 .collect(),
-            volume_condition: Some(VolumeCondition {
-                abnormal: stats.abnormal_message.is_some(),
-                message: stats.abnormal_message.unwrap_or_default(),
-            }),
+            volume_condition: self.condition(stats.abnormal_message),
         }))
     }
 
@@ -347,10 +344,8 @@ impl Node for CsiDriver {
                 Feature::StageUnstageVolume,
                 &[rpc::Type::StageUnstageVolume],
             ),
-            (
-                Feature::VolumeStats,
-                &[rpc::Type::GetVolumeStats, rpc::Type::VolumeCondition],
-            ),
+            (Feature::VolumeStats, &[rpc::Type::GetVolumeStats]),
+            (Feature::VolumeCondition, &[rpc::Type::VolumeCondition]),
             (Feature::ExpandVolume, &[rpc::Type::ExpandVolume]),
             (
                 Feature::SingleNodeMultiWriter,

@@ -5,6 +5,11 @@
 //! `snap/<id>`. Ids derive from the CSI name, so a repeated create finds the
 //! volume it made before. Publish bind-mounts the volume directory onto the
 //! request's target handle; the driver never sees a host path.
+//!
+//! Mutable parameter (CreateVolume's `mutable_parameters`, ModifyVolume):
+//! `readOnly` = `true` | `false`, every later publish of the volume is
+//! read-only (a publish in place keeps its mode until it is published again).
+//! Group snapshots copy each member in one call (see the SDK's `groups`).
 
 mod records;
 
@@ -12,6 +17,7 @@ use wasmvol_driver_sdk::*;
 
 use records::{SnapshotRecord, VolumeRecord};
 use wasmvol_driver_sdk::capacity;
+use wasmvol_driver_sdk::groups;
 use wasmvol_driver_sdk::ids::{self, not_found};
 use wasmvol_driver_sdk::paging;
 use wasmvol_driver_sdk::records::{id_for, Record};
@@ -50,6 +56,72 @@ fn materialize(root: &Root, dir: &str, fill: impl FnOnce(&Root, &str) -> Result<
     root.rename(&tmp, dir)
 }
 
+/// The mutable parameters hostpath knows, applied to a record; any other
+/// key or a value that is not a boolean is `invalid-argument` and changes nothing.
+fn apply_mutable(v: &mut VolumeRecord, params: &[(String, String)]) -> Result<()> {
+    let mut read_only = v.read_only;
+    for (k, value) in params {
+        match (k.as_str(), value.as_str()) {
+            ("readOnly", "true") => read_only = true,
+            ("readOnly", "false") => read_only = false,
+            ("readOnly", other) => {
+                return Err(DriverError::InvalidArgument(format!(
+                    "mutable parameter readOnly: `{other}` is not true or false"
+                )))
+            }
+            (other, _) => {
+                return Err(DriverError::InvalidArgument(format!(
+                    "mutable parameter `{other}` is not supported (hostpath knows readOnly)"
+                )))
+            }
+        }
+    }
+    v.read_only = read_only;
+    Ok(())
+}
+
+/// What is wrong with a volume, if anything: its directory went missing.
+fn condition(root: &Root, v: &VolumeRecord) -> Result<Option<String>> {
+    Ok((!root.exists(&volume_dir(&v.id)?)?).then(|| {
+        format!(
+            "volume directory of {} is missing from the storage root",
+            v.id
+        )
+    }))
+}
+
+/// Makes (or finds again) snapshot `name` of volume `source`.
+fn snapshot_named(source: &str, name: &str) -> Result<SnapshotRecord> {
+    let id = id_for("snap", name);
+    if let Some(existing) = SnapshotRecord::load(&id)? {
+        if existing.source != source {
+            return Err(DriverError::AlreadyExists(format!(
+                "snapshot `{name}` exists for another volume"
+            )));
+        }
+        return Ok(existing);
+    }
+    VolumeRecord::load(source)?.ok_or_else(|| not_found("volume", source))?;
+    let root = root()?;
+    let dir = snapshot_dir(&id)?;
+    materialize(&root, &dir, |root, tmp| {
+        root.copy(&volume_dir(source)?, tmp)
+    })?;
+    let size = root.usage(&dir)?.bytes;
+    Ok(SnapshotRecord::new(
+        id,
+        name.to_owned(),
+        source.to_owned(),
+        size,
+        Default::default(),
+    ))
+}
+
+/// Removes a snapshot's copy (its record is the caller's to remove).
+fn remove_snapshot(s: &SnapshotRecord) -> Result<()> {
+    root()?.remove_tree(&snapshot_dir(&s.id)?)
+}
+
 fn check_mount_access(caps: &[VolumeCapability]) -> Result<()> {
     for c in caps {
         if let AccessType::Block = c.access_type {
@@ -77,6 +149,11 @@ impl Driver for HostPath {
                 Feature::VolumeStats,
                 Feature::NodeLocal,
                 Feature::SingleNodeMultiWriter,
+                Feature::ModifyVolume,
+                Feature::GetVolume,
+                Feature::VolumeCondition,
+                Feature::GetSnapshot,
+                Feature::GroupSnapshots,
             ],
         )
     }
@@ -89,9 +166,18 @@ impl Driver for HostPath {
         }
         check_mount_access(&r.volume_capabilities)?;
         let id = id_for("hp", &r.name);
+        let mut record = VolumeRecord {
+            id: id.clone(),
+            name: r.name.clone(),
+            capacity: 0,
+            source: r.content_source.clone(),
+            read_only: false,
+        };
+        apply_mutable(&mut record, &r.mutable_parameters)?;
         if let Some(existing) = VolumeRecord::load(&id)? {
             if !capacity::fits(&r.capacity_range, existing.capacity)
                 || existing.source != r.content_source
+                || existing.read_only != record.read_only
             {
                 return Err(DriverError::AlreadyExists(format!(
                     "volume `{}` exists with another size or source",
@@ -120,12 +206,7 @@ impl Driver for HostPath {
                 root.copy(&volume_dir(vid)?, tmp)
             }
         })?;
-        let record = VolumeRecord {
-            id,
-            name: r.name,
-            capacity,
-            source: r.content_source,
-        };
+        record.capacity = capacity;
         record.save()?;
         Ok(record.to_volume())
     }
@@ -157,11 +238,16 @@ impl Driver for HostPath {
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
-        let all = VolumeRecord::all()?
-            .iter()
-            .map(VolumeRecord::to_volume)
-            .collect();
-        paging::list_volumes(all, &r)
+        let records = VolumeRecord::all()?;
+        let all = records.iter().map(VolumeRecord::to_volume).collect();
+        let mut page = paging::list_volumes(all, &r)?;
+        let root = root()?;
+        for e in &mut page.entries {
+            if let Some(v) = records.iter().find(|v| v.id == e.volume.volume_id) {
+                e.abnormal_message = condition(&root, v)?;
+            }
+        }
+        Ok(page)
     }
 
     fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
@@ -179,25 +265,7 @@ impl Driver for HostPath {
                 "snapshot name and source volume id are required".into(),
             ));
         }
-        let id = id_for("snap", &r.name);
-        if let Some(existing) = SnapshotRecord::load(&id)? {
-            if existing.source != r.source_volume_id {
-                return Err(DriverError::AlreadyExists(format!(
-                    "snapshot `{}` exists for another volume",
-                    r.name
-                )));
-            }
-            return Ok(existing.to_snapshot());
-        }
-        VolumeRecord::load(&r.source_volume_id)?
-            .ok_or_else(|| not_found("volume", &r.source_volume_id))?;
-        let root = root()?;
-        let dir = snapshot_dir(&id)?;
-        materialize(&root, &dir, |root, tmp| {
-            root.copy(&volume_dir(&r.source_volume_id)?, tmp)
-        })?;
-        let size = root.usage(&dir)?.bytes;
-        let record = SnapshotRecord::new(id, r.name, r.source_volume_id, size, Default::default());
+        let record = snapshot_named(&r.source_volume_id, &r.name)?;
         record.save()?;
         Ok(record.to_snapshot())
     }
@@ -211,8 +279,50 @@ impl Driver for HostPath {
         let Ok(dir) = snapshot_dir(&r.snapshot_id) else {
             return Ok(());
         };
+        if let Some(s) = SnapshotRecord::load(&r.snapshot_id)? {
+            s.check_deletable_alone()?;
+        }
         root()?.remove_tree(&dir)?;
         SnapshotRecord::delete(&r.snapshot_id)
+    }
+
+    fn get_snapshot(r: GetSnapshotRequest) -> Result<Snapshot> {
+        SnapshotRecord::load(&r.snapshot_id)?
+            .map(|s| s.to_snapshot())
+            .ok_or_else(|| not_found("snapshot", &r.snapshot_id))
+    }
+
+    fn create_group_snapshot(r: CreateGroupSnapshotRequest) -> Result<GroupSnapshot> {
+        groups::create(&r, snapshot_named, remove_snapshot)
+    }
+
+    fn delete_group_snapshot(r: GroupSnapshotRequest) -> Result<()> {
+        groups::delete(&r, remove_snapshot)
+    }
+
+    fn get_group_snapshot(r: GroupSnapshotRequest) -> Result<GroupSnapshot> {
+        groups::get::<wasmvol_driver_sdk::records::NoExtra>(&r)
+    }
+
+    fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {
+        let v =
+            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+        Ok(ListedVolume {
+            abnormal_message: condition(&root()?, &v)?,
+            volume: v.to_volume(),
+            published_node_ids: Vec::new(),
+        })
+    }
+
+    fn modify_volume(r: ModifyVolumeRequest) -> Result<()> {
+        let mut v =
+            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+        let was = v.read_only;
+        apply_mutable(&mut v, &r.mutable_parameters)?;
+        if v.read_only != was {
+            v.save()?;
+        }
+        Ok(())
     }
 
     fn list_snapshots(r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
@@ -239,11 +349,13 @@ impl Driver for HostPath {
 
     fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {
         check_mount_access(core::slice::from_ref(&r.volume_capability))?;
-        VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+        let v =
+            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         if target.is_mounted()? {
             return Ok(());
         }
         let read_only = r.readonly
+            || v.read_only
             || matches!(
                 r.volume_capability.access_mode,
                 AccessMode::SingleNodeReaderOnly | AccessMode::MultiNodeReaderOnly
@@ -259,6 +371,13 @@ impl Driver for HostPath {
         let v =
             VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         let root = root()?;
+        if let Some(abnormal) = condition(&root, &v)? {
+            // Nothing to count: say what is wrong (CSI VolumeCondition).
+            return Ok(VolumeStats {
+                usage: Vec::new(),
+                abnormal_message: Some(abnormal),
+            });
+        }
         let dir = volume_dir(&v.id)?;
         let used = root.usage(&dir)?;
         let fs = root.statvfs(&dir)?;

@@ -19,6 +19,9 @@ pub struct VolumeRecord {
     pub capacity: u64,
     #[serde(with = "source")]
     pub source: Option<ContentSource>,
+    /// Mutable parameter `readOnly`: every publish is read-only.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 mod source {

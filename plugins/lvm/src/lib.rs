@@ -260,6 +260,7 @@ impl Driver for Lvm {
             size_bytes: origin.size_bytes,
             creation_time: capacity::now(),
             ready_to_use: true,
+            group_snapshot_id: String::new(),
         })
     }
 

@@ -200,6 +200,7 @@ impl Driver for Nfs {
             size_bytes: root.usage(&snap.path)?.bytes,
             creation_time: capacity::now(),
             ready_to_use: true,
+            group_snapshot_id: String::new(),
         })
     }
 
