@@ -36,6 +36,7 @@ pub mod capacity;
 #[cfg(feature = "json")]
 pub mod groups;
 pub mod ids;
+pub mod mutable;
 pub mod paging;
 #[cfg(feature = "json")]
 pub mod records;

@@ -571,7 +571,7 @@ mod tests {
 
     #[test]
     fn every_operation_round_trips_by_name_and_keeps_its_secrets_only_when_asked() {
-        assert_eq!(OPERATION_NAMES.len(), 19);
+        assert_eq!(OPERATION_NAMES.len(), 25);
         for name in OPERATION_NAMES {
             match Operation::from_json(name, json!({"not": "a request"})) {
                 // Only the calls without a request take anything.
@@ -611,5 +611,13 @@ mod tests {
         assert!(serde_json::to_string(&op).unwrap().contains("s3cret"));
         op.strip_secrets();
         assert!(!serde_json::to_string(&op).unwrap().contains("s3cret"));
+        let mut group = Operation::from_json(
+            "create-group-snapshot",
+            json!({"name": "g", "source_volume_ids": ["a"], "parameters": [],
+                   "secrets": [["k", "s3cret"]]}),
+        )
+        .unwrap();
+        group.strip_secrets();
+        assert!(!serde_json::to_string(&group).unwrap().contains("s3cret"));
     }
 }

@@ -624,3 +624,138 @@ async fn controller_publish_knows_its_node_and_refuses_other_arguments_on_a_repe
         .await
         .expect("unpublish");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_snapshots_read_only_modification_and_conditions_on_loop_devices() {
+    use wasmvol::csi::proto::group_controller_client::GroupControllerClient;
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    let mut group = GroupControllerClient::new(csi_channel(&h.serve.socket).await);
+    let mut ids = Vec::new();
+    for n in ["a", "b"] {
+        let id = h.create(&format!("pvc-g-{n}"), 32 * MIB, None).await;
+        let (staging, target) = dirs(&f, &format!("g-{n}"));
+        h.stage(&id, &staging, false).await;
+        h.publish(&id, &staging, &target, false).await;
+        std::fs::write(target.join("data"), format!("{n} before")).unwrap();
+        h.unpublish(&id, &target).await;
+        h.unstage(&id, &staging).await;
+        ids.push(id);
+    }
+    let g = group
+        .create_volume_group_snapshot(CreateVolumeGroupSnapshotRequest {
+            name: "g".into(),
+            source_volume_ids: ids.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group_snapshot
+        .unwrap();
+    assert_eq!(g.snapshots.len(), 2);
+    assert!(g
+        .snapshots
+        .iter()
+        .all(|s| s.group_snapshot_id == g.group_snapshot_id));
+    let alone = h
+        .controller
+        .delete_snapshot(DeleteSnapshotRequest {
+            snapshot_id: g.snapshots[0].snapshot_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(alone.code(), tonic::Code::InvalidArgument, "{alone:?}");
+
+    // readOnly: the next publish is read-only, enforced by the kernel.
+    h.controller
+        .controller_modify_volume(ControllerModifyVolumeRequest {
+            volume_id: ids[0].clone(),
+            mutable_parameters: [("readOnly".to_string(), "true".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (staging, target) = dirs(&f, "ro");
+    h.stage(&ids[0], &staging, false).await;
+    h.publish(&ids[0], &staging, &target, false).await;
+    let e = std::fs::write(target.join("data"), b"after").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e:?}");
+    h.unpublish(&ids[0], &target).await;
+    h.unstage(&ids[0], &staging).await;
+
+    // Each member restores the data of the moment the group was taken.
+    for (i, (s, n)) in g.snapshots.iter().zip(["a", "b"]).enumerate() {
+        let source = VolumeContentSource {
+            r#type: Some(volume_content_source::Type::Snapshot(
+                volume_content_source::SnapshotSource {
+                    snapshot_id: s.snapshot_id.clone(),
+                },
+            )),
+        };
+        let restored = h
+            .create(&format!("pvc-g-restored-{i}"), 32 * MIB, Some(source))
+            .await;
+        let (staging, target) = dirs(&f, &format!("r-{i}"));
+        h.stage(&restored, &staging, false).await;
+        h.publish(&restored, &staging, &target, false).await;
+        assert_eq!(
+            std::fs::read_to_string(target.join("data")).unwrap(),
+            format!("{n} before")
+        );
+        h.unpublish(&restored, &target).await;
+        h.unstage(&restored, &staging).await;
+    }
+
+    // A backing file gone from the root makes the volume abnormal.
+    let condition = |h: &mut Host, id: &str| {
+        let mut c = h.controller.clone();
+        let req = ControllerGetVolumeRequest {
+            volume_id: id.into(),
+        };
+        async move {
+            c.controller_get_volume(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap()
+                .volume_condition
+                .unwrap()
+        }
+    };
+    assert!(!condition(&mut h, &ids[1]).await.abnormal);
+    let file = f.root().join("volumes").join(format!("{}.img", ids[1]));
+    let aside = f.root().join("aside.img");
+    std::fs::rename(&file, &aside).unwrap();
+    let c = condition(&mut h, &ids[1]).await;
+    assert!(c.abnormal && c.message.contains("missing"), "{c:?}");
+    std::fs::rename(&aside, &file).unwrap();
+    assert!(!condition(&mut h, &ids[1]).await.abnormal);
+
+    group
+        .delete_volume_group_snapshot(DeleteVolumeGroupSnapshotRequest {
+            group_snapshot_id: g.group_snapshot_id.clone(),
+            snapshot_ids: g.snapshots.iter().map(|s| s.snapshot_id.clone()).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let gone = h
+        .controller
+        .get_snapshot(GetSnapshotRequest {
+            snapshot_id: g.snapshots[0].snapshot_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    assert_eq!(
+        std::fs::read_dir(f.root().join("snapshots"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_clean(&f);
+}

@@ -19,6 +19,7 @@ use records::{SnapshotRecord, VolumeRecord};
 use wasmvol_driver_sdk::capacity;
 use wasmvol_driver_sdk::groups;
 use wasmvol_driver_sdk::ids::{self, not_found};
+use wasmvol_driver_sdk::mutable;
 use wasmvol_driver_sdk::paging;
 use wasmvol_driver_sdk::records::{id_for, Record};
 
@@ -56,27 +57,9 @@ fn materialize(root: &Root, dir: &str, fill: impl FnOnce(&Root, &str) -> Result<
     root.rename(&tmp, dir)
 }
 
-/// The mutable parameters hostpath knows, applied to a record; any other
-/// key or a value that is not a boolean is `invalid-argument` and changes nothing.
+/// Applies the mutable parameters (see [`mutable`]) to a record.
 fn apply_mutable(v: &mut VolumeRecord, params: &[(String, String)]) -> Result<()> {
-    let mut read_only = v.read_only;
-    for (k, value) in params {
-        match (k.as_str(), value.as_str()) {
-            ("readOnly", "true") => read_only = true,
-            ("readOnly", "false") => read_only = false,
-            ("readOnly", other) => {
-                return Err(DriverError::InvalidArgument(format!(
-                    "mutable parameter readOnly: `{other}` is not true or false"
-                )))
-            }
-            (other, _) => {
-                return Err(DriverError::InvalidArgument(format!(
-                    "mutable parameter `{other}` is not supported (hostpath knows readOnly)"
-                )))
-            }
-        }
-    }
-    v.read_only = read_only;
+    v.read_only = mutable::read_only(v.read_only, params)?;
     Ok(())
 }
 

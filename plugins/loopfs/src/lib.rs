@@ -7,13 +7,19 @@
 //! staging handle; publish binds the staging mount (mount access) or the
 //! device node (raw block) onto the target. Expansion grows the backing
 //! file, refreshes the loop capacity and grows the filesystem, online when
-//! staged. Snapshots are copies of the backing file.
+//! staged. Snapshots are copies of the backing file; a group snapshot
+//! copies each member's in one call (see the SDK's `groups`), which is as
+//! consistent as the filesystems on them were written back at that moment.
+//! Mutable parameter `readOnly` (see the SDK's `mutable`) makes every later
+//! publish read-only.
 
 mod records;
 
 use records::{snapshot_file, volume_file, SnapshotRecord, VolumeRecord};
 use wasmvol_driver_sdk::capacity;
+use wasmvol_driver_sdk::groups;
 use wasmvol_driver_sdk::ids::not_found;
+use wasmvol_driver_sdk::mutable;
 use wasmvol_driver_sdk::records::{id_for, Record};
 use wasmvol_driver_sdk::*;
 
@@ -41,6 +47,44 @@ fn fs_name(cap: &VolumeCapability) -> Result<String> {
             ))),
         },
     }
+}
+
+/// Makes (or finds again) snapshot `name` of volume `source`.
+fn snapshot_named(source: &str, name: &str) -> Result<SnapshotRecord> {
+    let id = id_for("losnap", name);
+    if let Some(s) = SnapshotRecord::load(&id)? {
+        if s.source != source {
+            return Err(DriverError::AlreadyExists(format!(
+                "snapshot `{name}` exists for another volume"
+            )));
+        }
+        return Ok(s);
+    }
+    let v = volume(source)?;
+    let root = root()?;
+    root.create_dir("snapshots")?;
+    let file = snapshot_file(&id)?;
+    if !root.exists(&file)? {
+        root.copy(&v.file()?, &file)?;
+    }
+    Ok(SnapshotRecord::new(
+        id,
+        name.to_owned(),
+        v.id.clone(),
+        v.capacity,
+        records::SnapshotFs { fs: v.fs.clone() },
+    ))
+}
+
+/// Removes a snapshot's copy (its record is the caller's to remove).
+fn remove_snapshot(s: &SnapshotRecord) -> Result<()> {
+    root()?.remove_file(&snapshot_file(&s.id)?)
+}
+
+/// What is wrong with a volume, if anything: its backing file went missing.
+fn condition(root: &Root, v: &VolumeRecord) -> Result<Option<String>> {
+    Ok((!root.exists(&v.file()?)?)
+        .then(|| format!("backing file of {} is missing from the storage root", v.id)))
 }
 
 fn fs_type(name: &str) -> FsType {
@@ -76,6 +120,11 @@ impl Driver for LoopFs {
                 Feature::GetCapacity,
                 Feature::VolumeStats,
                 Feature::NodeLocal,
+                Feature::ModifyVolume,
+                Feature::GetVolume,
+                Feature::VolumeCondition,
+                Feature::GetSnapshot,
+                Feature::GroupSnapshots,
             ],
         )
     }
@@ -93,8 +142,9 @@ impl Driver for LoopFs {
         let fs = if fs.is_empty() { "ext4".to_owned() } else { fs };
         let id = id_for("lo", &r.name);
         let capacity = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
+        let read_only = mutable::read_only(false, &r.mutable_parameters)?;
         if let Some(v) = VolumeRecord::load(&id)? {
-            if !capacity::fits(&r.capacity_range, v.capacity) {
+            if !capacity::fits(&r.capacity_range, v.capacity) || v.read_only != read_only {
                 return Err(DriverError::AlreadyExists(format!(
                     "volume `{}` exists with another size",
                     r.name
@@ -135,6 +185,7 @@ impl Driver for LoopFs {
             capacity,
             fs,
             source,
+            read_only,
         };
         v.save()?;
         let mut out = v.to_volume();
@@ -181,11 +232,16 @@ impl Driver for LoopFs {
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
-        let all = VolumeRecord::all()?
-            .iter()
-            .map(VolumeRecord::to_volume)
-            .collect();
-        paging::list_volumes(all, &r)
+        let records = VolumeRecord::all()?;
+        let all = records.iter().map(VolumeRecord::to_volume).collect();
+        let mut page = paging::list_volumes(all, &r)?;
+        let root = root()?;
+        for e in &mut page.entries {
+            if let Some(v) = records.iter().find(|v| v.id == e.volume.volume_id) {
+                e.abnormal_message = condition(&root, v)?;
+            }
+        }
+        Ok(page)
     }
 
     fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
@@ -198,30 +254,7 @@ impl Driver for LoopFs {
     }
 
     fn create_snapshot(r: CreateSnapshotRequest) -> Result<Snapshot> {
-        let id = id_for("losnap", &r.name);
-        if let Some(s) = SnapshotRecord::load(&id)? {
-            if s.source != r.source_volume_id {
-                return Err(DriverError::AlreadyExists(format!(
-                    "snapshot `{}` exists for another volume",
-                    r.name
-                )));
-            }
-            return Ok(s.to_snapshot());
-        }
-        let v = volume(&r.source_volume_id)?;
-        let root = root()?;
-        root.create_dir("snapshots")?;
-        let file = snapshot_file(&id)?;
-        if !root.exists(&file)? {
-            root.copy(&v.file()?, &file)?;
-        }
-        let s = SnapshotRecord::new(
-            id,
-            r.name,
-            v.id.clone(),
-            v.capacity,
-            records::SnapshotFs { fs: v.fs.clone() },
-        );
+        let s = snapshot_named(&r.source_volume_id, &r.name)?;
         s.save()?;
         Ok(s.to_snapshot())
     }
@@ -230,8 +263,48 @@ impl Driver for LoopFs {
         let Ok(file) = snapshot_file(&r.snapshot_id) else {
             return Ok(());
         };
+        if let Some(s) = SnapshotRecord::load(&r.snapshot_id)? {
+            s.check_deletable_alone()?;
+        }
         root()?.remove_file(&file)?;
         SnapshotRecord::delete(&r.snapshot_id)
+    }
+
+    fn get_snapshot(r: GetSnapshotRequest) -> Result<Snapshot> {
+        SnapshotRecord::load(&r.snapshot_id)?
+            .map(|s| s.to_snapshot())
+            .ok_or_else(|| not_found("snapshot", &r.snapshot_id))
+    }
+
+    fn create_group_snapshot(r: CreateGroupSnapshotRequest) -> Result<GroupSnapshot> {
+        groups::create(&r, snapshot_named, remove_snapshot)
+    }
+
+    fn delete_group_snapshot(r: GroupSnapshotRequest) -> Result<()> {
+        groups::delete(&r, remove_snapshot)
+    }
+
+    fn get_group_snapshot(r: GroupSnapshotRequest) -> Result<GroupSnapshot> {
+        groups::get::<records::SnapshotFs>(&r)
+    }
+
+    fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {
+        let v = volume(&r.volume_id)?;
+        Ok(ListedVolume {
+            abnormal_message: condition(&root()?, &v)?,
+            volume: v.to_volume(),
+            published_node_ids: Vec::new(),
+        })
+    }
+
+    fn modify_volume(r: ModifyVolumeRequest) -> Result<()> {
+        let mut v = volume(&r.volume_id)?;
+        let read_only = mutable::read_only(v.read_only, &r.mutable_parameters)?;
+        if read_only != v.read_only {
+            v.read_only = read_only;
+            v.save()?;
+        }
+        Ok(())
     }
 
     fn list_snapshots(r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
@@ -291,6 +364,10 @@ impl Driver for LoopFs {
         }
         let v = volume(&r.volume_id)?;
         match &r.volume_capability.access_type {
+            AccessType::Block if v.read_only => Err(DriverError::FailedPrecondition(format!(
+                "volume `{}` is read-only (mutable parameter readOnly), which a raw block publish cannot honour",
+                v.id
+            ))),
             AccessType::Block => {
                 let d = device::find_attached(&root()?, &v.file()?)?.ok_or_else(|| {
                     DriverError::FailedPrecondition(format!("volume `{}` is not attached", v.id))
@@ -309,7 +386,7 @@ impl Driver for LoopFs {
                         v.id
                     )));
                 }
-                target.bind_from_target(&staging, r.readonly)
+                target.bind_from_target(&staging, r.readonly || v.read_only)
             }
         }
     }
@@ -336,8 +413,10 @@ impl Driver for LoopFs {
                     available: s.free_inodes,
                 },
             ],
-            abnormal_message: (s.total_bytes == 0)
-                .then(|| format!("volume `{}` reports no space", v.id)),
+            abnormal_message: match condition(&root()?, &v)? {
+                Some(missing) => Some(missing),
+                None => (s.total_bytes == 0).then(|| format!("volume `{}` reports no space", v.id)),
+            },
         })
     }
 

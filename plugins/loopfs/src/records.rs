@@ -14,6 +14,9 @@ pub struct VolumeRecord {
     pub fs: String,
     /// `snapshot:<id>` or `volume:<id>` when created from one.
     pub source: Option<String>,
+    /// Mutable parameter `readOnly`: every publish is read-only.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl Record for VolumeRecord {
