@@ -193,6 +193,31 @@ fn the_daemonset_mounts_what_the_policy_needs_and_the_drivers_say_what_they_are(
         assert_eq!(class(name)["allowVolumeExpansion"], true, "{name}");
     }
     assert_eq!(class("nfs")["allowVolumeExpansion"], false);
+    // Drivers that snapshot volumes together turn csi-snapshotter's group
+    // gate on (hostpath, loopfs), the others (lvm, nfs) do not, and the
+    // snapshotter's role may work group snapshot contents.
+    let gated: Vec<&str> = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().ends_with("-snapshotter"))
+        .filter(|c| {
+            c["args"]
+                .as_array()
+                .unwrap()
+                .contains(&"--feature-gates=CSIVolumeGroupSnapshot=true".into())
+        })
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(gated, ["hostpath-snapshotter", "loopfs-snapshotter"]);
+    let snapshotter = of_kind(items, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "wasmvol-snapshotter")
+        .unwrap();
+    assert!(snapshotter["rules"].as_array().unwrap().iter().any(|r| {
+        r["apiGroups"][0] == "groupsnapshot.storage.k8s.io"
+            && r["resources"][0] == "volumegroupsnapshotcontents"
+    }));
     let lease_role = of_kind(items, "Role")[0];
     assert_eq!(lease_role["metadata"]["namespace"], ns(items));
     assert_eq!(lease_role["rules"][0]["resources"][0], "leases");

@@ -76,6 +76,12 @@ impl Driver<'_> {
         self.provisions() && self.has(Feature::Snapshots)
     }
 
+    /// Snapshots volumes together (the GroupController service):
+    /// csi-snapshotter's group snapshot gate on, and its group RBAC.
+    fn group_snapshots(&self) -> bool {
+        self.snapshots() && self.has(Feature::GroupSnapshots)
+    }
+
     /// Volumes grow. A node-local driver's grow at the node (the host does
     /// not advertise ControllerExpandVolume for it), so csi-resizer only
     /// records the new size and kubelet's NodeExpandVolume on the owning
@@ -216,8 +222,8 @@ fn provisioner_rules(snapshots: bool) -> Value {
     Value::Array(rules)
 }
 
-fn snapshotter_rules() -> Value {
-    json!([
+fn snapshotter_rules(groups: bool) -> Value {
+    let mut rules = json!([
         rule(
             &[""],
             &["events"],
@@ -238,7 +244,35 @@ fn snapshotter_rules() -> Value {
             &["volumesnapshotcontents/status"],
             &["update", "patch"]
         ),
-    ])
+    ]);
+    if groups {
+        // Group snapshots: the sidecar reads group classes, works group
+        // contents and makes one snapshot content per member.
+        let more = [
+            rule(
+                &["groupsnapshot.storage.k8s.io"],
+                &["volumegroupsnapshotclasses"],
+                &["get", "list", "watch"],
+            ),
+            rule(
+                &["groupsnapshot.storage.k8s.io"],
+                &["volumegroupsnapshotcontents"],
+                &["get", "list", "watch", "update", "patch"],
+            ),
+            rule(
+                &["groupsnapshot.storage.k8s.io"],
+                &["volumegroupsnapshotcontents/status"],
+                &["update", "patch"],
+            ),
+            rule(
+                &["snapshot.storage.k8s.io"],
+                &["volumesnapshotcontents"],
+                &["create"],
+            ),
+        ];
+        rules.as_array_mut().expect("an array").extend(more);
+    }
+    rules
 }
 
 /// What external-resizer reads and writes (pods: to tell a resize that
@@ -341,6 +375,7 @@ pub fn objects(policy: &Policy, drivers: &[Driver<'_>], o: &Options) -> Vec<Valu
     ];
     let provisions = drivers.iter().any(|d| d.provisions());
     let snapshots = drivers.iter().any(|d| d.snapshots());
+    let group_snapshots = drivers.iter().any(|d| d.group_snapshots());
     let attaches = drivers.iter().any(|d| d.attaches());
     let resizes = drivers.iter().any(|d| d.resizes());
     for (role, needed, rules) in [
@@ -349,7 +384,11 @@ pub fn objects(policy: &Policy, drivers: &[Driver<'_>], o: &Options) -> Vec<Valu
             provisions,
             provisioner_rules(snapshots),
         ),
-        ("wasmvol-snapshotter", snapshots, snapshotter_rules()),
+        (
+            "wasmvol-snapshotter",
+            snapshots,
+            snapshotter_rules(group_snapshots),
+        ),
         ("wasmvol-attacher", attaches, attacher_rules()),
         ("wasmvol-resizer", resizes, resizer_rules()),
     ] {
@@ -461,13 +500,16 @@ pub fn objects(policy: &Policy, drivers: &[Driver<'_>], o: &Options) -> Vec<Valu
             ));
         }
         if d.snapshots() {
-            let args = [
+            let mut args: Vec<String> = [
                 "--csi-address=$(ADDRESS)",
                 "--node-deployment=true",
                 "--leader-election=false",
             ]
             .map(String::from)
             .into();
+            if d.group_snapshots() {
+                args.push("--feature-gates=CSIVolumeGroupSnapshot=true".into());
+            }
             containers.push(sidecar(
                 &format!("{short}-snapshotter"),
                 SNAPSHOTTER_IMAGE,
