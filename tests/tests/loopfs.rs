@@ -759,3 +759,66 @@ async fn group_snapshots_read_only_modification_and_conditions_on_loop_devices()
     );
     assert_clean(&f);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_single_writer_publishes_once_and_multi_writer_at_many_targets() {
+    use volume_capability::access_mode::Mode;
+    let f = Fixture::new("loopfs", grants());
+    let mut h = start(&f).await;
+    let with_mode = |mode: Mode| VolumeCapability {
+        access_mode: Some(volume_capability::AccessMode { mode: mode as i32 }),
+        ..cap(false)
+    };
+    for (name, mode, second) in [
+        (
+            "single",
+            Mode::SingleNodeSingleWriter,
+            Code::FailedPrecondition,
+        ),
+        ("multi", Mode::SingleNodeMultiWriter, Code::Ok),
+    ] {
+        let id = h.create(&format!("pvc-{name}"), 32 * MIB, None).await;
+        let (staging, a) = dirs(&f, &format!("{name}-a"));
+        let b = a.with_file_name("target-b");
+        h.node
+            .node_stage_volume(NodeStageVolumeRequest {
+                volume_id: id.clone(),
+                staging_target_path: path_str(&staging),
+                volume_capability: Some(with_mode(mode)),
+                ..Default::default()
+            })
+            .await
+            .expect("stage");
+        let publish = |target: &Path| NodePublishVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: path_str(&staging),
+            target_path: path_str(target),
+            volume_capability: Some(with_mode(mode)),
+            ..Default::default()
+        };
+        h.node
+            .node_publish_volume(publish(&a))
+            .await
+            .expect("publish at a");
+        let at_b = h.node.node_publish_volume(publish(&b)).await;
+        assert_eq!(code_of(&at_b), second, "{name}: {at_b:?}");
+        if second == Code::Ok {
+            h.unpublish(&id, &b).await;
+        } else {
+            assert!(
+                !b.exists(),
+                "{name}: no target made for the refused publish"
+            );
+        }
+        h.unpublish(&id, &a).await;
+        h.unstage(&id, &staging).await;
+    }
+    assert_clean(&f);
+}
+
+fn code_of<T>(r: &Result<T, tonic::Status>) -> Code {
+    match r {
+        Ok(_) => Code::Ok,
+        Err(s) => s.code(),
+    }
+}

@@ -120,6 +120,7 @@ impl Driver for LoopFs {
                 Feature::GetCapacity,
                 Feature::VolumeStats,
                 Feature::NodeLocal,
+                Feature::SingleNodeMultiWriter,
                 Feature::ModifyVolume,
                 Feature::GetVolume,
                 Feature::VolumeCondition,
