@@ -484,6 +484,25 @@ impl Controller for CsiDriver {
 }
 
 impl CsiDriver {
+    /// NOT_FOUND when the driver says the volume does not exist (asked
+    /// only of a driver with `get-volume`; others cannot tell, and pass).
+    /// The spec puts "volume does not exist" before the other failures of
+    /// a node call, and only the driver knows its volumes.
+    pub(super) async fn exists(&self, volume_id: &str) -> Result<(), Status> {
+        if !self.has(Feature::GetVolume) {
+            return Ok(());
+        }
+        match self
+            .call(Operation::ControllerGetVolume(wit::GetVolumeRequest {
+                volume_id: volume_id.to_owned(),
+            }))
+            .await
+        {
+            Err(s) if s.code() == tonic::Code::NotFound => Err(s),
+            _ => Ok(()),
+        }
+    }
+
     /// A volume's condition as CSI carries it: set exactly when the driver
     /// reports conditions (the spec makes it required then), normal unless
     /// the driver said what is wrong.

@@ -151,14 +151,22 @@ impl Node for CsiDriver {
         let target = required_path(&r.target_path, "target_path")?;
         let cap = convert::required_capability(r.volume_capability, "volume_capability")?;
         let staging: Option<PathBuf> = if self.stages() {
+            // CSI: a staging driver's publish without the staging path is
+            // FAILED_PRECONDITION (stage first), a malformed one INVALID_ARGUMENT.
+            if r.staging_target_path.is_empty() {
+                return Err(Status::failed_precondition(
+                    "staging_target_path is not set: this driver stages volumes (NodeStageVolume first)",
+                ));
+            }
             let staging = required_path(&r.staging_target_path, "staging_target_path")?;
             match self.records.staged(&volume_id)? {
                 Some((at, _)) if at == path_key(&staging) => {}
                 _ => {
+                    self.exists(&volume_id).await?;
                     return Err(Status::failed_precondition(format!(
                         "volume {volume_id} is not staged at {}",
                         staging.display()
-                    )))
+                    )));
                 }
             }
             Some(staging)
