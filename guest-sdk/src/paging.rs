@@ -45,6 +45,21 @@ pub fn list_volumes(
     })
 }
 
+/// A ListVolumes answer as [`list_volumes`] makes it, each listed volume
+/// with its condition: `condition` says what is wrong with a volume, if
+/// anything (for a driver with feature `volume-condition`).
+pub fn list_volumes_with_condition(
+    volumes: Vec<crate::Volume>,
+    r: &crate::ListVolumesRequest,
+    mut condition: impl FnMut(&crate::Volume) -> Result<Option<String>>,
+) -> Result<crate::ListVolumesResponse> {
+    let mut page = list_volumes(volumes, r)?;
+    for e in &mut page.entries {
+        e.abnormal_message = condition(&e.volume)?;
+    }
+    Ok(page)
+}
+
 /// A ListSnapshots answer: `snapshots` filtered by the request's snapshot
 /// and source volume ids (when set), then one page of them.
 pub fn list_snapshots(

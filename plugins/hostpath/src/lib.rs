@@ -64,13 +64,9 @@ fn apply_mutable(v: &mut VolumeRecord, params: &[(String, String)]) -> Result<()
 }
 
 /// What is wrong with a volume, if anything: its directory went missing.
-fn condition(root: &Root, v: &VolumeRecord) -> Result<Option<String>> {
-    Ok((!root.exists(&volume_dir(&v.id)?)?).then(|| {
-        format!(
-            "volume directory of {} is missing from the storage root",
-            v.id
-        )
-    }))
+fn condition(root: &Root, id: &str) -> Result<Option<String>> {
+    Ok((!root.exists(&volume_dir(id)?)?)
+        .then(|| format!("volume directory of {id} is missing from the storage root")))
 }
 
 /// Makes (or finds again) snapshot `name` of volume `source`.
@@ -221,16 +217,12 @@ impl Driver for HostPath {
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
-        let records = VolumeRecord::all()?;
-        let all = records.iter().map(VolumeRecord::to_volume).collect();
-        let mut page = paging::list_volumes(all, &r)?;
+        let all = VolumeRecord::all()?
+            .iter()
+            .map(VolumeRecord::to_volume)
+            .collect();
         let root = root()?;
-        for e in &mut page.entries {
-            if let Some(v) = records.iter().find(|v| v.id == e.volume.volume_id) {
-                e.abnormal_message = condition(&root, v)?;
-            }
-        }
-        Ok(page)
+        paging::list_volumes_with_condition(all, &r, |v| condition(&root, &v.volume_id))
     }
 
     fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
@@ -291,7 +283,7 @@ impl Driver for HostPath {
         let v =
             VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         Ok(ListedVolume {
-            abnormal_message: condition(&root()?, &v)?,
+            abnormal_message: condition(&root()?, &v.id)?,
             volume: v.to_volume(),
             published_node_ids: Vec::new(),
         })
@@ -354,7 +346,7 @@ impl Driver for HostPath {
         let v =
             VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         let root = root()?;
-        if let Some(abnormal) = condition(&root, &v)? {
+        if let Some(abnormal) = condition(&root, &v.id)? {
             // Nothing to count: say what is wrong (CSI VolumeCondition).
             return Ok(VolumeStats {
                 usage: Vec::new(),

@@ -82,9 +82,9 @@ fn remove_snapshot(s: &SnapshotRecord) -> Result<()> {
 }
 
 /// What is wrong with a volume, if anything: its backing file went missing.
-fn condition(root: &Root, v: &VolumeRecord) -> Result<Option<String>> {
-    Ok((!root.exists(&v.file()?)?)
-        .then(|| format!("backing file of {} is missing from the storage root", v.id)))
+fn condition(root: &Root, id: &str) -> Result<Option<String>> {
+    Ok((!root.exists(&volume_file(id)?)?)
+        .then(|| format!("backing file of {id} is missing from the storage root")))
 }
 
 fn fs_type(name: &str) -> FsType {
@@ -233,16 +233,12 @@ impl Driver for LoopFs {
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
-        let records = VolumeRecord::all()?;
-        let all = records.iter().map(VolumeRecord::to_volume).collect();
-        let mut page = paging::list_volumes(all, &r)?;
+        let all = VolumeRecord::all()?
+            .iter()
+            .map(VolumeRecord::to_volume)
+            .collect();
         let root = root()?;
-        for e in &mut page.entries {
-            if let Some(v) = records.iter().find(|v| v.id == e.volume.volume_id) {
-                e.abnormal_message = condition(&root, v)?;
-            }
-        }
-        Ok(page)
+        paging::list_volumes_with_condition(all, &r, |v| condition(&root, &v.volume_id))
     }
 
     fn get_capacity(_r: GetCapacityRequest) -> Result<GetCapacityResponse> {
@@ -292,7 +288,7 @@ impl Driver for LoopFs {
     fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {
         let v = volume(&r.volume_id)?;
         Ok(ListedVolume {
-            abnormal_message: condition(&root()?, &v)?,
+            abnormal_message: condition(&root()?, &v.id)?,
             volume: v.to_volume(),
             published_node_ids: Vec::new(),
         })
@@ -414,7 +410,7 @@ impl Driver for LoopFs {
                     available: s.free_inodes,
                 },
             ],
-            abnormal_message: match condition(&root()?, &v)? {
+            abnormal_message: match condition(&root()?, &v.id)? {
                 Some(missing) => Some(missing),
                 None => (s.total_bytes == 0).then(|| format!("volume `{}` reports no space", v.id)),
             },
