@@ -46,14 +46,15 @@ pub fn member_name(group_name: &str, source: &str) -> String {
     format!("{group_name}\u{1f}{source}")
 }
 
-/// Creates (or finds again) group snapshot `r.name`: `take(source, name)`
-/// makes or finds one member snapshot of `source` under `name` (the
-/// driver's own snapshot logic, idempotent by name); `remove(id)` undoes
-/// one when a later member fails. Same name with other sources is
-/// `already-exists`; no source or a repeated one is `invalid-argument`.
+/// Creates (or finds again) group snapshot `r.name`: `take(source, name,
+/// group)` makes one member snapshot of `source` under `name` and records
+/// it with `group` set, or finds it again (the driver's own snapshot logic,
+/// idempotent by name); `remove(member)` undoes one when a later member
+/// fails. Same name with other sources is `already-exists`; no source or a
+/// repeated one is `invalid-argument`.
 pub fn create<X: Serialize + serde::de::DeserializeOwned>(
     r: &CreateGroupSnapshotRequest,
-    mut take: impl FnMut(&str, &str) -> Result<SnapshotRecord<X>>,
+    mut take: impl FnMut(&str, &str, &str) -> Result<SnapshotRecord<X>>,
     mut remove: impl FnMut(&SnapshotRecord<X>) -> Result<()>,
 ) -> Result<GroupSnapshot> {
     if r.name.is_empty() {
@@ -85,15 +86,8 @@ pub fn create<X: Serialize + serde::de::DeserializeOwned>(
     }
     let mut made: Vec<SnapshotRecord<X>> = Vec::new();
     for source in &r.source_volume_ids {
-        match take(source, &member_name(&r.name, source)) {
-            Ok(mut member) => {
-                member.group = id.clone();
-                if let Err(e) = member.save() {
-                    made.push(member);
-                    return Err(undo(made, &mut remove, e));
-                }
-                made.push(member);
-            }
+        match take(source, &member_name(&r.name, source), &id) {
+            Ok(member) => made.push(member),
             Err(e) => return Err(undo(made, &mut remove, e)),
         }
     }

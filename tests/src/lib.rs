@@ -5,6 +5,7 @@
 //! they cannot, they fail loudly instead of skipping. Every fixture unmounts whatever was
 //! mounted beneath it when dropped, even when the test panics.
 
+pub mod csi_requests;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};

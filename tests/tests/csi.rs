@@ -10,6 +10,7 @@ use wasmvol::csi::proto::controller_client::ControllerClient;
 use wasmvol::csi::proto::identity_client::IdentityClient;
 use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
+use wasmvol_tests::csi_requests::{create_req, mount_cap, rw};
 use wasmvol_tests::{csi_channel, mounts_under, Fixture, FixtureGrants, ServeProcess};
 
 const MIB: i64 = 1 << 20;
@@ -52,31 +53,6 @@ impl Csi {
             .unwrap()
             .into_inner()
             .capabilities
-    }
-}
-
-fn mount_cap(mode: volume_capability::access_mode::Mode) -> VolumeCapability {
-    VolumeCapability {
-        access_type: Some(volume_capability::AccessType::Mount(
-            volume_capability::MountVolume::default(),
-        )),
-        access_mode: Some(volume_capability::AccessMode { mode: mode as i32 }),
-    }
-}
-
-fn rw() -> VolumeCapability {
-    mount_cap(volume_capability::access_mode::Mode::SingleNodeWriter)
-}
-
-fn create_req(name: &str, bytes: i64) -> CreateVolumeRequest {
-    CreateVolumeRequest {
-        name: name.into(),
-        capacity_range: Some(CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        volume_capabilities: vec![rw()],
-        ..Default::default()
     }
 }
 

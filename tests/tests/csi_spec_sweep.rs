@@ -14,6 +14,7 @@ use wasmvol::csi::proto::controller_client::ControllerClient;
 use wasmvol::csi::proto::group_controller_client::GroupControllerClient;
 use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
+use wasmvol_tests::csi_requests::{create_req, mount_cap, rw};
 use wasmvol_tests::{csi_channel, loops_under, mounts_under, Fixture, FixtureGrants, ServeProcess};
 
 const MIB: i64 = 1 << 20;
@@ -28,31 +29,6 @@ struct Sweep {
     stages: bool,
     _serve: ServeProcess,
     f: Fixture,
-}
-
-fn cap(mode: volume_capability::access_mode::Mode) -> VolumeCapability {
-    VolumeCapability {
-        access_type: Some(volume_capability::AccessType::Mount(
-            volume_capability::MountVolume::default(),
-        )),
-        access_mode: Some(volume_capability::AccessMode { mode: mode as i32 }),
-    }
-}
-
-fn rw() -> VolumeCapability {
-    cap(volume_capability::access_mode::Mode::SingleNodeWriter)
-}
-
-fn create_req(name: &str, bytes: i64) -> CreateVolumeRequest {
-    CreateVolumeRequest {
-        name: name.into(),
-        capacity_range: Some(CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        volume_capabilities: vec![rw()],
-        ..Default::default()
-    }
 }
 
 fn code<T>(r: &Result<T, tonic::Status>) -> Code {
@@ -598,7 +574,7 @@ impl Sweep {
                     .await;
                 self.row("NodeStageVolume", "MUST be idempotent", Code::Ok, &r);
             }
-            let ro = cap(volume_capability::access_mode::Mode::SingleNodeReaderOnly);
+            let ro = mount_cap(volume_capability::access_mode::Mode::SingleNodeReaderOnly);
             let r = n.node_stage_volume(stage(id, s(&staging), Some(ro))).await;
             self.row(
                 "NodeStageVolume",

@@ -13,6 +13,7 @@ use wasmvol::csi::proto::group_controller_client::GroupControllerClient;
 use wasmvol::csi::proto::identity_client::IdentityClient;
 use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
+use wasmvol_tests::csi_requests::{create_req, rw};
 use wasmvol_tests::{csi_channel, mounts_under, Fixture, FixtureGrants, ServeProcess};
 
 const MIB: i64 = 1 << 20;
@@ -48,17 +49,6 @@ async fn start() -> Csi {
     }
 }
 
-fn rw() -> VolumeCapability {
-    VolumeCapability {
-        access_type: Some(volume_capability::AccessType::Mount(
-            volume_capability::MountVolume::default(),
-        )),
-        access_mode: Some(volume_capability::AccessMode {
-            mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
-        }),
-    }
-}
-
 fn code<T>(r: Result<T, tonic::Status>) -> Code {
     match r {
         Ok(_) => Code::Ok,
@@ -81,12 +71,6 @@ impl Csi {
     async fn create_from(&mut self, name: &str, snapshot: Option<&str>) -> Volume {
         self.controller
             .create_volume(CreateVolumeRequest {
-                name: name.into(),
-                capacity_range: Some(CapacityRange {
-                    required_bytes: MIB,
-                    limit_bytes: 0,
-                }),
-                volume_capabilities: vec![rw()],
                 volume_content_source: snapshot.map(|id| VolumeContentSource {
                     r#type: Some(volume_content_source::Type::Snapshot(
                         volume_content_source::SnapshotSource {
@@ -94,7 +78,7 @@ impl Csi {
                         },
                     )),
                 }),
-                ..Default::default()
+                ..create_req(name, MIB)
             })
             .await
             .expect("create")

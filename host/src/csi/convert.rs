@@ -226,12 +226,17 @@ pub fn snapshot_out(s: Snapshot) -> pb::Snapshot {
         size_bytes: bytes_out(s.size_bytes),
         snapshot_id: s.snapshot_id,
         source_volume_id: s.source_volume_id,
-        creation_time: Some(prost_types::Timestamp {
-            seconds: s.creation_time.seconds,
-            nanos: s.creation_time.nanos as i32,
-        }),
+        creation_time: Some(timestamp_out(s.creation_time)),
         ready_to_use: s.ready_to_use,
         group_snapshot_id: s.group_snapshot_id,
+    }
+}
+
+/// A driver's timestamp as protobuf carries it.
+fn timestamp_out(t: crate::bindings::types::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.seconds,
+        nanos: t.nanos as i32,
     }
 }
 
@@ -240,10 +245,7 @@ pub fn group_snapshot_out(g: crate::bindings::types::GroupSnapshot) -> pb::Volum
     pb::VolumeGroupSnapshot {
         group_snapshot_id: g.group_snapshot_id,
         snapshots: g.snapshots.into_iter().map(snapshot_out).collect(),
-        creation_time: Some(prost_types::Timestamp {
-            seconds: g.creation_time.seconds,
-            nanos: g.creation_time.nanos as i32,
-        }),
+        creation_time: Some(timestamp_out(g.creation_time)),
         ready_to_use: g.ready_to_use,
     }
 }

@@ -1,5 +1,8 @@
-//! CSI GroupController: snapshots of several volumes at one point in time,
-//! offered on the driver's socket when it has feature `group-snapshots`.
+//! CSI GroupController: snapshots of several volumes at one point in time.
+//!
+//! The service is registered on a driver's socket only when the driver has
+//! feature `group-snapshots` (see [`super::serve`]), so its RPCs need no
+//! feature check of their own.
 
 use tonic::{Request, Response, Status};
 
@@ -9,7 +12,6 @@ use super::proto::group_controller_service_capability::{self, rpc};
 use super::proto::*;
 use super::{status, CsiDriver};
 use crate::bindings::controller as wit;
-use crate::bindings::types::Feature;
 use crate::call::Operation;
 
 #[tonic::async_trait]
@@ -18,19 +20,14 @@ impl GroupController for CsiDriver {
         &self,
         _: Request<GroupControllerGetCapabilitiesRequest>,
     ) -> Result<Response<GroupControllerGetCapabilitiesResponse>, Status> {
-        let capabilities = self
-            .has(Feature::GroupSnapshots)
-            .then_some(GroupControllerServiceCapability {
+        Ok(Response::new(GroupControllerGetCapabilitiesResponse {
+            capabilities: vec![GroupControllerServiceCapability {
                 r#type: Some(group_controller_service_capability::Type::Rpc(
                     group_controller_service_capability::Rpc {
                         r#type: rpc::Type::CreateDeleteGetVolumeGroupSnapshot as i32,
                     },
                 )),
-            })
-            .into_iter()
-            .collect();
-        Ok(Response::new(GroupControllerGetCapabilitiesResponse {
-            capabilities,
+            }],
         }))
     }
 
@@ -38,7 +35,6 @@ impl GroupController for CsiDriver {
         &self,
         request: Request<CreateVolumeGroupSnapshotRequest>,
     ) -> Result<Response<CreateVolumeGroupSnapshotResponse>, Status> {
-        self.require(Feature::GroupSnapshots, "CreateVolumeGroupSnapshot")?;
         let r = request.into_inner();
         let name = required(&r.name, "name")?.to_owned();
         if r.source_volume_ids.is_empty() {
@@ -71,7 +67,6 @@ impl GroupController for CsiDriver {
         &self,
         request: Request<DeleteVolumeGroupSnapshotRequest>,
     ) -> Result<Response<DeleteVolumeGroupSnapshotResponse>, Status> {
-        self.require(Feature::GroupSnapshots, "DeleteVolumeGroupSnapshot")?;
         let r = request.into_inner();
         let group_snapshot_id = required(&r.group_snapshot_id, "group_snapshot_id")?.to_owned();
         let _held = self
@@ -97,7 +92,6 @@ impl GroupController for CsiDriver {
         &self,
         request: Request<GetVolumeGroupSnapshotRequest>,
     ) -> Result<Response<GetVolumeGroupSnapshotResponse>, Status> {
-        self.require(Feature::GroupSnapshots, "GetVolumeGroupSnapshot")?;
         let r = request.into_inner();
         let group_snapshot_id = required(&r.group_snapshot_id, "group_snapshot_id")?.to_owned();
         let g = self

@@ -57,20 +57,15 @@ fn materialize(root: &Root, dir: &str, fill: impl FnOnce(&Root, &str) -> Result<
     root.rename(&tmp, dir)
 }
 
-/// Applies the mutable parameters (see [`mutable`]) to a record.
-fn apply_mutable(v: &mut VolumeRecord, params: &[(String, String)]) -> Result<()> {
-    v.read_only = mutable::read_only(v.read_only, params)?;
-    Ok(())
-}
-
 /// What is wrong with a volume, if anything: its directory went missing.
 fn condition(root: &Root, id: &str) -> Result<Option<String>> {
     Ok((!root.exists(&volume_dir(id)?)?)
         .then(|| format!("volume directory of {id} is missing from the storage root")))
 }
 
-/// Makes (or finds again) snapshot `name` of volume `source`.
-fn snapshot_named(source: &str, name: &str) -> Result<SnapshotRecord> {
+/// Makes (and records, in `group` when it is not empty) or finds again
+/// snapshot `name` of volume `source`.
+fn snapshot_named(source: &str, name: &str, group: &str) -> Result<SnapshotRecord> {
     let id = id_for("snap", name);
     if let Some(existing) = SnapshotRecord::load(&id)? {
         if existing.source != source {
@@ -87,13 +82,16 @@ fn snapshot_named(source: &str, name: &str) -> Result<SnapshotRecord> {
         root.copy(&volume_dir(source)?, tmp)
     })?;
     let size = root.usage(&dir)?.bytes;
-    Ok(SnapshotRecord::new(
+    let mut record = SnapshotRecord::new(
         id,
         name.to_owned(),
         source.to_owned(),
         size,
         Default::default(),
-    ))
+    );
+    record.group = group.to_owned();
+    record.save()?;
+    Ok(record)
 }
 
 /// Removes a snapshot's copy (its record is the caller's to remove).
@@ -145,21 +143,14 @@ impl Driver for HostPath {
         }
         check_mount_access(&r.volume_capabilities)?;
         let id = id_for("hp", &r.name);
-        let mut record = VolumeRecord {
-            id: id.clone(),
-            name: r.name.clone(),
-            capacity: 0,
-            source: r.content_source.clone(),
-            read_only: false,
-        };
-        apply_mutable(&mut record, &r.mutable_parameters)?;
+        let read_only = mutable::read_only(false, &r.mutable_parameters)?;
         if let Some(existing) = VolumeRecord::load(&id)? {
             if !capacity::fits(&r.capacity_range, existing.capacity)
                 || existing.source != r.content_source
-                || existing.read_only != record.read_only
+                || existing.read_only != read_only
             {
                 return Err(DriverError::AlreadyExists(format!(
-                    "volume `{}` exists with another size or source",
+                    "volume `{}` exists with another size, source or readOnly",
                     r.name
                 )));
             }
@@ -185,7 +176,13 @@ impl Driver for HostPath {
                 root.copy(&volume_dir(vid)?, tmp)
             }
         })?;
-        record.capacity = capacity;
+        let record = VolumeRecord {
+            id,
+            name: r.name,
+            capacity,
+            source: r.content_source,
+            read_only,
+        };
         record.save()?;
         Ok(record.to_volume())
     }
@@ -240,9 +237,7 @@ impl Driver for HostPath {
                 "snapshot name and source volume id are required".into(),
             ));
         }
-        let record = snapshot_named(&r.source_volume_id, &r.name)?;
-        record.save()?;
-        Ok(record.to_snapshot())
+        Ok(snapshot_named(&r.source_volume_id, &r.name, "")?.to_snapshot())
     }
 
     fn delete_snapshot(r: DeleteSnapshotRequest) -> Result<()> {
@@ -292,9 +287,9 @@ impl Driver for HostPath {
     fn modify_volume(r: ModifyVolumeRequest) -> Result<()> {
         let mut v =
             VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
-        let was = v.read_only;
-        apply_mutable(&mut v, &r.mutable_parameters)?;
-        if v.read_only != was {
+        let read_only = mutable::read_only(v.read_only, &r.mutable_parameters)?;
+        if read_only != v.read_only {
+            v.read_only = read_only;
             v.save()?;
         }
         Ok(())

@@ -49,8 +49,9 @@ fn fs_name(cap: &VolumeCapability) -> Result<String> {
     }
 }
 
-/// Makes (or finds again) snapshot `name` of volume `source`.
-fn snapshot_named(source: &str, name: &str) -> Result<SnapshotRecord> {
+/// Makes (and records, in `group` when it is not empty) or finds again
+/// snapshot `name` of volume `source`.
+fn snapshot_named(source: &str, name: &str, group: &str) -> Result<SnapshotRecord> {
     let id = id_for("losnap", name);
     if let Some(s) = SnapshotRecord::load(&id)? {
         if s.source != source {
@@ -67,13 +68,16 @@ fn snapshot_named(source: &str, name: &str) -> Result<SnapshotRecord> {
     if !root.exists(&file)? {
         root.copy(&v.file()?, &file)?;
     }
-    Ok(SnapshotRecord::new(
+    let mut record = SnapshotRecord::new(
         id,
         name.to_owned(),
         v.id.clone(),
         v.capacity,
         records::SnapshotFs { fs: v.fs.clone() },
-    ))
+    );
+    record.group = group.to_owned();
+    record.save()?;
+    Ok(record)
 }
 
 /// Removes a snapshot's copy (its record is the caller's to remove).
@@ -251,9 +255,7 @@ impl Driver for LoopFs {
     }
 
     fn create_snapshot(r: CreateSnapshotRequest) -> Result<Snapshot> {
-        let s = snapshot_named(&r.source_volume_id, &r.name)?;
-        s.save()?;
-        Ok(s.to_snapshot())
+        Ok(snapshot_named(&r.source_volume_id, &r.name, "")?.to_snapshot())
     }
 
     fn delete_snapshot(r: DeleteSnapshotRequest) -> Result<()> {
