@@ -112,6 +112,26 @@ impl DriverInfo {
     }
 }
 
+impl DriverError {
+    /// The error's message without its class: what a response field that
+    /// carries a reason (ValidateVolumeCapabilities' `message`, say) shows.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::InvalidArgument(m)
+            | Self::NotFound(m)
+            | Self::AlreadyExists(m)
+            | Self::FailedPrecondition(m)
+            | Self::ResourceExhausted(m)
+            | Self::OutOfRange(m)
+            | Self::Aborted(m)
+            | Self::Unavailable(m)
+            | Self::PermissionDenied(m)
+            | Self::Unimplemented(m)
+            | Self::Internal(m) => m,
+        }
+    }
+}
+
 /// The error a method you did not implement returns.
 pub fn unimplemented(what: &str) -> DriverError {
     DriverError::Unimplemented(format!("{what} is not implemented by this driver"))

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod bindings;
 pub mod call;
 pub mod capability;
+pub mod conformance;
 pub mod csi;
 pub mod digest;
 pub mod flex;

@@ -69,12 +69,7 @@ pub fn require_privileged() {
 
 /// Mount points currently at or beneath `dir`, as the calling thread sees them.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").expect("mountinfo");
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
-        .collect()
+    wasmvol::sys::mount::mounts_under(dir).expect("mountinfo")
 }
 
 /// Sha-256 of a file, hex.
@@ -419,36 +414,14 @@ impl Drop for ServeProcess {
 
 /// A gRPC channel to a CSI unix socket.
 pub async fn csi_channel(socket: &Path) -> tonic::transport::Channel {
-    let socket = socket.to_owned();
-    tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .expect("endpoint")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
+    wasmvol::conformance::connect(socket, None)
         .await
         .expect("connect to the CSI socket")
 }
 
 /// Loop devices whose backing file lies under `dir`.
 pub fn loops_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/sys/block").expect("/sys/block") {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if !name.starts_with("loop") {
-            continue;
-        }
-        let backing = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
-            .unwrap_or_default();
-        if Path::new(backing.trim()).starts_with(dir) {
-            out.push(name);
-        }
-    }
-    out
+    wasmvol::capability::device::loops_under(dir).expect("/sys/block")
 }
 
 /// Execs an installed Flex shim as kubelet does (no shell, no stdin) and

@@ -624,26 +624,34 @@ impl Host for CallContext {
     }
 }
 
-/// Detaches every loop device whose backing file lies under `dir` (test and
-/// operator cleanup; never called on a driver's behalf).
-pub fn detach_all_under(dir: &Path) -> std::io::Result<usize> {
-    let mut n = 0;
+/// Loop devices (`loop3`) whose backing file lies under `dir`: what a
+/// driver working beneath it left attached.
+pub fn loops_under(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir("/sys/block")? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let Some(num) = name
-            .strip_prefix("loop")
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        if !name.starts_with("loop") {
             continue;
-        };
+        }
         let backing_file = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
             .unwrap_or_default();
         if Path::new(backing_file.trim()).starts_with(dir) {
-            LoopDevice(num).detach()?;
-            n += 1;
+            out.push(name);
         }
     }
-    Ok(n)
+    Ok(out)
+}
+
+/// Detaches every loop device whose backing file lies under `dir` (test and
+/// operator cleanup; never called on a driver's behalf).
+pub fn detach_all_under(dir: &Path) -> std::io::Result<usize> {
+    let loops = loops_under(dir)?;
+    for name in &loops {
+        if let Some(num) = name.strip_prefix("loop").and_then(|s| s.parse().ok()) {
+            LoopDevice(num).detach()?;
+        }
+    }
+    Ok(loops.len())
 }
 
 #[cfg(test)]

@@ -172,6 +172,18 @@ pub fn enter_private_mount_namespace() -> io::Result<()> {
     Ok(())
 }
 
+/// Mount points at or beneath `dir`, as the calling thread's mount
+/// namespace sees them: what is left mounted there.
+pub fn mounts_under(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect())
+}
+
 /// How long [`unmount`] waits out a mount that is busy for a moment.
 const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 

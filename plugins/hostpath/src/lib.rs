@@ -208,7 +208,7 @@ impl Driver for HostPath {
             },
             Err(e) => ValidateResponse {
                 confirmed: None,
-                message: format!("{e:?}"),
+                message: e.message().to_owned(),
             },
         })
     }

@@ -79,6 +79,24 @@ fn dir_name(prefix: &str, name: &str) -> String {
     }
 }
 
+/// The share and directory of a volume id this driver made, or NOT_FOUND.
+fn volume_of(id: &str) -> Result<Location> {
+    Location::parse(id)
+        .filter(|l| !l.path.is_empty() && !l.path.contains(".snapshots/"))
+        .ok_or_else(|| not_found("volume", id))
+}
+
+/// Why the volume at `loc` is abnormal (its directory went missing from
+/// the share), or `None` when it is healthy.
+fn condition(root: &Root, loc: &Location) -> Result<Option<String>> {
+    Ok((!root.exists(&loc.path)?).then(|| {
+        format!(
+            "directory `{}` is missing from share {}:{}",
+            loc.path, loc.server, loc.share
+        )
+    }))
+}
+
 /// `parent/.snapshots` of a volume path.
 fn snapshots_of(path: &str) -> String {
     match path.rsplit_once('/') {
@@ -97,6 +115,8 @@ impl Driver for Nfs {
                 Feature::Snapshots,
                 Feature::CloneVolume,
                 Feature::VolumeStats,
+                Feature::GetVolume,
+                Feature::VolumeCondition,
                 Feature::SingleNodeMultiWriter,
             ],
         )
@@ -141,6 +161,42 @@ impl Driver for Nfs {
             volume_context: loc.context(),
             content_source: r.content_source,
             accessible_topology: Vec::new(),
+        })
+    }
+
+    fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
+        let loc = volume_of(&r.volume_id)?;
+        if !open(&loc, &Vec::new())?.exists(&loc.path)? {
+            return Err(not_found("volume", &r.volume_id));
+        }
+        Ok(match check_mount_access(&r.volume_capabilities) {
+            Ok(()) => ValidateResponse {
+                confirmed: Some(r.volume_capabilities),
+                message: String::new(),
+            },
+            Err(e) => ValidateResponse {
+                confirmed: None,
+                message: e.message().to_owned(),
+            },
+        })
+    }
+
+    fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {
+        let loc = volume_of(&r.volume_id)?;
+        let root = open(&loc, &Vec::new())?;
+        // A volume whose directory went missing is still this driver's
+        // volume (its id says so): reported abnormal, not NOT_FOUND, so an
+        // operator sees why its pods fail.
+        Ok(ListedVolume {
+            abnormal_message: condition(&root, &loc)?,
+            volume: Volume {
+                volume_id: r.volume_id,
+                capacity_bytes: 0,
+                volume_context: loc.context(),
+                content_source: None,
+                accessible_topology: Vec::new(),
+            },
+            published_node_ids: Vec::new(),
         })
     }
 
@@ -236,8 +292,12 @@ impl Driver for Nfs {
         target.unmount()
     }
 
-    fn volume_stats(volume: Target, _r: VolumeStatsRequest) -> Result<VolumeStats> {
-        Ok(VolumeStats::of_filesystem(&volume.statvfs()?))
+    fn volume_stats(volume: Target, r: VolumeStatsRequest) -> Result<VolumeStats> {
+        let mut stats = VolumeStats::of_filesystem(&volume.statvfs()?);
+        if let Some(loc) = Location::parse(&r.volume_id) {
+            stats.abnormal_message = condition(&open(&loc, &Vec::new())?, &loc)?;
+        }
+        Ok(stats)
     }
 
     fn node_info() -> Result<NodeInfo> {
