@@ -192,7 +192,7 @@ pub trait Driver {
     fn delete_snapshot(_r: DeleteSnapshotRequest) -> Result<()> {
         Err(unimplemented("delete-snapshot"))
     }
-    /// A page of snapshots (see [`paging`]).
+    /// A page of snapshots (see [`paging`]). Feature `list-snapshots`.
     fn list_snapshots(_r: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
         Err(unimplemented("list-snapshots"))
     }

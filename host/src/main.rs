@@ -23,21 +23,31 @@ struct Cli {
 enum Command {
     /// Load every driver of a policy and serve them.
     Serve {
+        /// The policy: host settings, and each driver's component, digest,
+        /// grants, limits and sockets.
         #[arg(long)]
         config: PathBuf,
     },
     /// Show a component's imports and exports and the grants it would need.
     Inspect {
+        /// The component (.wasm).
         component: PathBuf,
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// For each driver of a policy: pinned digest, imports, grants, unused and missing grants.
     Audit {
+        /// The policy to audit.
         #[arg(long)]
         config: PathBuf,
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Exit 1 when a driver would be refused (digest, unreadable
+        /// component, an import not granted) or has a grant it cannot use.
+        #[arg(long)]
+        strict: bool,
     },
     /// Install or remove the FlexVolume shim for a driver.
     Flex {
@@ -68,10 +78,48 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the CSI conformance sweep against a component, in a sandbox of its
+    /// own (root: it mounts for real, in a private mount namespace). Prints a
+    /// row per spec sentence; exits 1 when a row fails.
+    Conformance {
+        /// The driver component (.wasm).
+        component: PathBuf,
+        /// Grants for the driver, as a policy's `[driver.grants]` table (TOML);
+        /// default: a storage root, state, mounts, loop devices and tmpfs, all
+        /// inside the sandbox. Network storage (netfs, lvm) needs this.
+        #[arg(long)]
+        grants: Option<PathBuf>,
+        /// A CreateVolume parameter (a StorageClass's), key=value; repeatable.
+        #[arg(long = "parameter", value_parser = cli::conformance::key_value)]
+        parameters: Vec<(String, String)>,
+        /// A mutable parameter the driver accepts, for the ControllerModifyVolume
+        /// rows that must succeed, key=value; repeatable.
+        #[arg(long = "mutable-parameter", value_parser = cli::conformance::key_value)]
+        mutable_parameters: Vec<(String, String)>,
+        /// The fs type of the mount capability (default: the driver's own).
+        #[arg(long, default_value = "")]
+        fs_type: String,
+        /// Bytes each volume asks for.
+        #[arg(long, default_value_t = 32 << 20)]
+        size: i64,
+        /// The driver does not size its volumes (a directory on a share): skip
+        /// the same-name, other-size row.
+        #[arg(long)]
+        unsized_volumes: bool,
+        /// Seconds each call (and the host's start) may take.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Output: `table` for people, `json` for tools.
+        #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
     /// Call one export of a driver by hand and print its answer as JSON.
     Call {
+        /// The policy whose driver to call (its state store is opened, so no
+        /// `serve` of it may be running).
         #[arg(long)]
         config: PathBuf,
+        /// The driver's name in the policy.
         driver: String,
         /// e.g. create-volume, node-publish, list-snapshots
         operation: String,
@@ -113,6 +161,7 @@ enum FlexCommand {
         /// The FlexVolume driver name, vendor/name.
         #[arg(long)]
         driver: String,
+        /// kubelet's FlexVolume plugin directory (`--volume-plugin-dir`).
         #[arg(long, default_value = wasmvol::flex::install::DEFAULT_PLUGIN_DIR)]
         plugin_dir: PathBuf,
         /// The host's Flex socket the shim will call.
@@ -127,8 +176,10 @@ enum FlexCommand {
     },
     /// Remove an installed shim.
     Uninstall {
+        /// The FlexVolume driver name, vendor/name.
         #[arg(long)]
         driver: String,
+        /// kubelet's FlexVolume plugin directory.
         #[arg(long, default_value = wasmvol::flex::install::DEFAULT_PLUGIN_DIR)]
         plugin_dir: PathBuf,
     },
@@ -178,8 +229,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => cli::serve::serve(&config),
         Command::Inspect { component, json } => cli::inspect::inspect(&component, json),
-        Command::Audit { config, json } => cli::audit::audit(&config, json),
+        Command::Audit {
+            config,
+            json,
+            strict,
+        } => {
+            if !cli::audit::audit(&config, json, strict)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Flex { command } => cli::flex::flex(command),
+        Command::Conformance {
+            component,
+            grants,
+            parameters,
+            mutable_parameters,
+            fs_type,
+            size,
+            unsized_volumes,
+            timeout,
+            output,
+        } => {
+            let passed = cli::conformance::conformance(cli::conformance::ConformanceArgs {
+                component,
+                grants,
+                parameters,
+                mutable_parameters,
+                fs_type,
+                size,
+                unsized_volumes,
+                json: output == "json",
+                timeout: std::time::Duration::from_secs(timeout),
+            })?;
+            if !passed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Policy {
             command:
                 PolicyCommand::Bundled {
@@ -225,5 +312,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand and argument has help text (`wasmvol X --help` is
+    /// how an operator learns the CLI).
+    #[test]
+    fn every_subcommand_and_argument_says_what_it_is() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for s in c.get_subcommands().filter(|s| s.get_name() != "help") {
+                let sub = format!("{path} {}", s.get_name());
+                if s.get_about().is_none() {
+                    missing.push(sub.clone());
+                }
+                walk(s, &sub, missing);
+            }
+        }
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cli, "wasmvol", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }

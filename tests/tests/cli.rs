@@ -76,6 +76,28 @@ fn audit_shows_granted_unused_and_missing() {
         "hostpath never touches devices"
     );
     assert!(list("imported_but_not_granted").is_empty());
+    // hostpath imports no device: the fs types and mount options granted
+    // with it can never be used, which --strict refuses.
+    assert_eq!(list("granted_but_cannot_be_honoured").len(), 2);
+    let strict = |f: &Fixture| {
+        Command::new(wasmvol_bin())
+            .args(["audit", "--strict", "--config"])
+            .arg(&f.policy_path)
+            .output()
+            .unwrap()
+    };
+    let out = strict(&f);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("fs_types: the driver does not import device"),
+        "{text}"
+    );
+    f.regrant(&FixtureGrants::default());
+    assert!(
+        strict(&f).status.success(),
+        "the default grants are all usable"
+    );
 
     // Take mount away: the audit names the import the policy no longer covers.
     let no_mount = FixtureGrants {
@@ -88,4 +110,98 @@ fn audit_shows_granted_unused_and_missing() {
         v[0]["imported_but_not_granted"],
         serde_json::json!(["wasmvol:driver/mount@0.1.0"])
     );
+    let out = strict(&f);
+    assert_eq!(out.status.code(), Some(1), "serve would refuse this driver");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--strict"));
+}
+
+/// `wasmvol conformance` of a component, as a vendor runs it before
+/// shipping, with its sandbox made in `tmp`.
+fn conformance(tmp: &std::path::Path, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    wasmvol_tests::require_privileged();
+    let out = Command::new(wasmvol_bin())
+        .env("TMPDIR", tmp)
+        .arg("conformance")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn conformance_passes_a_conforming_driver_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hostpath = component("hostpath");
+    let (status, out, err) = conformance(
+        tmp.path(),
+        &[
+            hostpath.to_str().unwrap(),
+            "--mutable-parameter",
+            "readOnly=false",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(status.success(), "{err}\n{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert!(rows.len() > 80, "{} rows", rows.len());
+    for r in rows {
+        assert!(r["result"] == "passed" || r["result"] == "skipped", "{r}");
+    }
+    // What the sweep made it deleted, and its sandbox is gone.
+    let leftovers: Vec<_> = rows.iter().filter(|r| r["rpc"] == "(sweep)").collect();
+    assert_eq!(leftovers.len(), 2);
+    assert!(leftovers.iter().all(|r| r["result"] == "passed"));
+    let sandboxes: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(sandboxes.is_empty(), "{sandboxes:?}");
+}
+
+#[test]
+fn conformance_fails_a_driver_that_cannot_make_volumes_with_the_specs_words() {
+    // Its storage root granted read-only: hostpath cannot make a volume.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let grants = dir.path().join("grants.toml");
+    std::fs::write(
+        &grants,
+        format!(
+            "mount = true\nstate_quota_bytes = 1048576\n[storage]\nroot = {root:?}\naccess = \"read-only\"\n"
+        ),
+    )
+    .unwrap();
+    let hostpath = component("hostpath");
+    let (status, out, err) = conformance(
+        dir.path(),
+        &[
+            hostpath.to_str().unwrap(),
+            "--grants",
+            grants.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(status.code(), Some(1), "{err}\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("CreateVolume") && l.contains("creates a volume"))
+        .unwrap_or_else(|| panic!("no CreateVolume row:\n{out}"));
+    assert!(line.contains("FAIL want OK, got "), "{line}");
+    assert!(out.contains("rows that need a volume"), "{out}");
+    assert!(out.lines().last().unwrap().contains("failed"), "{out}");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "nothing made");
+}
+
+#[test]
+fn conformance_refuses_a_file_that_is_not_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not wasm").unwrap();
+    let (status, out, err) = conformance(dir.path(), &[bogus.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1));
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("wasmvol serve refused the component"), "{err}");
 }

@@ -1034,3 +1034,41 @@ fn the_hosts_own_changes_keep_its_listing_and_anyone_elses_force_a_new_one() {
     });
     lvm::remove(&vg, &lv).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lvm_answers_every_row_of_the_spec_sweep_it_offers() {
+    let f = Fixture::new("lvm", grants(true, false));
+    let before = lvs("kube_vg");
+    let profile = |mut p: wasmvol::conformance::Profile| {
+        p.parameters = params(&[("volumegroup", "kube_vg")]);
+        p.fs_type = "ext4".into();
+        p
+    };
+    wasmvol_tests::spec_sweep::sweep(
+        &f,
+        profile,
+        &[
+            ("ListVolumes", "every row"),
+            (
+                "ControllerGetVolume",
+                "volume_condition is set with VOLUME_CONDITION",
+            ),
+            ("ControllerModifyVolume", "every row"),
+            ("ControllerPublishVolume", "every row"),
+            ("GetSnapshot", "every row"),
+            ("ListSnapshots", "every row"),
+            ("CreateVolumeGroupSnapshot", "every row"),
+            (
+                "NodeGetVolumeStats",
+                "volume_condition is set with VOLUME_CONDITION",
+            ),
+            (
+                "NodePublishVolume",
+                "SINGLE_NODE_SINGLE_WRITER, a second target: FAILED_PRECONDITION",
+            ),
+        ],
+    )
+    .await;
+    // The sweep deleted every logical volume it made.
+    assert_eq!(lvs("kube_vg"), before);
+}

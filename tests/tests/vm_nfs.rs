@@ -606,3 +606,45 @@ fn the_classic_k8s_nfs_flex_volume_mounts_through_the_installed_shim() {
     assert!(f.mounts().is_empty(), "{:?}", f.mounts());
     std::fs::remove_dir_all(&on_server).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nfs_answers_every_row_of_the_spec_sweep_it_offers() {
+    let f = Fixture::new("nfs", grants(true, false));
+    let dir = "spec-sweep";
+    let _ = std::fs::remove_dir_all(Path::new(EXPORT).join(dir));
+    let profile = |mut p: wasmvol::conformance::Profile| {
+        p.parameters = [("server", "nfs.test"), ("share", EXPORT), ("subDir", dir)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        // A directory on a share has no size of its own to compare.
+        p.sizes_volumes = false;
+        p
+    };
+    wasmvol_tests::spec_sweep::sweep(
+        &f,
+        profile,
+        &[
+            (
+                "CreateVolume",
+                "same name, incompatible size: ALREADY_EXISTS",
+            ),
+            ("ListVolumes", "every row"),
+            ("ControllerModifyVolume", "every row"),
+            ("ControllerPublishVolume", "every row"),
+            ("GetSnapshot", "every row"),
+            ("ListSnapshots", "every row"),
+            ("CreateVolumeGroupSnapshot", "every row"),
+            ("NodeExpandVolume", "every row"),
+        ],
+    )
+    .await;
+    // The sweep deleted what it made: no volume directory is left on the server.
+    let left: Vec<_> = std::fs::read_dir(Path::new(EXPORT).join(dir))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| n == ".snapshots"),
+        "left on the share: {left:?}"
+    );
+}

@@ -239,8 +239,16 @@ impl Host for CallContext {
                             "no volume {group}/{origin}"
                         )))
                     })?;
-                    if listed.volume(&snap)?.is_some() {
-                        return Ok(());
+                    if let Some(existing) = listed.volume(&snap)? {
+                        // A repeat is done already; the name taken by
+                        // anything else is not this snapshot.
+                        return if existing.origin.as_deref() == Some(origin_lv.as_str()) {
+                            Ok(())
+                        } else {
+                            Err(CapError::Failed(DriverError::AlreadyExists(format!(
+                                "{group}/{name} exists and is not a snapshot of {origin}"
+                            ))))
+                        };
                     }
                     // A thin origin makes a thin snapshot (no size); a thick one a
                     // copy-on-write snapshot with room for `size_bytes` of changes.

@@ -13,7 +13,33 @@ use wasmvol::runtime::driver::read_pinned;
 
 use super::inspect::engine;
 
-pub(crate) fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
+/// Grants the host cannot honour for a driver that imports `used`: they
+/// name something no interface it imports would ever use.
+fn cannot_honour(grants: &wasmvol::policy::Grants, used: &[&str]) -> Vec<String> {
+    // Only the device interface makes and mounts filesystems by type (an
+    // lvm driver mounts its volumes through it too).
+    let mounts_by_type = used.contains(&Capability::Device.name());
+    let mut out = Vec::new();
+    if !mounts_by_type {
+        if !grants.fs_types.is_empty() {
+            out.push(
+                "fs_types: the driver does not import device, which alone makes and mounts filesystems by type"
+                    .to_owned(),
+            );
+        }
+        if !grants.mount_options.is_empty() {
+            out.push(
+                "mount_options: the driver does not import device, which alone mounts with them"
+                    .to_owned(),
+            );
+        }
+    }
+    out
+}
+
+/// Prints the audit of every driver; `Ok(false)` when `strict` and a driver
+/// has a problem `serve` would refuse or a grant it cannot honour.
+pub(crate) fn audit(config: &Path, as_json: bool, strict: bool) -> anyhow::Result<bool> {
     let policy = Policy::load(config)?;
     let engine = engine()?;
     let cache = ArtifactCache::new(&policy.host.cache_dir);
@@ -47,10 +73,12 @@ pub(crate) fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
                     .collect();
                 let missing: Vec<&str> =
                     surface.ungranted(grants).map(|i| i.name.as_str()).collect();
+                let cannot = cannot_honour(grants, &used);
                 json!({
                     "driver": d.name.as_str(), "component": d.component, "sha256": d.sha256.to_hex(),
                     "imports": surface.imports.iter().map(|i| &i.name).collect::<Vec<_>>(),
                     "granted": granted, "granted_but_unused": unused, "imported_but_not_granted": missing,
+                    "granted_but_cannot_be_honoured": cannot,
                     "storage_root": grants.storage.as_ref().map(|s| &s.root),
                     "fs_types": grants.fs_types, "mount_options": grants.mount_options,
                     "state_quota_bytes": grants.state_quota_bytes, "limits": {
@@ -61,9 +89,15 @@ pub(crate) fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
         };
         reports.push(report);
     }
+    let clean = reports.iter().all(|r| {
+        r.get("error").is_none()
+            && ["imported_but_not_granted", "granted_but_cannot_be_honoured"]
+                .iter()
+                .all(|k| r[*k].as_array().is_none_or(|a| a.is_empty()))
+    });
     if as_json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
-        return Ok(());
+        return Ok(clean || !strict);
     }
     for r in &reports {
         println!("driver {}", r["driver"].as_str().unwrap_or("?"));
@@ -80,6 +114,7 @@ pub(crate) fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
             ("granted", "granted"),
             ("granted but unused", "granted_but_unused"),
             ("imported but not granted", "imported_but_not_granted"),
+            ("cannot be honoured", "granted_but_cannot_be_honoured"),
         ] {
             let items: Vec<String> = r[key]
                 .as_array()
@@ -99,5 +134,10 @@ pub(crate) fn audit(config: &Path, as_json: bool) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    if strict && !clean {
+        eprintln!(
+            "wasmvol audit --strict: a driver above would be refused, or has a grant it cannot use"
+        );
+    }
+    Ok(clean || !strict)
 }

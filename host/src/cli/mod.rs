@@ -1,6 +1,7 @@
 //! The subcommands, one file each.
 
 pub(crate) mod audit;
+pub(crate) mod conformance;
 pub(crate) mod flex;
 pub(crate) mod inspect;
 pub(crate) mod manifests;

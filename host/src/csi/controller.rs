@@ -278,10 +278,8 @@ impl Controller for CsiDriver {
             ),
             (Feature::ListVolumes, &[rpc::Type::ListVolumes]),
             (Feature::GetCapacity, &[rpc::Type::GetCapacity]),
-            (
-                Feature::Snapshots,
-                &[rpc::Type::CreateDeleteSnapshot, rpc::Type::ListSnapshots],
-            ),
+            (Feature::Snapshots, &[rpc::Type::CreateDeleteSnapshot]),
+            (Feature::ListSnapshots, &[rpc::Type::ListSnapshots]),
             (Feature::CloneVolume, &[rpc::Type::CloneVolume]),
             (Feature::ExpandVolume, &[rpc::Type::ExpandVolume]),
             (
@@ -362,7 +360,7 @@ impl Controller for CsiDriver {
         &self,
         request: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
-        self.require(Feature::Snapshots, "ListSnapshots")?;
+        self.require(Feature::ListSnapshots, "ListSnapshots")?;
         let r = request.into_inner();
         let list = self
             .call(Operation::ListSnapshots(wit::ListSnapshotsRequest {

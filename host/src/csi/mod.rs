@@ -65,6 +65,7 @@ const CONTROLLER_FEATURES: &[Feature] = &[
     Feature::ModifyVolume,
     Feature::GetVolume,
     Feature::GetSnapshot,
+    Feature::ListSnapshots,
 ];
 
 impl CsiDriver {

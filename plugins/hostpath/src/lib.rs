@@ -130,6 +130,7 @@ impl Driver for HostPath {
                 Feature::GetVolume,
                 Feature::VolumeCondition,
                 Feature::GetSnapshot,
+                Feature::ListSnapshots,
                 Feature::GroupSnapshots,
             ],
         )

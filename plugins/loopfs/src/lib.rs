@@ -129,6 +129,7 @@ impl Driver for LoopFs {
                 Feature::GetVolume,
                 Feature::VolumeCondition,
                 Feature::GetSnapshot,
+                Feature::ListSnapshots,
                 Feature::GroupSnapshots,
             ],
         )

@@ -154,6 +154,7 @@ impl Driver for Lvm {
                 Feature::GetCapacity,
                 Feature::VolumeStats,
                 Feature::NodeLocal,
+                Feature::GetVolume,
             ],
         )
     }
@@ -228,6 +229,16 @@ impl Driver for Lvm {
         Ok(ValidateResponse {
             confirmed: Some(r.volume_capabilities),
             message: String::new(),
+        })
+    }
+
+    fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {
+        let p = Place::parse(&r.volume_id).ok_or_else(|| not_found("volume", &r.volume_id))?;
+        let lv = find(&p)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+        Ok(ListedVolume {
+            volume: volume_of(&p, lv.size_bytes, None),
+            abnormal_message: None,
+            published_node_ids: Vec::new(),
         })
     }
 

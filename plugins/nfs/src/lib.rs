@@ -97,6 +97,16 @@ fn condition(root: &Root, loc: &Location) -> Result<Option<String>> {
     }))
 }
 
+/// Where the source of the snapshot at `snap_path` is recorded: a dot-file
+/// beside it (no snapshot directory starts with a dot), so that the name
+/// asked again for another volume is told apart from a repeat.
+fn source_marker(snap_path: &str) -> String {
+    match snap_path.rsplit_once('/') {
+        Some((parent, name)) => format!("{parent}/.{name}.source"),
+        None => format!(".{snap_path}.source"),
+    }
+}
+
 /// `parent/.snapshots` of a volume path.
 fn snapshots_of(path: &str) -> String {
     match path.rsplit_once('/') {
@@ -243,8 +253,18 @@ impl Driver for Nfs {
         if !root.exists(&src.path)? {
             return Err(not_found("volume", &r.source_volume_id));
         }
-        if !root.exists(&snap.path)? {
+        let marker = source_marker(&snap.path);
+        if root.exists(&snap.path)? {
+            // A snapshot made before markers were kept has none: taken as a repeat.
+            if root.exists(&marker)? && root.read_file(&marker)? != src.path.as_bytes() {
+                return Err(DriverError::AlreadyExists(format!(
+                    "snapshot `{}` exists of another volume",
+                    r.name
+                )));
+            }
+        } else {
             root.create_dir(&snapshots_of(&src.path))?;
+            root.write_file(&marker, src.path.as_bytes())?;
             let tmp = format!("{}.partial", snap.path);
             root.remove_tree(&tmp)?;
             root.copy(&src.path, &tmp)?;
@@ -265,7 +285,13 @@ impl Driver for Nfs {
         else {
             return Ok(());
         };
-        open(&snap, &Vec::new())?.remove_tree(&snap.path)
+        let root = open(&snap, &Vec::new())?;
+        root.remove_tree(&snap.path)?;
+        let marker = source_marker(&snap.path);
+        if root.exists(&marker)? {
+            root.remove_file(&marker)?;
+        }
+        Ok(())
     }
 
     fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {
