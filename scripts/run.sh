@@ -15,8 +15,12 @@ home=${WASMVOL_HOME:-/var/lib/wasmvol-dev}
 socket=${WASMVOL_CSI_SOCKET:-/var/lib/kubelet/plugins/hostpath.csi.wasmvol.io/csi.sock}
 loopfs_socket=${WASMVOL_LOOPFS_CSI_SOCKET:-/var/lib/kubelet/plugins/loopfs.csi.wasmvol.io/csi.sock}
 scratch_socket=${WASMVOL_SCRATCH_CSI_SOCKET:-/var/lib/kubelet/plugins/scratch.csi.wasmvol.io/csi.sock}
+say() { echo "run.sh: $*" >&2; }
+say "building the drivers into wasm components (scripts/build-plugins.sh)"
 scripts/build-plugins.sh
+say "building the FlexVolume shim (scripts/build-shim.sh)"
 scripts/build-shim.sh
+say "building the host (cargo build --release --bins)"
 cargo build --release --bins
 mkdir -p "$home/hostpath" "$home/loopfs"
 command -v mkfs.xfs >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs e2fsprogs >/dev/null; }
@@ -24,5 +28,7 @@ command -v mkfs.xfs >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=nonint
 target/release/wasmvol policy bundled --components "$PWD/target/components" --home "$home" \
   --hostpath-socket "$socket" --loopfs-socket "$loopfs_socket" --scratch-socket "$scratch_socket" \
   > "$home/policy.toml"
-echo "policy: $home/policy.toml"
+say "policy: $home/policy.toml; state and audit log: $home/state"
+say "next, in another shell: target/release/wasmvol status --config $home/policy.toml"
+say "  or a Flex shim: target/release/wasmvol flex install --shim target/flex-shim/wasmvol-flex --driver wasmvol/hostpath"
 exec target/release/wasmvol serve --config "$home/policy.toml"

@@ -7,6 +7,7 @@
 //! checked in one place ([`capability::context::CallContext::gate`]) and written to the
 //! [`audit`] log.
 
+pub mod admin;
 pub mod audit;
 pub mod bindings;
 pub mod call;

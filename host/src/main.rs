@@ -113,10 +113,21 @@ enum Command {
         #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
-    /// Call one export of a driver by hand and print its answer as JSON.
+    /// Show the running host of a policy: its drivers (version, digest,
+    /// sockets, calls in flight), state directory and audit log.
+    Status {
+        /// The policy the host runs (its state directory holds the admin socket).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output: `table` for people, `json` for tools.
+        #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
+    /// Call one export of a driver by hand and print its answer as JSON
+    /// (through the running host when there is one).
     Call {
-        /// The policy whose driver to call (its state store is opened, so no
-        /// `serve` of it may be running).
+        /// The policy whose driver to call: its running host takes the call
+        /// over the admin socket; with none running, the call runs here.
         #[arg(long)]
         config: PathBuf,
         /// The driver's name in the policy.
@@ -240,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Flex { command } => cli::flex::flex(command),
+        Command::Status { config, output } => cli::status::status(&config, output == "json"),
         Command::Conformance {
             component,
             grants,
@@ -306,6 +318,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let policy = Policy::load(&config)?;
             let request: serde_json::Value = serde_json::from_str(&request)
                 .map_err(|e| anyhow!("--request is not JSON: {e}"))?;
+            let socket = policy.host.admin_socket();
+            let remote = wasmvol::admin::AdminRequest::Call {
+                driver: driver.clone(),
+                operation: operation.clone(),
+                request: request.clone(),
+                request_id: request_id.clone(),
+            };
+            let served = wasmvol::admin::request(&socket, &remote)
+                .with_context(|| format!("admin socket {}", socket.display()))?;
+            if let Some(answer) = served {
+                use wasmvol::admin::AdminAnswer;
+                return match answer {
+                    AdminAnswer::Outcome(v) => {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                        Ok(())
+                    }
+                    AdminAnswer::Failed {
+                        class,
+                        message,
+                        exit_code,
+                    } => {
+                        eprintln!("{class}: {message}");
+                        std::process::exit(exit_code);
+                    }
+                    AdminAnswer::Refused(why) => Err(anyhow!(why)),
+                    AdminAnswer::Status(_) => {
+                        Err(anyhow!("the host answered a call with its status"))
+                    }
+                };
+            }
             let op = Operation::from_json(&operation, request).map_err(|e| anyhow!(e))?;
             let runtime = Runtime::start(&policy, Some(&driver))?;
             let outcome = runtime.call(&driver, &request_id, op)?;

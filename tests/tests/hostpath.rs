@@ -320,3 +320,108 @@ fn lifecycle_through_wasmvol_call() {
     );
     assert!(f.mounts().is_empty());
 }
+
+/// `wasmvol status` of the running host of a policy, as JSON.
+fn status(f: &Fixture) -> std::process::Output {
+    Command::new(wasmvol_bin())
+        .args(["status", "-o", "json", "--config"])
+        .arg(&f.policy_path)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_call_go_through_the_running_host_over_its_root_only_admin_socket() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            csi: true,
+            flex: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let out = status(&f);
+    assert!(!out.status.success(), "no host runs yet");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no wasmvol serve is running"), "{err}");
+
+    let serve = wasmvol_tests::ServeProcess::start(&f);
+    let admin = f.dir.path().join("state/admin.sock");
+    let meta = std::fs::metadata(&admin).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), 0);
+
+    let out = status(&f);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &s["drivers"][0];
+    assert_eq!(d["name"], "hostpath");
+    assert_eq!(
+        d["sha256"],
+        wasmvol_tests::sha256_file(&wasmvol_tests::component("hostpath"))
+    );
+    assert_eq!(d["csi"][0], "hostpath.csi.wasmvol.io");
+    assert_eq!(d["csi"][1], f.csi_socket().display().to_string());
+    assert_eq!(d["flex"], "wasmvol/hostpath");
+    assert_eq!(d["calls_in_flight"], 0);
+    assert_eq!(
+        s["state_dir"],
+        f.dir.path().join("state").display().to_string()
+    );
+    assert_eq!(s["flex_socket"], f.flex_socket().display().to_string());
+
+    // The host holds the store; the call goes through it, so its CSI socket
+    // sees the volume the CLI made.
+    let (ok, out, err) = cli(
+        &f,
+        "create-volume",
+        create_req("pvc-admin", GIB, Value::Null),
+    );
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["volume_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut c = wasmvol::csi::proto::controller_client::ControllerClient::new(
+        wasmvol_tests::csi_channel(&serve.socket).await,
+    );
+    let listed = c
+        .list_volumes(wasmvol::csi::proto::ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed
+        .entries
+        .iter()
+        .any(|e| e.volume.as_ref().unwrap().volume_id == id));
+    // A driver's error keeps its class and exit status over the socket.
+    let out = Command::new(wasmvol_bin())
+        .args(["call", "--config"])
+        .arg(&f.policy_path)
+        .args([
+            "hostpath",
+            "create-volume",
+            "--request",
+            &create_req("pvc-admin", 2 * GIB, Value::Null).to_string(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("already-exists: "), "{err}");
+    assert_eq!(out.status.code(), Some(12), "{err}");
+    // Bad input is refused by the host with one clear line, and it keeps serving.
+    let (ok, _, err) = cli(&f, "node-publish", json!({"volume_id": id}));
+    assert!(!ok);
+    assert!(
+        err.starts_with("wasmvol: request for `node-publish`: missing field"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&f, "delete-volume", json!({"volume_id": id, "secrets": []}));
+    assert!(ok, "{err}");
+    assert!(status(&f).status.success());
+}

@@ -6,3 +6,4 @@ pub(crate) mod flex;
 pub(crate) mod inspect;
 pub(crate) mod manifests;
 pub(crate) mod serve;
+pub(crate) mod status;

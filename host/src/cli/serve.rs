@@ -21,6 +21,7 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
     if policy.drivers.iter().any(|d| d.flex.is_some()) {
         wasmvol::unix_socket::ensure_not_served(&policy.host.flex_socket)?;
     }
+    wasmvol::unix_socket::ensure_not_served(&policy.host.admin_socket())?;
     let runtime = Runtime::start(&policy, None)?;
     // Driver calls run in place on a worker while one stays free (see SyncCalls):
     // a few more workers than cores keep several calls in place at once.
@@ -104,6 +105,21 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
                 Ok(())
             });
         }
+        {
+            let socket = policy.host.admin_socket();
+            let listener = wasmvol::unix_socket::bind(&socket, 0o600).context("admin socket")?;
+            println!("admin: `wasmvol status --config {}` on {}", config.display(), socket.display());
+            sockets.push(socket);
+            let admin = Arc::new(wasmvol::admin::Admin::new(&policy, runtime.drivers().cloned().collect()));
+            let mut stop = stop_rx.clone();
+            servers.spawn(async move {
+                wasmvol::admin::serve(admin, listener, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+                Ok(())
+            });
+        }
         if let Some(at) = &policy.host.http {
             let listener = wasmvol::http::HttpListener::bind(at).await.context("[host] http")?;
             wasmvol::metrics::METRICS.enable();
@@ -121,6 +137,12 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
                 Ok(())
             });
         }
+        println!(
+            "ready: {} driver(s); state {}, audit log {}",
+            runtime.drivers().count(),
+            policy.host.state_dir.display(),
+            policy.host.audit_log.display()
+        );
         tracing::info!(
             drivers = runtime.drivers().count(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -100,6 +100,14 @@ pub struct HostSettings {
     pub http: Option<HttpListen>,
 }
 
+impl HostSettings {
+    /// The admin socket (`wasmvol status`, `wasmvol call` while the host
+    /// runs): in the state directory, beside the store only the host opens.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.state_dir.join("admin.sock")
+    }
+}
+
 /// Where the host's HTTP endpoint listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpListen {

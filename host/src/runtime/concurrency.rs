@@ -36,6 +36,12 @@ impl CallSlots {
         }
     }
 
+    /// Slots taken and callers waiting for one, now.
+    pub fn counts(&self) -> (u32, u32) {
+        let n = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        (n.in_use, n.waiting)
+    }
+
     /// Takes a slot, waiting at most `wait`.
     pub fn acquire(&self, wait: Duration) -> Option<Slot<'_>> {
         let until = Instant::now() + wait;

@@ -250,6 +250,11 @@ impl LoadedDriver {
         &self.env.policy
     }
 
+    /// Calls running now and calls waiting for a slot (`limits.concurrency`).
+    pub fn calls(&self) -> (u32, u32) {
+        self.slots.counts()
+    }
+
     /// Whether the compiled artifact came from the cache.
     pub fn provenance(&self) -> Provenance {
         self.provenance

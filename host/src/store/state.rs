@@ -192,6 +192,10 @@ impl StateStore {
     /// Keys and values under a prefix, in key order.
     pub fn list(&self, driver: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
         let mut out = BTreeMap::new();
+        // Held across the store read: the flusher forgets a relaxed write
+        // only under this lock, after committing it, so every write is seen
+        // either in memory here or (committed before) in the store read.
+        let pending = self.shared.pending();
         {
             let tx = self.shared.db.begin_read()?;
             let table = tx.open_table(ENTRIES)?;
@@ -204,7 +208,6 @@ impl StateStore {
                 out.insert(key.to_owned(), v.value().to_vec());
             }
         }
-        let pending = self.shared.pending();
         let keys = pending.by_driver.get(driver).into_iter().flat_map(|keys| {
             keys.range::<str, _>((
                 std::ops::Bound::Included(prefix),
@@ -516,6 +519,30 @@ mod tests {
         let s = StateStore::open(&path).unwrap();
         assert_eq!(s.get("a", "r/1").unwrap().as_deref(), Some(&b"x"[..]));
         assert_eq!(s.get("a", "r/gone").unwrap(), None);
+    }
+
+    /// A listing taken while the flusher commits a relaxed delete must not
+    /// show the deleted key: read from the store before the flusher
+    /// committed, then from memory after it forgot the write, it once did
+    /// (a single-writer publish was refused for a target just unpublished).
+    #[test]
+    fn a_listing_never_sees_a_relaxed_delete_undone_by_the_flush() {
+        let (_d, s) = store();
+        for _ in 0..60 {
+            s.write("a", "r/k", None, Some(b"v"), 100, Persist::Relaxed)
+                .unwrap();
+            s.flush().unwrap();
+            s.write("a", "r/k", None, None, 100, Persist::Relaxed)
+                .unwrap();
+            // List over and over while the flusher commits the delete.
+            let until = std::time::Instant::now() + 3 * FLUSH_DELAY;
+            while std::time::Instant::now() < until {
+                assert!(
+                    s.list("a", "r/").unwrap().is_empty(),
+                    "a deleted key listed"
+                );
+            }
+        }
     }
 
     #[test]
