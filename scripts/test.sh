@@ -32,6 +32,11 @@ if [ ! -x "$validator" ]; then
   target/py/bin/pip install -q kubernetes-validate
 fi
 export WASMVOL_KUBERNETES_VALIDATE=$validator
+# A Python gRPC client (gRPC C-core) for tests/tests/grpc_clients.rs.
+if ! target/py/bin/python -c "import grpc, grpc_tools" 2>/dev/null; then
+  target/py/bin/pip install -q grpcio grpcio-tools
+fi
+export WASMVOL_PYTHON=$PWD/target/py/bin/python
 scripts/build-plugins.sh
 scripts/build-shim.sh
 cargo build --bins

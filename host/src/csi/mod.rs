@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::Status;
 
 use crate::bindings::types::Feature;
@@ -175,7 +174,7 @@ pub async fn serve(
         .add_service(NodeServer::from_arc(driver.clone()))
         .add_optional_service(controller)
         .add_optional_service(group_controller)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(crate::grpc_authority::incoming(listener), shutdown)
         .await
 }
 

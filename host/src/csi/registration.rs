@@ -82,12 +82,9 @@ impl KubeletRegistration {
             };
             let server = tonic::transport::Server::builder()
                 .add_service(RegistrationServer::new(service))
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(listener),
-                    async {
-                        refused.recv().await;
-                    },
-                );
+                .serve_with_incoming_shutdown(crate::grpc_authority::incoming(listener), async {
+                    refused.recv().await;
+                });
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 served = server => {
