@@ -350,6 +350,50 @@ fn main() {
     });
     drop((plain_serve, metered_serve));
 
+    // `wasmvol call` through the running host's admin socket: the request
+    // itself (a no-op `info` call), and the whole command as an operator
+    // runs it (exec, policy load, connect, call, print).
+    {
+        let serve = ServeProcess::start(&f);
+        let socket = f.dir.path().join("state/admin.sock");
+        let call = wasmvol::admin::AdminRequest::Call {
+            driver: "hostpath".into(),
+            operation: "info".into(),
+            request: serde_json::json!({}),
+            request_id: "bench".into(),
+        };
+        wasmvol_bench::report(
+            "admin socket: one call (info), client in process",
+            wasmvol_bench::measure(500, || {
+                let answer = wasmvol::admin::request(&socket, &call).unwrap();
+                assert!(matches!(
+                    answer,
+                    Some(wasmvol::admin::AdminAnswer::Outcome(_))
+                ));
+            }),
+            Some(Duration::from_millis(5)),
+        );
+        let bin = wasmvol_tests::wasmvol_bin();
+        wasmvol_bench::report(
+            "`wasmvol call ... info` through the running host",
+            wasmvol_bench::measure(50, || {
+                let out = std::process::Command::new(&bin)
+                    .args(["call", "--config"])
+                    .arg(&f.policy_path)
+                    .args(["hostpath", "info"])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }),
+            Some(Duration::from_millis(5)),
+        );
+        drop(serve);
+    }
+
     // What /metrics costs a CSI call, without the noise: the recording
     // each call does (the CSI histogram, the driver call's outcome,
     // instances in use), timed on its own.

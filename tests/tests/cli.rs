@@ -196,6 +196,51 @@ fn conformance_fails_a_driver_that_cannot_make_volumes_with_the_specs_words() {
 }
 
 #[test]
+fn conformance_reports_each_sentence_a_sloppy_driver_breaks_by_rpc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sloppy = component("sloppy");
+    let (status, out, err) = conformance(tmp.path(), &[sloppy.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(status.code(), Some(1), "{err}\n{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let failed: Vec<(String, String, String)> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "failed")
+        .map(|r| {
+            (
+                r["rpc"].as_str().unwrap().to_owned(),
+                r["spec"].as_str().unwrap().to_owned(),
+                r["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let rows: Vec<(&str, &str)> = failed
+        .iter()
+        .map(|(rpc, spec, _)| (rpc.as_str(), spec.as_str()))
+        .collect();
+    // Exactly its two mistakes, each named by RPC and the spec's words.
+    assert_eq!(
+        rows,
+        [
+            ("CreateVolume", "MUST be idempotent"),
+            ("ValidateVolumeCapabilities", "volume does not exist"),
+        ],
+        "{out}"
+    );
+    assert!(
+        failed[0].2.starts_with("want OK, got ALREADY_EXISTS"),
+        "{}",
+        failed[0].2
+    );
+    assert!(
+        failed[1].2.starts_with("want NOT_FOUND, got OK"),
+        "{}",
+        failed[1].2
+    );
+}
+
+#[test]
 fn conformance_refuses_a_file_that_is_not_a_component() {
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("bogus.wasm");
