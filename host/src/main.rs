@@ -78,6 +78,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build driver crates into components (rustup's wasm32-wasip2 when
+    /// installed, else Debian's Rust source with build-std, installed with
+    /// apt when missing). Prints each component's path, size and sha256.
+    Build {
+        /// Driver crate directories (default: this one); several must be
+        /// one workspace's.
+        crates: Vec<PathBuf>,
+        /// The cargo profile.
+        #[arg(long, default_value = "release")]
+        profile: String,
+        /// Cargo's target directory (default: <crate>/target).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// Where the components go (default: <target dir>/components).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a new driver crate (Cargo.toml, a driver, a unit test, a
+    /// policy entry) into ./NAME.
+    New {
+        /// The driver's name: lowercase letters, digits and `-`.
+        name: String,
+        /// wasmvol's guest-sdk crate (default: the one this wasmvol was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Run the CSI conformance sweep against a component, in a sandbox of its
     /// own (root: it mounts for real, in a private mount namespace). Prints a
     /// row per spec sentence; exits 1 when a row fails.
@@ -251,6 +277,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Flex { command } => cli::flex::flex(command),
+        Command::Build {
+            crates,
+            profile,
+            target_dir,
+            out,
+        } => cli::build::build(cli::build::BuildArgs {
+            crates,
+            profile,
+            target_dir,
+            out,
+        }),
+        Command::New { name, sdk } => cli::new::new(&name, sdk),
         Command::Status { config, output } => cli::status::status(&config, output == "json"),
         Command::Conformance {
             component,

@@ -250,3 +250,60 @@ fn conformance_refuses_a_file_that_is_not_a_component() {
     assert!(out.is_empty(), "{out}");
     assert!(err.contains("wasmvol serve refused the component"), "{err}");
 }
+
+#[test]
+fn a_new_driver_builds_tests_natively_and_passes_conformance_from_an_empty_directory() {
+    wasmvol_tests::require_privileged();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(Command::new(wasmvol_bin())
+        .args(["new", "demo"])
+        .current_dir(tmp.path()));
+    let demo = tmp.path().join("demo");
+    for f in ["Cargo.toml", "src/lib.rs", "policy-entry.toml"] {
+        assert!(demo.join(f).exists(), "{f}");
+    }
+    // Build targets shared between runs of this test (cold in CI).
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/template");
+    let built = run(Command::new(wasmvol_bin())
+        .arg("build")
+        .arg("--target-dir")
+        .arg(shared.join("wasm"))
+        .current_dir(&demo));
+    let line = built
+        .lines()
+        .find(|l| l.starts_with("build: "))
+        .unwrap_or_else(|| panic!("{built}"));
+    let path = std::path::PathBuf::from(line["build: ".len()..].split(" (").next().unwrap());
+    assert!(
+        line.ends_with(&format!("sha256 {})", sha256_file(&path))),
+        "{line}"
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tested = run(Command::new(cargo)
+        .args(["test", "--quiet"])
+        .env("CARGO_TARGET_DIR", shared.join("native"))
+        .current_dir(&demo));
+    assert!(tested.contains("1 passed"), "{tested}");
+    // The template is a conforming driver as written.
+    let (status, out, err) =
+        conformance(tmp.path(), &[path.to_str().unwrap(), "--unsized-volumes"]);
+    assert!(status.success(), "{err}\n{out}");
+    // And `new` never writes over a crate.
+    let out = Command::new(wasmvol_bin())
+        .args(["new", "demo"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
+}
