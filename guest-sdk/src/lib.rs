@@ -100,6 +100,23 @@ impl VolumeStats {
     }
 }
 
+impl ValidateResponse {
+    /// The answer for `caps` given the driver's check of them: confirmed
+    /// when the check passed, else not, with the check's message as the reason.
+    pub fn checked(caps: Vec<VolumeCapability>, check: Result<()>) -> Self {
+        match check {
+            Ok(()) => Self {
+                confirmed: Some(caps),
+                message: String::new(),
+            },
+            Err(e) => Self {
+                confirmed: None,
+                message: e.message().to_owned(),
+            },
+        }
+    }
+}
+
 impl DriverInfo {
     /// A driver info with no manifest entries.
     pub fn named(name: &str, version: &str, features: &[Feature]) -> Self {

@@ -81,20 +81,7 @@ enum Command {
     /// Build driver crates into components (rustup's wasm32-wasip2 when
     /// installed, else Debian's Rust source with build-std, installed with
     /// apt when missing). Prints each component's path, size and sha256.
-    Build {
-        /// Driver crate directories (default: this one); several must be
-        /// one workspace's.
-        crates: Vec<PathBuf>,
-        /// The cargo profile.
-        #[arg(long, default_value = "release")]
-        profile: String,
-        /// Cargo's target directory (default: <crate>/target).
-        #[arg(long)]
-        target_dir: Option<PathBuf>,
-        /// Where the components go (default: <target dir>/components).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Build(cli::build::BuildArgs),
     /// Write a new driver crate (Cargo.toml, a driver, a unit test, a
     /// policy entry) into ./NAME.
     New {
@@ -107,38 +94,7 @@ enum Command {
     /// Run the CSI conformance sweep against a component, in a sandbox of its
     /// own (root: it mounts for real, in a private mount namespace). Prints a
     /// row per spec sentence; exits 1 when a row fails.
-    Conformance {
-        /// The driver component (.wasm).
-        component: PathBuf,
-        /// Grants for the driver, as a policy's `[driver.grants]` table (TOML);
-        /// default: a storage root, state, mounts, loop devices and tmpfs, all
-        /// inside the sandbox. Network storage (netfs, lvm) needs this.
-        #[arg(long)]
-        grants: Option<PathBuf>,
-        /// A CreateVolume parameter (a StorageClass's), key=value; repeatable.
-        #[arg(long = "parameter", value_parser = cli::conformance::key_value)]
-        parameters: Vec<(String, String)>,
-        /// A mutable parameter the driver accepts, for the ControllerModifyVolume
-        /// rows that must succeed, key=value; repeatable.
-        #[arg(long = "mutable-parameter", value_parser = cli::conformance::key_value)]
-        mutable_parameters: Vec<(String, String)>,
-        /// The fs type of the mount capability (default: the driver's own).
-        #[arg(long, default_value = "")]
-        fs_type: String,
-        /// Bytes each volume asks for.
-        #[arg(long, default_value_t = 32 << 20)]
-        size: i64,
-        /// The driver does not size its volumes (a directory on a share): skip
-        /// the same-name, other-size row.
-        #[arg(long)]
-        unsized_volumes: bool,
-        /// Seconds each call (and the host's start) may take.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-        /// Output: `table` for people, `json` for tools.
-        #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
-        output: String,
-    },
+    Conformance(cli::conformance::ConformanceArgs),
     /// Show the running host of a policy: its drivers (version, digest,
     /// sockets, calls in flight), state directory and audit log.
     Status {
@@ -277,42 +233,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Flex { command } => cli::flex::flex(command),
-        Command::Build {
-            crates,
-            profile,
-            target_dir,
-            out,
-        } => cli::build::build(cli::build::BuildArgs {
-            crates,
-            profile,
-            target_dir,
-            out,
-        }),
+        Command::Build(args) => cli::build::build(args),
         Command::New { name, sdk } => cli::new::new(&name, sdk),
         Command::Status { config, output } => cli::status::status(&config, output == "json"),
-        Command::Conformance {
-            component,
-            grants,
-            parameters,
-            mutable_parameters,
-            fs_type,
-            size,
-            unsized_volumes,
-            timeout,
-            output,
-        } => {
-            let passed = cli::conformance::conformance(cli::conformance::ConformanceArgs {
-                component,
-                grants,
-                parameters,
-                mutable_parameters,
-                fs_type,
-                size,
-                unsized_volumes,
-                json: output == "json",
-                timeout: std::time::Duration::from_secs(timeout),
-            })?;
-            if !passed {
+        Command::Conformance(args) => {
+            if !cli::conformance::conformance(args)? {
                 std::process::exit(1);
             }
             Ok(())

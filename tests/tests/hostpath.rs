@@ -262,6 +262,21 @@ fn cli(f: &Fixture, op: &str, req: Value) -> (bool, String, String) {
     )
 }
 
+/// `wasmvol call` of a create of `name` (made at 1 GiB) at 2 GiB: the
+/// driver's ALREADY_EXISTS, printed as its class and message, exit 12.
+fn assert_create_conflict(f: &Fixture, name: &str) {
+    let out = Command::new(wasmvol_bin())
+        .args(["call", "--config"])
+        .arg(&f.policy_path)
+        .args(["hostpath", "create-volume", "--request"])
+        .arg(create_req(name, 2 * GIB, Value::Null).to_string())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("already-exists: "), "{err}");
+    assert_eq!(out.status.code(), Some(12), "{err}");
+}
+
 #[test]
 fn lifecycle_through_wasmvol_call() {
     let f = Fixture::new("hostpath", FixtureGrants::default());
@@ -288,20 +303,7 @@ fn lifecycle_through_wasmvol_call() {
     }
     assert!(!is_mounted(&target));
     // A driver's error: its class and message, and the class's exit status.
-    let out = Command::new(wasmvol_bin())
-        .args(["call", "--config"])
-        .arg(&f.policy_path)
-        .args([
-            "hostpath",
-            "create-volume",
-            "--request",
-            &create_req("pvc-cli", 2 * GIB, Value::Null).to_string(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("already-exists: "), "{err}");
-    assert_eq!(out.status.code(), Some(12), "{err}");
+    assert_create_conflict(&f, "pvc-cli");
     let (ok, _, err) = cli(&f, "delete-volume", json!({"volume_id": id, "secrets": []}));
     assert!(ok, "{err}");
 
@@ -400,20 +402,7 @@ async fn status_and_call_go_through_the_running_host_over_its_root_only_admin_so
         .iter()
         .any(|e| e.volume.as_ref().unwrap().volume_id == id));
     // A driver's error keeps its class and exit status over the socket.
-    let out = Command::new(wasmvol_bin())
-        .args(["call", "--config"])
-        .arg(&f.policy_path)
-        .args([
-            "hostpath",
-            "create-volume",
-            "--request",
-            &create_req("pvc-admin", 2 * GIB, Value::Null).to_string(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("already-exists: "), "{err}");
-    assert_eq!(out.status.code(), Some(12), "{err}");
+    assert_create_conflict(&f, "pvc-admin");
     // Bad input is refused by the host with one clear line, and it keeps serving.
     let (ok, _, err) = cli(&f, "node-publish", json!({"volume_id": id}));
     assert!(!ok);

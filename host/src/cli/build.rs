@@ -16,11 +16,20 @@ const TARGET: &str = "wasm32-wasip2";
 const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "rust-web-src", "cargo-web", "wasi-libc"];
 
 /// What to build, from the command line.
+#[derive(clap::Args)]
 pub(crate) struct BuildArgs {
-    pub crates: Vec<PathBuf>,
-    pub profile: String,
-    pub target_dir: Option<PathBuf>,
-    pub out: Option<PathBuf>,
+    /// Driver crate directories (default: this one); several must be
+    /// one workspace's.
+    crates: Vec<PathBuf>,
+    /// The cargo profile.
+    #[arg(long, default_value = "release")]
+    profile: String,
+    /// Cargo's target directory (default: <crate>/target).
+    #[arg(long)]
+    target_dir: Option<PathBuf>,
+    /// Where the components go (default: <target dir>/components).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// One driver crate: its package and the library file cargo writes.

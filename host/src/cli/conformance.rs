@@ -18,20 +18,48 @@ use wasmvol::policy::file::*;
 use wasmvol::policy::StorageAccess;
 
 /// What to run the sweep on and how, from the command line.
+#[derive(clap::Args)]
 pub(crate) struct ConformanceArgs {
-    pub component: PathBuf,
-    pub grants: Option<PathBuf>,
-    pub parameters: Vec<(String, String)>,
-    pub mutable_parameters: Vec<(String, String)>,
-    pub fs_type: String,
-    pub size: i64,
-    pub unsized_volumes: bool,
-    pub json: bool,
-    pub timeout: Duration,
+    /// The driver component (.wasm).
+    component: PathBuf,
+    /// Grants for the driver, as a policy's `[driver.grants]` table (TOML);
+    /// default: a storage root, state, mounts, loop devices and tmpfs, all
+    /// inside the sandbox. Network storage (netfs, lvm) needs this.
+    #[arg(long)]
+    grants: Option<PathBuf>,
+    /// A CreateVolume parameter (a StorageClass's), key=value; repeatable.
+    #[arg(long = "parameter", value_parser = key_value)]
+    parameters: Vec<(String, String)>,
+    /// A mutable parameter the driver accepts, for the ControllerModifyVolume
+    /// rows that must succeed, key=value; repeatable.
+    #[arg(long = "mutable-parameter", value_parser = key_value)]
+    mutable_parameters: Vec<(String, String)>,
+    /// The fs type of the mount capability (default: the driver's own).
+    #[arg(long, default_value = "")]
+    fs_type: String,
+    /// Bytes each volume asks for.
+    #[arg(long, default_value_t = 32 << 20)]
+    size: i64,
+    /// The driver does not size its volumes (a directory on a share): skip
+    /// the same-name, other-size row.
+    #[arg(long)]
+    unsized_volumes: bool,
+    /// Seconds each call (and the host's start) may take.
+    #[arg(long = "timeout", default_value_t = 120)]
+    timeout_s: u64,
+    /// Output: `table` for people, `json` for tools.
+    #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+}
+
+impl ConformanceArgs {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s)
+    }
 }
 
 /// Parses `key=value`.
-pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
+fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -120,7 +148,7 @@ fn policy(sandbox: &Path, args: &ConformanceArgs) -> anyhow::Result<PolicyFile> 
             sha256: Sha256Digest::of(&bytes).to_hex(),
             grants,
             limits: LimitsEntry {
-                deadline_ms: Some(args.timeout.as_millis() as u64),
+                deadline_ms: Some(args.timeout().as_millis() as u64),
                 ..LimitsEntry::default()
             },
             csi: Some(CsiEntry {
@@ -199,7 +227,7 @@ pub(crate) fn conformance(args: ConformanceArgs) -> anyhow::Result<bool> {
         &config,
         &socket,
         &sandbox.dir.join("serve.log"),
-        args.timeout,
+        args.timeout(),
     )?;
     let profile = Profile {
         parameters: args.parameters.iter().cloned().collect::<HashMap<_, _>>(),
@@ -213,14 +241,14 @@ pub(crate) fn conformance(args: ConformanceArgs) -> anyhow::Result<bool> {
         .enable_all()
         .build()?;
     let mut report: Report = rt.block_on(async {
-        let channel = conformance::connect(&socket, Some(args.timeout))
+        let channel = conformance::connect(&socket, Some(args.timeout()))
             .await
             .map_err(|e| anyhow!("{}", e.message()))?;
         anyhow::Ok(conformance::run(channel, profile).await)
     })?;
     drop(serve);
     leftover_rows(&mut report, &sandbox.dir);
-    if args.json {
+    if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());

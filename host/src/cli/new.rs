@@ -118,17 +118,14 @@ impl Driver for {ty} {{
             .volume_capabilities
             .iter()
             .any(|c| matches!(c.access_type, AccessType::Block));
-        Ok(if block {{
-            ValidateResponse {{
-                confirmed: None,
-                message: "volumes are directories: no block access".into(),
-            }}
+        let check = if block {{
+            Err(DriverError::InvalidArgument(
+                "volumes are directories: no block access".into(),
+            ))
         }} else {{
-            ValidateResponse {{
-                confirmed: Some(r.volume_capabilities),
-                message: String::new(),
-            }}
-        }})
+            Ok(())
+        }};
+        Ok(ValidateResponse::checked(r.volume_capabilities, check))
     }}
 
     fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {{

@@ -143,6 +143,36 @@ impl Sweep {
         self.report.push(rpc, spec, Verdict::Failed(why));
     }
 
+    /// The row for a volume condition that must be set on a new, healthy volume.
+    fn condition_row(&mut self, rpc: &str, spec: &str, condition: Option<&VolumeCondition>) {
+        match condition {
+            Some(c) if !c.abnormal => self.report.push(rpc, spec, Verdict::Passed),
+            Some(c) => self.fail(
+                rpc,
+                spec,
+                format!("a new volume is abnormal: {}", c.message),
+            ),
+            None => self.fail(rpc, spec, "no volume_condition".into()),
+        }
+    }
+
+    /// The two paging rows every List RPC has: a negative `max_entries`
+    /// and a `starting_token` the plugin never gave.
+    fn paging_rows<T>(
+        &mut self,
+        rpc: &str,
+        negative: &Result<tonic::Response<T>, Status>,
+        unknown_token: &Result<tonic::Response<T>, Status>,
+    ) {
+        self.expect(
+            rpc,
+            "max_entries MUST NOT be negative",
+            Code::InvalidArgument,
+            negative,
+        );
+        self.expect(rpc, "invalid starting_token", Code::Aborted, unknown_token);
+    }
+
     fn skip(&mut self, rpc: &str, spec: &str, why: &str) {
         self.report.push(rpc, spec, Verdict::Skipped(why.into()));
     }

@@ -6,7 +6,7 @@
 use tonic::Code;
 
 use super::controller::UNKNOWN;
-use super::{Sweep, Verdict};
+use super::Sweep;
 use crate::csi::proto::node_service_capability::rpc::Type as Rpc;
 use crate::csi::proto::volume_capability::access_mode::Mode;
 use crate::csi::proto::*;
@@ -241,15 +241,7 @@ impl Sweep {
         if !self.node_offers(Rpc::VolumeCondition) {
             self.skip(rpc, spec, "no VOLUME_CONDITION");
         } else if let Ok(r) = &r {
-            match &r.get_ref().volume_condition {
-                Some(c) if !c.abnormal => self.report.push(rpc, spec, Verdict::Passed),
-                Some(c) => self.fail(
-                    rpc,
-                    spec,
-                    format!("a new volume is abnormal: {}", c.message),
-                ),
-                None => self.fail(rpc, spec, "no volume_condition".into()),
-            }
+            self.condition_row(rpc, spec, r.get_ref().volume_condition.as_ref());
         }
     }
 

@@ -202,16 +202,8 @@ impl Driver for HostPath {
 
     fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
         VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
-        Ok(match check_mount_access(&r.volume_capabilities) {
-            Ok(()) => ValidateResponse {
-                confirmed: Some(r.volume_capabilities),
-                message: String::new(),
-            },
-            Err(e) => ValidateResponse {
-                confirmed: None,
-                message: e.message().to_owned(),
-            },
-        })
+        let check = check_mount_access(&r.volume_capabilities);
+        Ok(ValidateResponse::checked(r.volume_capabilities, check))
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {

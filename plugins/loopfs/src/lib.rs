@@ -228,13 +228,12 @@ impl Driver for LoopFs {
 
     fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
         volume(&r.volume_id)?;
-        for c in &r.volume_capabilities {
-            fs_name(c)?;
-        }
-        Ok(ValidateResponse {
-            confirmed: Some(r.volume_capabilities),
-            message: String::new(),
-        })
+        // Capabilities the driver cannot give are "not confirmed", not an error.
+        let check = r
+            .volume_capabilities
+            .iter()
+            .try_for_each(|c| fs_name(c).map(drop));
+        Ok(ValidateResponse::checked(r.volume_capabilities, check))
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {

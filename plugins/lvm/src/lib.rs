@@ -223,13 +223,12 @@ impl Driver for Lvm {
     fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
         let p = Place::parse(&r.volume_id).ok_or_else(|| not_found("volume", &r.volume_id))?;
         find(&p)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
-        for c in &r.volume_capabilities {
-            fs_of(c)?;
-        }
-        Ok(ValidateResponse {
-            confirmed: Some(r.volume_capabilities),
-            message: String::new(),
-        })
+        // Capabilities the driver cannot give are "not confirmed", not an error.
+        let check = r
+            .volume_capabilities
+            .iter()
+            .try_for_each(|c| fs_of(c).map(drop));
+        Ok(ValidateResponse::checked(r.volume_capabilities, check))
     }
 
     fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {

@@ -179,16 +179,8 @@ impl Driver for Nfs {
         if !open(&loc, &Vec::new())?.exists(&loc.path)? {
             return Err(not_found("volume", &r.volume_id));
         }
-        Ok(match check_mount_access(&r.volume_capabilities) {
-            Ok(()) => ValidateResponse {
-                confirmed: Some(r.volume_capabilities),
-                message: String::new(),
-            },
-            Err(e) => ValidateResponse {
-                confirmed: None,
-                message: e.message().to_owned(),
-            },
-        })
+        let check = check_mount_access(&r.volume_capabilities);
+        Ok(ValidateResponse::checked(r.volume_capabilities, check))
     }
 
     fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {
