@@ -101,9 +101,9 @@ enum Command {
         /// The policy the host runs (its state directory holds the admin socket).
         #[arg(long)]
         config: PathBuf,
-        /// Output: `table` for people, `json` for tools.
-        #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
-        output: String,
+        /// Output: a table for people, JSON or YAML for tools.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = cli::Output::Table)]
+        output: cli::Output,
     },
     /// Call one export of a driver by hand and print its answer as JSON
     /// (through the running host when there is one).
@@ -235,7 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Flex { command } => cli::flex::flex(command),
         Command::Build(args) => cli::build::build(args),
         Command::New { name, sdk } => cli::new::new(&name, sdk),
-        Command::Status { config, output } => cli::status::status(&config, output == "json"),
+        Command::Status { config, output } => cli::status::status(&config, output),
         Command::Conformance(args) => {
             if !cli::conformance::conformance(args)? {
                 std::process::exit(1);

@@ -376,6 +376,16 @@ async fn status_and_call_go_through_the_running_host_over_its_root_only_admin_so
         f.dir.path().join("state").display().to_string()
     );
     assert_eq!(s["flex_socket"], f.flex_socket().display().to_string());
+    let yaml = Command::new(wasmvol_bin())
+        .args(["status", "-o", "yaml", "--config"])
+        .arg(&f.policy_path)
+        .output()
+        .unwrap();
+    let yaml = String::from_utf8_lossy(&yaml.stdout);
+    assert!(
+        yaml.contains("drivers:") && yaml.contains("name: \"hostpath\""),
+        "{yaml}"
+    );
 
     // The host holds the store; the call goes through it, so its CSI socket
     // sees the volume the CLI made.

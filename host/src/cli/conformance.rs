@@ -47,9 +47,9 @@ pub(crate) struct ConformanceArgs {
     /// Seconds each call (and the host's start) may take.
     #[arg(long = "timeout", default_value_t = 120)]
     timeout_s: u64,
-    /// Output: `table` for people, `json` for tools.
-    #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
-    output: String,
+    /// Output: a table for people, JSON or YAML for tools.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = super::Output::Table)]
+    output: super::Output,
 }
 
 impl ConformanceArgs {
@@ -248,11 +248,7 @@ pub(crate) fn conformance(args: ConformanceArgs) -> anyhow::Result<bool> {
     })?;
     drop(serve);
     leftover_rows(&mut report, &sandbox.dir);
-    if args.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
+    args.output.print(&report, || report.table())?;
     Ok(report.passed())
 }
 

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use wasmvol::admin::{AdminAnswer, AdminRequest, HostStatus};
 use wasmvol::policy::Policy;
 
-pub(crate) fn status(config: &Path, as_json: bool) -> anyhow::Result<()> {
+pub(crate) fn status(config: &Path, output: super::Output) -> anyhow::Result<()> {
     let policy = Policy::load(config)?;
     let socket = policy.host.admin_socket();
     let answer = wasmvol::admin::request(&socket, &AdminRequest::Status)
@@ -22,12 +22,7 @@ pub(crate) fn status(config: &Path, as_json: bool) -> anyhow::Result<()> {
         Some(AdminAnswer::Status(s)) => s,
         Some(other) => return Err(anyhow!("unexpected answer: {other:?}")),
     };
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", table(&status));
-    }
-    Ok(())
+    output.print(&status, || table(&status))
 }
 
 fn table(s: &HostStatus) -> String {
