@@ -118,6 +118,14 @@ impl<S> AuthorityFix<S> {
                 return;
             }
             let len = u32::from_be_bytes([0, self.input[0], self.input[1], self.input[2]]) as usize;
+            if len > MAX_FRAME {
+                // Larger than h2 accepts: h2 refuses it from its header
+                // alone, so it gets the bytes now rather than after the fix
+                // buffered up to 16 MiB of them.
+                self.output.append(&mut self.input);
+                self.mode = Mode::Passthrough;
+                return;
+            }
             if self.input.len() < FRAME_HEADER + len {
                 return;
             }
@@ -533,6 +541,26 @@ mod tests {
         ));
         wire.extend(b"trailing garbage");
         assert_eq!(through(wire.clone()).await, wire);
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_h2_takes_reaches_h2_at_once() {
+        let mut wire = PREFACE.to_vec();
+        // A header claiming a 1 MiB HEADERS frame, and only its first bytes.
+        wire.extend_from_slice(&[0x10, 0x00, 0x00, HEADERS, END_HEADERS, 0, 0, 0, 1]);
+        wire.extend_from_slice(&[0; 100]);
+        // The client stays connected: nothing ends the read but the fix.
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut client, &wire)
+            .await
+            .unwrap();
+        let mut fix = AuthorityFix::new(server);
+        let mut got = vec![0; wire.len()];
+        tokio::time::timeout(std::time::Duration::from_secs(2), fix.read_exact(&mut got))
+            .await
+            .expect("h2 gets the bytes without the rest of the frame")
+            .unwrap();
+        assert_eq!(got, wire);
     }
 
     #[test]

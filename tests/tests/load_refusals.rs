@@ -135,4 +135,22 @@ fn a_compiled_artifact_is_cached_across_restarts() {
         wasmvol::runtime::artifact_cache::Provenance::Cached
     );
     assert_eq!(d.info().name, "hostpath.wasmvol.io");
+    drop(rt);
+    // Whoever writes into the cache cannot make the host load their code:
+    // an artifact without this host's MAC over it is compiled over.
+    let artifact = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&artifact, &bytes).unwrap();
+    let rt = f.runtime();
+    assert_eq!(
+        rt.driver("hostpath").unwrap().provenance(),
+        wasmvol::runtime::artifact_cache::Provenance::Compiled
+    );
 }
