@@ -185,9 +185,13 @@ fn redacted_secrets(v: &Value) -> Value {
 /// Written digit by digit: every capability use stamps a record, and
 /// `format!` of seven numbers cost more than the rest of the record.
 pub fn now_rfc3339() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    rfc3339(SystemTime::now())
+}
+
+/// `t` as RFC 3339 UTC with milliseconds, as audit records stamp it (so
+/// stamps compare in time order as text).
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
     let (y, m, day) = civil_from_days(days);

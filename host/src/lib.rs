@@ -16,6 +16,7 @@ pub mod conformance;
 pub mod csi;
 pub mod digest;
 pub mod flex;
+pub mod grant_usage;
 pub mod grpc_authority;
 pub mod host_path;
 pub mod http;

@@ -48,6 +48,13 @@ enum Command {
         /// component, an import not granted) or has a grant it cannot use.
         #[arg(long)]
         strict: bool,
+        /// The audit log (and its rotations, FILE.1, FILE.2, …): add what
+        /// each driver used, and each grant wider than that use.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Only the log's records of this last span (`30m`, `24h`, `7d`).
+        #[arg(long, value_parser = wasmvol::grant_usage::parse_duration, requires = "log")]
+        since: Option<std::time::Duration>,
     },
     /// Install or remove the FlexVolume shim for a driver.
     Flex {
@@ -226,8 +233,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
             strict,
+            log,
+            since,
         } => {
-            if !cli::audit::audit(&config, json, strict)? {
+            if !cli::audit::audit(&config, json, strict, log.as_deref(), since)? {
                 std::process::exit(1);
             }
             Ok(())

@@ -307,3 +307,86 @@ fn a_new_driver_builds_tests_natively_and_passes_conformance_from_an_empty_direc
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
 }
+
+#[test]
+fn audit_with_the_log_shows_what_was_used_and_each_grant_wider_than_that() {
+    // hostpath granted what it never uses: the device interface, its fs
+    // types and mount options; its storage root is written (it makes
+    // volume directories), so read-write is not wider than used.
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            device: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let create = serde_json::json!({
+        "name": "pvc-usage", "capacity_range": null,
+        "volume_capabilities": [{"access_type": {"Mount": {"fs_type": "", "mount_flags": [], "volume_mount_group": ""}}, "access_mode": "SingleNodeWriter"}],
+        "parameters": [], "secrets": [], "content_source": null,
+        "accessibility_requirements": null, "mutable_parameters": []
+    });
+    let out = Command::new(wasmvol_bin())
+        .args(["call", "--config"])
+        .arg(&f.policy_path)
+        .args(["hostpath", "create-volume", "--request"])
+        .arg(create.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = f.dir.path().join("state/audit.jsonl");
+    let audit = |extra: &[&str]| -> Value {
+        let out = Command::new(wasmvol_bin())
+            .args(["audit", "--json", "--config"])
+            .arg(&f.policy_path)
+            .arg("--log")
+            .arg(&log)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let d = &audit(&[])[0];
+    let ops = &d["used"]["operations"];
+    assert_eq!(ops["call:create-volume"]["allowed"], 1, "{ops}");
+    assert!(
+        ops["volumes.create-dir"]["allowed"].as_u64().unwrap() >= 1,
+        "{ops}"
+    );
+    assert_eq!(ops["volumes.create-dir"]["denied"], 0);
+    let wider: Vec<&str> = d["wider_than_used"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    for want in [
+        "device: granted, never used",
+        "fs_types: `ext4` granted, never used",
+        "fs_types: `xfs` granted, never used",
+        "mount_options: `noatime` granted, never used",
+    ] {
+        assert!(wider.contains(&want), "{want} missing from {wider:?}");
+    }
+    assert!(
+        !wider.iter().any(|w| w.starts_with("storage")),
+        "the root was written: {wider:?}"
+    );
+    // Only the last second: nothing was used in it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let d = &audit(&["--since", "1s"])[0];
+    assert_eq!(d["used"]["operations"], serde_json::json!({}));
+    assert!(d["wider_than_used"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("storage: granted, never used")));
+}

@@ -238,6 +238,21 @@ impl Need<'_> {
     }
 }
 
+impl Need<'_> {
+    /// The capability (grant) this need draws on.
+    pub fn capability(&self) -> Capability {
+        match self {
+            Need::StorageRead | Need::StorageWrite => Capability::Storage,
+            Need::Mount | Need::MountOption(_) => Capability::Mount,
+            Need::State => Capability::State,
+            Need::Device | Need::FileBytes(_) | Need::FsType(_) => Capability::Device,
+            Need::Netfs | Need::ShareWrite => Capability::Netfs,
+            Need::Tmpfs | Need::TmpfsBytes(_) => Capability::Tmpfs,
+            Need::Lvm | Need::LvmGroup(_) | Need::ThinPool(..) => Capability::Lvm,
+        }
+    }
+}
+
 /// Declares [`CapOp`] from one table: per operation its audit name, fixed
 /// needs and whether it may block.
 macro_rules! cap_ops {
@@ -251,6 +266,11 @@ macro_rules! cap_ops {
         impl CapOp {
             /// Every operation, in table order.
             pub const ALL: &'static [CapOp] = &[$(CapOp::$op,)*];
+
+            /// The operation an audit record names (`volumes.create-dir`).
+            pub fn from_name(name: &str) -> Option<CapOp> {
+                Self::ALL.iter().copied().find(|op| op.name() == name)
+            }
 
             /// The name audit records and reports use, `interface.function`.
             pub fn name(self) -> &'static str {
@@ -333,19 +353,7 @@ mod tests {
 
     /// The capabilities an operation's fixed needs call for.
     fn capabilities(op: CapOp) -> Vec<Capability> {
-        let mut caps: Vec<Capability> = op
-            .needs()
-            .iter()
-            .map(|n| match n {
-                Need::StorageRead | Need::StorageWrite => Capability::Storage,
-                Need::Mount | Need::MountOption(_) => Capability::Mount,
-                Need::State => Capability::State,
-                Need::Device | Need::FileBytes(_) | Need::FsType(_) => Capability::Device,
-                Need::Netfs | Need::ShareWrite => Capability::Netfs,
-                Need::Tmpfs | Need::TmpfsBytes(_) => Capability::Tmpfs,
-                Need::Lvm | Need::LvmGroup(_) | Need::ThinPool(..) => Capability::Lvm,
-            })
-            .collect();
+        let mut caps: Vec<Capability> = op.needs().iter().map(Need::capability).collect();
         caps.sort();
         caps.dedup();
         caps

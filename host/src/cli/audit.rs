@@ -39,8 +39,24 @@ fn cannot_honour(grants: &wasmvol::policy::Grants, used: &[&str]) -> Vec<String>
 
 /// Prints the audit of every driver; `Ok(false)` when `strict` and a driver
 /// has a problem `serve` would refuse or a grant it cannot honour.
-pub(crate) fn audit(config: &Path, as_json: bool, strict: bool) -> anyhow::Result<bool> {
+pub(crate) fn audit(
+    config: &Path,
+    as_json: bool,
+    strict: bool,
+    log: Option<&Path>,
+    since: Option<std::time::Duration>,
+) -> anyhow::Result<bool> {
     let policy = Policy::load(config)?;
+    let usage = match log {
+        None => None,
+        Some(log) => {
+            let since = since.map(|d| wasmvol::audit::rfc3339(std::time::SystemTime::now() - d));
+            Some(
+                wasmvol::grant_usage::LogUse::read(log, since.as_deref())
+                    .map_err(|e| anyhow!("audit log {}: {e}", log.display()))?,
+            )
+        }
+    };
     let engine = engine()?;
     let cache = ArtifactCache::new(&policy.host.cache_dir);
     let mut reports = Vec::new();
@@ -50,7 +66,7 @@ pub(crate) fn audit(config: &Path, as_json: bool, strict: bool) -> anyhow::Resul
             .into_iter()
             .map(Capability::name)
             .collect();
-        let report = match read_pinned(d.name.as_str(), &d.component, &d.sha256) {
+        let mut report = match read_pinned(d.name.as_str(), &d.component, &d.sha256) {
             Err(e) => {
                 json!({"driver": d.name.as_str(), "sha256": d.sha256.to_hex(), "error": e.to_string(), "granted": granted})
             }
@@ -87,6 +103,11 @@ pub(crate) fn audit(config: &Path, as_json: bool, strict: bool) -> anyhow::Resul
                 })
             }
         };
+        if let Some(usage) = &usage {
+            let used = usage.drivers.get(d.name.as_str());
+            report["used"] = serde_json::to_value(used.cloned().unwrap_or_default())?;
+            report["wider_than_used"] = json!(wasmvol::grant_usage::wider_than_used(grants, used));
+        }
         reports.push(report);
     }
     let clean = reports.iter().all(|r| {
@@ -98,6 +119,12 @@ pub(crate) fn audit(config: &Path, as_json: bool, strict: bool) -> anyhow::Resul
     if as_json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
         return Ok(clean || !strict);
+    }
+    if let Some(u) = &usage {
+        println!(
+            "audit log: {} records read, {} unreadable lines\n",
+            u.records, u.unreadable
+        );
     }
     for r in &reports {
         println!("driver {}", r["driver"].as_str().unwrap_or("?"));
@@ -132,6 +159,30 @@ pub(crate) fn audit(config: &Path, as_json: bool, strict: bool) -> anyhow::Resul
                     items.join(", ")
                 }
             );
+        }
+        if let Some(ops) = r["used"]["operations"].as_object() {
+            println!("  used (allowed/denied, first .. last):");
+            for (op, u) in ops {
+                println!(
+                    "    {op:<32} {}/{}  {} .. {}",
+                    u["allowed"],
+                    u["denied"],
+                    u["first"].as_str().unwrap_or(""),
+                    u["last"].as_str().unwrap_or("")
+                );
+            }
+            if ops.is_empty() {
+                println!("    -");
+            }
+        }
+        if let Some(wider) = r["wider_than_used"].as_array() {
+            println!("  wider than used:");
+            for w in wider {
+                println!("    {}", w.as_str().unwrap_or(""));
+            }
+            if wider.is_empty() {
+                println!("    -");
+            }
         }
     }
     if strict && !clean {
