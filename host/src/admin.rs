@@ -98,8 +98,8 @@ pub struct DriverStatus {
     pub sha256: String,
     /// Whether its compiled artifact came from the cache.
     pub cached: bool,
-    /// CSI name and socket, when offered over CSI.
-    pub csi: Option<(String, PathBuf)>,
+    /// Its CSI endpoint, when offered over CSI.
+    pub csi: Option<CsiEndpoint>,
     /// Flex `vendor/name`, when offered over Flex.
     pub flex: Option<String>,
     /// Calls running now.
@@ -108,6 +108,15 @@ pub struct DriverStatus {
     pub calls_waiting: u32,
     /// `limits.concurrency`.
     pub concurrency: u32,
+}
+
+/// A driver's CSI name and the socket it is served on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CsiEndpoint {
+    /// The CSI driver name (`hostpath.csi.wasmvol.io`).
+    pub name: String,
+    /// The CSI socket.
+    pub socket: PathBuf,
 }
 
 /// What the admin socket serves from.
@@ -155,10 +164,10 @@ impl Admin {
                         component: p.component.clone(),
                         sha256: p.sha256.to_hex(),
                         cached: d.provenance() == Provenance::Cached,
-                        csi: p
-                            .csi
-                            .as_ref()
-                            .map(|c| (c.name.as_str().to_owned(), c.socket.clone())),
+                        csi: p.csi.as_ref().map(|c| CsiEndpoint {
+                            name: c.name.as_str().to_owned(),
+                            socket: c.socket.clone(),
+                        }),
                         flex: p.flex.as_ref().map(|f| f.full()),
                         calls_in_flight: in_flight,
                         calls_waiting: waiting,

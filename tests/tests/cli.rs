@@ -5,18 +5,23 @@ use std::process::Command;
 use serde_json::Value;
 use wasmvol_tests::{component, sha256_file, wasmvol_bin, Fixture, FixtureGrants};
 
-fn json_of(args: &[&str], extra: &std::path::Path) -> Value {
-    let out = Command::new(wasmvol_bin())
-        .args(args)
-        .arg(extra)
-        .output()
-        .unwrap();
+/// Runs `cmd`, which must succeed, and returns its stdout.
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{cmd:?}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_of(args: &[&str], extra: &std::path::Path) -> Value {
+    serde_json::from_str(&stdout_of(
+        Command::new(wasmvol_bin()).args(args).arg(extra),
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -255,30 +260,24 @@ fn conformance_refuses_a_file_that_is_not_a_component() {
 fn a_new_driver_builds_tests_natively_and_passes_conformance_from_an_empty_directory() {
     wasmvol_tests::require_privileged();
     let tmp = tempfile::tempdir().unwrap();
-    let run = |cmd: &mut Command| {
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?}:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    run(Command::new(wasmvol_bin())
-        .args(["new", "demo"])
-        .current_dir(tmp.path()));
+    stdout_of(
+        Command::new(wasmvol_bin())
+            .args(["new", "demo"])
+            .current_dir(tmp.path()),
+    );
     let demo = tmp.path().join("demo");
     for f in ["Cargo.toml", "src/lib.rs", "policy-entry.toml"] {
         assert!(demo.join(f).exists(), "{f}");
     }
     // Build targets shared between runs of this test (cold in CI).
     let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/template");
-    let built = run(Command::new(wasmvol_bin())
-        .arg("build")
-        .arg("--target-dir")
-        .arg(shared.join("wasm"))
-        .current_dir(&demo));
+    let built = stdout_of(
+        Command::new(wasmvol_bin())
+            .arg("build")
+            .arg("--target-dir")
+            .arg(shared.join("wasm"))
+            .current_dir(&demo),
+    );
     let line = built
         .lines()
         .find(|l| l.starts_with("build: "))
@@ -289,10 +288,12 @@ fn a_new_driver_builds_tests_natively_and_passes_conformance_from_an_empty_direc
         "{line}"
     );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let tested = run(Command::new(cargo)
-        .args(["test", "--quiet"])
-        .env("CARGO_TARGET_DIR", shared.join("native"))
-        .current_dir(&demo));
+    let tested = stdout_of(
+        Command::new(cargo)
+            .args(["test", "--quiet"])
+            .env("CARGO_TARGET_DIR", shared.join("native"))
+            .current_dir(&demo),
+    );
     assert!(tested.contains("1 passed"), "{tested}");
     // The template is a conforming driver as written.
     let (status, out, err) =
@@ -326,34 +327,24 @@ fn audit_with_the_log_shows_what_was_used_and_each_grant_wider_than_that() {
         "parameters": [], "secrets": [], "content_source": null,
         "accessibility_requirements": null, "mutable_parameters": []
     });
-    let out = Command::new(wasmvol_bin())
-        .args(["call", "--config"])
-        .arg(&f.policy_path)
-        .args(["hostpath", "create-volume", "--request"])
-        .arg(create.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of(
+        Command::new(wasmvol_bin())
+            .args(["call", "--config"])
+            .arg(&f.policy_path)
+            .args(["hostpath", "create-volume", "--request"])
+            .arg(create.to_string()),
     );
     let log = f.dir.path().join("state/audit.jsonl");
     let audit = |extra: &[&str]| -> Value {
-        let out = Command::new(wasmvol_bin())
-            .args(["audit", "--json", "--config"])
-            .arg(&f.policy_path)
-            .arg("--log")
-            .arg(&log)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = stdout_of(
+            Command::new(wasmvol_bin())
+                .args(["audit", "--json", "--config"])
+                .arg(&f.policy_path)
+                .arg("--log")
+                .arg(&log)
+                .args(extra),
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_str(&out).unwrap()
     };
     let d = &audit(&[])[0];
     let ops = &d["used"]["operations"];

@@ -367,8 +367,8 @@ async fn status_and_call_go_through_the_running_host_over_its_root_only_admin_so
         d["sha256"],
         wasmvol_tests::sha256_file(&wasmvol_tests::component("hostpath"))
     );
-    assert_eq!(d["csi"][0], "hostpath.csi.wasmvol.io");
-    assert_eq!(d["csi"][1], f.csi_socket().display().to_string());
+    assert_eq!(d["csi"]["name"], "hostpath.csi.wasmvol.io");
+    assert_eq!(d["csi"]["socket"], f.csi_socket().display().to_string());
     assert_eq!(d["flex"], "wasmvol/hostpath");
     assert_eq!(d["calls_in_flight"], 0);
     assert_eq!(

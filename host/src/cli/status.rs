@@ -49,8 +49,8 @@ fn table(s: &HostStatus) -> String {
                     &d.sha256[..12.min(d.sha256.len())],
                     if d.cached { " (cached)" } else { "" }
                 ),
-                d.csi.as_ref().map_or("-".into(), |(name, socket)| {
-                    format!("{name} on {}", socket.display())
+                d.csi.as_ref().map_or("-".into(), |c| {
+                    format!("{} on {}", c.name, c.socket.display())
                 }),
                 d.flex.clone().unwrap_or_else(|| "-".into()),
                 format!(

@@ -59,7 +59,7 @@ impl Sweep {
         if matches!(&info, Ok(i) if i.get_ref().node_id.is_empty()) {
             self.fail("NodeGetInfo", "node_id is REQUIRED", "empty".into());
         }
-        let stages = self.node_offers(Rpc::StageUnstageVolume);
+        let stages = self.offers.node(Rpc::StageUnstageVolume);
         let staging = self.path("staging");
         let target = self.path("target");
         let staged = if stages {
@@ -100,7 +100,7 @@ impl Sweep {
                 self.expect(rpc, "volume does not exist", Code::NotFound, &r);
             }
         }
-        let rpc = "NodePublishVolume";
+        let rpc = PUBLISH;
         let r = n
             .node_publish_volume(publish("", &target, &staged, Some(rw.clone())))
             .await;
@@ -137,7 +137,7 @@ impl Sweep {
             );
         }
         let Some(id) = id else {
-            self.skip("NodePublishVolume", "rows that need a volume", "no volume");
+            self.skip(PUBLISH, "rows that need a volume", "no volume");
             return;
         };
 
@@ -205,13 +205,9 @@ impl Sweep {
         }
     }
 
-    fn node_offers(&self, t: Rpc) -> bool {
-        self.offers.node(t)
-    }
-
     async fn stats_rows(&mut self, id: &str, target: &str) {
         let rpc = "NodeGetVolumeStats";
-        if !self.node_offers(Rpc::GetVolumeStats) {
+        if !self.offers.node(Rpc::GetVolumeStats) {
             self.skip(rpc, "every row", "no GET_VOLUME_STATS");
             return;
         }
@@ -238,7 +234,7 @@ impl Sweep {
         let r = n.node_get_volume_stats(stats(id, target)).await;
         self.expect(rpc, "a published volume", Code::Ok, &r);
         let spec = "volume_condition is set with VOLUME_CONDITION";
-        if !self.node_offers(Rpc::VolumeCondition) {
+        if !self.offers.node(Rpc::VolumeCondition) {
             self.skip(rpc, spec, "no VOLUME_CONDITION");
         } else if let Ok(r) = &r {
             self.condition_row(rpc, spec, r.get_ref().volume_condition.as_ref());
@@ -247,7 +243,7 @@ impl Sweep {
 
     async fn node_expand_rows(&mut self, target: &str) {
         let rpc = "NodeExpandVolume";
-        if !self.node_offers(Rpc::ExpandVolume) {
+        if !self.offers.node(Rpc::ExpandVolume) {
             self.skip(rpc, "every row", "no EXPAND_VOLUME");
             return;
         }
@@ -266,7 +262,7 @@ impl Sweep {
     /// A SINGLE_NODE_SINGLE_WRITER volume is published at one target only.
     async fn single_writer_rows(&mut self, id: &str, staged: &str) {
         let spec = "SINGLE_NODE_SINGLE_WRITER, a second target: FAILED_PRECONDITION";
-        if !self.node_offers(Rpc::SingleNodeMultiWriter) {
+        if !self.offers.node(Rpc::SingleNodeMultiWriter) {
             self.skip(PUBLISH, spec, "no SINGLE_NODE_MULTI_WRITER");
             return;
         }
