@@ -15,9 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use crate::call::Operation;
-use crate::policy::Policy;
 use crate::runtime::artifact_cache::Provenance;
-use crate::runtime::driver::LoadedDriver;
+use crate::runtime::Runtime;
 
 /// The largest request the socket reads (a driver call's JSON).
 const MAX_REQUEST: u64 = 1 << 20;
@@ -42,6 +41,8 @@ pub enum AdminRequest {
         /// For logs and the audit trail.
         request_id: String,
     },
+    /// Re-read the policy and swap what changed (as SIGHUP does).
+    Reload,
 }
 
 /// What the host answers.
@@ -62,7 +63,10 @@ pub enum AdminAnswer {
         /// The exit status for the class.
         exit_code: i32,
     },
-    /// A request the host could not take (malformed, unknown operation).
+    /// A reload that took effect: what it changed.
+    Reloaded(String),
+    /// A request the host could not take (malformed, unknown operation,
+    /// a reload refused).
     Refused(String),
 }
 
@@ -81,6 +85,9 @@ pub struct HostStatus {
     pub audit_log: PathBuf,
     /// The Flex socket, when a driver is offered over Flex.
     pub flex_socket: Option<PathBuf>,
+    /// How the last reload went, if there was one.
+    #[serde(default)]
+    pub last_reload: Option<String>,
     /// Every driver it serves.
     pub drivers: Vec<DriverStatus>,
 }
@@ -92,7 +99,7 @@ pub struct DriverStatus {
     pub name: String,
     /// The driver's own version (`info.vendor-version`).
     pub version: String,
-    /// The component file and its pinned digest.
+    /// The component file and the digest of the version serving.
     pub component: PathBuf,
     /// Sha-256, hex.
     pub sha256: String,
@@ -119,50 +126,51 @@ pub struct CsiEndpoint {
     pub socket: PathBuf,
 }
 
+/// Asks the serving loop for a reload; it answers what changed or why not.
+pub type ReloadAsk = tokio::sync::oneshot::Sender<Result<String, String>>;
+
 /// What the admin socket serves from.
 pub struct Admin {
-    drivers: Vec<Arc<LoadedDriver>>,
-    state_dir: PathBuf,
-    audit_log: PathBuf,
-    flex_socket: Option<PathBuf>,
+    runtime: Arc<Runtime>,
+    reload: tokio::sync::mpsc::Sender<ReloadAsk>,
     started: Instant,
 }
 
 impl Admin {
-    /// The admin view of a host running `policy` with `drivers`.
-    pub fn new(policy: &Policy, drivers: Vec<Arc<LoadedDriver>>) -> Self {
+    /// The admin view of a host serving `runtime`; reloads go to `reload`.
+    pub fn new(runtime: Arc<Runtime>, reload: tokio::sync::mpsc::Sender<ReloadAsk>) -> Self {
         Self {
-            flex_socket: policy
-                .drivers
-                .iter()
-                .any(|d| d.flex.is_some())
-                .then(|| policy.host.flex_socket.clone()),
-            drivers,
-            state_dir: policy.host.state_dir.clone(),
-            audit_log: policy.host.audit_log.clone(),
+            runtime,
+            reload,
             started: Instant::now(),
         }
     }
 
     fn status(&self) -> HostStatus {
+        let policy = self.runtime.policy();
         HostStatus {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_s: self.started.elapsed().as_secs(),
-            state_dir: self.state_dir.clone(),
-            audit_log: self.audit_log.clone(),
-            flex_socket: self.flex_socket.clone(),
+            state_dir: policy.host.state_dir.clone(),
+            audit_log: policy.host.audit_log.clone(),
+            flex_socket: (policy.drivers.iter())
+                .any(|d| d.flex.is_some())
+                .then(|| policy.host.flex_socket.clone()),
+            last_reload: self.runtime.last_reload().map(|n| n.to_string()),
             drivers: self
-                .drivers
+                .runtime
+                .drivers()
                 .iter()
-                .map(|d| {
+                .map(|live| {
+                    let d = live.current();
                     let p = d.policy();
                     let (in_flight, waiting) = d.calls();
                     DriverStatus {
                         name: d.name().into(),
                         version: d.info().vendor_version.clone(),
                         component: p.component.clone(),
-                        sha256: p.sha256.to_hex(),
+                        sha256: d.digest().to_hex(),
                         cached: d.provenance() == Provenance::Cached,
                         csi: p.csi.as_ref().map(|c| CsiEndpoint {
                             name: c.name.as_str().to_owned(),
@@ -187,7 +195,7 @@ impl Admin {
                 request,
                 request_id,
             } => {
-                let Some(d) = self.drivers.iter().find(|d| d.name() == driver).cloned() else {
+                let Some(d) = self.runtime.driver(&driver) else {
                     let e = crate::call::CallError::UnknownDriver(driver);
                     return failed(&e);
                 };
@@ -202,6 +210,17 @@ impl Admin {
                     }
                     Ok(Err(e)) => failed(&e),
                     Err(e) => AdminAnswer::Refused(format!("the call did not finish: {e}")),
+                }
+            }
+            AdminRequest::Reload => {
+                let (ask, answer) = tokio::sync::oneshot::channel();
+                if self.reload.send(ask).await.is_err() {
+                    return AdminAnswer::Refused("the host is shutting down".into());
+                }
+                match answer.await {
+                    Ok(Ok(changed)) => AdminAnswer::Reloaded(changed),
+                    Ok(Err(why)) => AdminAnswer::Refused(why),
+                    Err(_) => AdminAnswer::Refused("the host is shutting down".into()),
                 }
             }
         }

@@ -30,6 +30,9 @@ pub struct AuditRecord<'a> {
     pub time: String,
     /// The driver, by policy name.
     pub driver: &'a str,
+    /// The sha256 of the component version that made the call: across a
+    /// reload, which version served each request.
+    pub component: String,
     /// The request the use belongs to.
     pub request_id: &'a str,
     /// `call:<export>` for a driver call, `<interface>.<function>` for a capability use.
@@ -236,6 +239,7 @@ mod tests {
         AuditRecord {
             time: now_rfc3339(),
             driver: "d",
+            component: "00".repeat(32),
             request_id: "r",
             operation,
             args: json!({}),

@@ -18,6 +18,7 @@ use crate::call::{Operation, Outcome};
 use crate::metrics::METRICS;
 use crate::policy::HttpListen;
 use crate::runtime::driver::LoadedDriver;
+use crate::runtime::Runtime;
 
 /// Where the endpoint listens, bound.
 pub enum HttpListener {
@@ -37,13 +38,12 @@ impl HttpListener {
     }
 }
 
-/// Serves `/healthz` and `/metrics` for `drivers` until `shutdown` resolves.
+/// Serves `/healthz` and `/metrics` for the drivers of `runtime` until `shutdown` resolves.
 pub async fn serve(
     listener: HttpListener,
-    drivers: Vec<Arc<LoadedDriver>>,
+    drivers: Arc<Runtime>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let drivers = Arc::new(drivers);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -84,7 +84,7 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
 
 async fn answer(
     request: Request<Incoming>,
-    drivers: Arc<Vec<Arc<LoadedDriver>>>,
+    runtime: Arc<Runtime>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.method() != Method::GET {
         return Ok(text(
@@ -95,16 +95,23 @@ async fn answer(
     }
     Ok(match request.uri().path() {
         "/healthz" => {
+            let drivers: Vec<_> = runtime.drivers().iter().map(|d| d.current()).collect();
             let failing = tokio::task::spawn_blocking(move || probe_all(&drivers))
                 .await
                 .unwrap_or_else(|e| vec![format!("probe panicked: {e}")]);
+            // Healthy or not, the last reload is told: a refused one leaves
+            // the drivers serving as before, so it does not fail the check.
+            let reload = runtime
+                .last_reload()
+                .map(|n| format!("{n}\n"))
+                .unwrap_or_default();
             if failing.is_empty() {
-                text(StatusCode::OK, "text/plain", "ok\n".into())
+                text(StatusCode::OK, "text/plain", format!("ok\n{reload}"))
             } else {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    failing.join("\n") + "\n",
+                    failing.join("\n") + "\n" + &reload,
                 )
             }
         }

@@ -112,6 +112,15 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = cli::Output::Table)]
         output: cli::Output,
     },
+    /// Make the running host re-read its policy (as SIGHUP does): changed
+    /// drivers are swapped in while calls in flight finish on the old
+    /// version. Exit 1, with why, when the host refused the new policy (it
+    /// then serves on as before).
+    Reload {
+        /// The policy the host runs (it re-reads the file it was started with).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Call one export of a driver by hand and print its answer as JSON
     /// (through the running host when there is one).
     Call {
@@ -245,6 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => cli::build::build(args),
         Command::New { name, sdk } => cli::new::new(&name, sdk),
         Command::Status { config, output } => cli::status::status(&config, output),
+        Command::Reload { config } => cli::status::reload(&config),
         Command::Conformance(args) => {
             if !cli::conformance::conformance(args)? {
                 std::process::exit(1);
@@ -315,8 +325,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         std::process::exit(exit_code);
                     }
                     AdminAnswer::Refused(why) => Err(anyhow!(why)),
-                    AdminAnswer::Status(_) => {
-                        Err(anyhow!("the host answered a call with its status"))
+                    AdminAnswer::Status(_) | AdminAnswer::Reloaded(_) => {
+                        Err(anyhow!("the host answered a call with something else"))
                     }
                 };
             }

@@ -45,7 +45,16 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
     }
     if std::fs::symlink_metadata(path).is_ok() {
         ensure_not_served(path)?;
-        std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
+    }
+    take_over(path, mode)
+}
+
+/// Binds `path` whoever serves it now: new clients reach the new socket at
+/// once, while the old listener (this host's, at a reload) keeps the
+/// connections it has until it ends them.
+pub fn take_over(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
     // Staged as a dot-file: kubelet's plugin watcher skips those, so it
     // never tries a socket that is about to be renamed.

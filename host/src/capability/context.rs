@@ -27,6 +27,8 @@ const STDIO_CAPTURE_BYTES: usize = 64 * 1024;
 pub struct DriverEnv {
     /// The driver's policy entry.
     pub policy: DriverPolicy,
+    /// The sha256 of the component serving (every audit record names it).
+    pub component: crate::digest::Sha256Digest,
     /// The storage root opened once at load; `None` without a storage grant.
     pub root: Option<Dir>,
     /// The host's durable store.
@@ -136,6 +138,7 @@ impl CallContext {
         self.audit.add(&AuditRecord {
             time: now_rfc3339(),
             driver: self.env.policy.name.as_str(),
+            component: self.env.component.to_hex(),
             request_id: &self.request_id,
             operation,
             args: redact(args),
@@ -318,6 +321,7 @@ pub(crate) mod testing {
                     csi: None,
                     flex: None,
                 },
+                component: crate::digest::Sha256Digest::of(b"t"),
                 root,
                 state: Arc::new(StateStore::open(&dir.path().join("state.redb")).unwrap()),
                 audit: Arc::new(AuditLog::open(&dir.path().join("audit.jsonl")).unwrap()),

@@ -66,13 +66,13 @@ pub(crate) fn audit(
             .into_iter()
             .map(Capability::name)
             .collect();
-        let mut report = match read_pinned(d.name.as_str(), &d.component, &d.sha256) {
+        let mut report = match read_pinned(d) {
             Err(e) => {
                 json!({"driver": d.name.as_str(), "sha256": d.sha256.to_hex(), "error": e.to_string(), "granted": granted})
             }
-            Ok(bytes) => {
+            Ok((bytes, digest)) => {
                 let (component, _) = cache
-                    .load_or_compile(engine.engine(), &d.sha256, &bytes)
+                    .load_or_compile(engine.engine(), &digest, &bytes)
                     .map_err(|e| anyhow!("driver `{}`: {e:#}", d.name))?;
                 let surface = Surface::of(engine.engine(), &component);
                 let used: Vec<&str> = surface

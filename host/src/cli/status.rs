@@ -25,6 +25,31 @@ pub(crate) fn status(config: &Path, output: super::Output) -> anyhow::Result<()>
     output.print(&status, || table(&status))
 }
 
+/// `wasmvol reload`: asks the running host to re-read its policy; exits 1
+/// with the host's reason when it refused (it serves on as before).
+pub(crate) fn reload(config: &Path) -> anyhow::Result<()> {
+    let policy = Policy::load(config).context("the new policy (the host was not asked)")?;
+    let socket = policy.host.admin_socket();
+    let answer = wasmvol::admin::request(&socket, &AdminRequest::Reload)
+        .with_context(|| format!("admin socket {}", socket.display()))?;
+    match answer {
+        None => bail!(
+            "no wasmvol serve is running for {} (nothing answers on {})",
+            config.display(),
+            socket.display()
+        ),
+        Some(AdminAnswer::Reloaded(changed)) => {
+            println!("reloaded: {changed}");
+            Ok(())
+        }
+        Some(AdminAnswer::Refused(why)) => {
+            eprintln!("reload refused (every driver serves as before): {why}");
+            std::process::exit(1);
+        }
+        Some(other) => Err(anyhow!("unexpected answer: {other:?}")),
+    }
+}
+
 fn table(s: &HostStatus) -> String {
     let mut out = format!(
         "host       wasmvol {}, pid {}, up {} s\nstate      {}\naudit log  {}\nflex       {}\n\n",
@@ -37,6 +62,9 @@ fn table(s: &HostStatus) -> String {
             .as_ref()
             .map_or("-".into(), |p| p.display().to_string()),
     );
+    if let Some(reload) = &s.last_reload {
+        out.insert_str(out.len() - 1, &format!("reload     {reload}\n"));
+    }
     let rows: Vec<[String; 6]> = s
         .drivers
         .iter()

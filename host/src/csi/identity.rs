@@ -15,7 +15,8 @@ impl Identity for CsiDriver {
         &self,
         _: Request<GetPluginInfoRequest>,
     ) -> Result<Response<GetPluginInfoResponse>, Status> {
-        let info = self.driver.info();
+        let version = self.version();
+        let info = version.info();
         Ok(Response::new(GetPluginInfoResponse {
             name: self.settings.name.as_str().to_owned(),
             vendor_version: info.vendor_version.clone(),

@@ -11,6 +11,7 @@ pub mod group_controller;
 pub mod identity;
 pub mod metrics_layer;
 pub mod node;
+pub mod pin_layer;
 pub mod records;
 pub mod registration;
 pub mod status;
@@ -28,6 +29,7 @@ use crate::bindings::types::Feature;
 use crate::call::{Operation, Outcome};
 use crate::policy::CsiSettings;
 use crate::runtime::driver::LoadedDriver;
+use crate::runtime::live::LiveDriver;
 use crate::runtime::sync_calls::SyncCalls;
 use crate::store::state::StateStore;
 use crate::volume_locks::VolumeLocks;
@@ -40,7 +42,7 @@ pub mod proto {
 
 /// One driver offered over CSI.
 pub struct CsiDriver {
-    driver: Arc<LoadedDriver>,
+    driver: Arc<LiveDriver>,
     settings: CsiSettings,
     node_id: String,
     /// Set for a node-local driver: its volumes are pinned to this node.
@@ -68,20 +70,21 @@ const CONTROLLER_FEATURES: &[Feature] = &[
 ];
 
 impl CsiDriver {
-    /// Wraps a loaded driver with its CSI settings; its calls run through `sync_calls`.
+    /// Wraps a driver with its CSI settings; its calls run through `sync_calls`.
     pub fn new(
-        driver: Arc<LoadedDriver>,
+        driver: Arc<LiveDriver>,
         settings: CsiSettings,
         store: Arc<StateStore>,
         sync_calls: Arc<SyncCalls>,
     ) -> Self {
         let node_id = settings.node_id.clone().unwrap_or_else(default_node_id);
+        let first = driver.current();
         let records = records::Records(crate::store::records::HostRecords::new(
             store,
             "csi",
-            driver.name(),
+            first.name(),
         ));
-        let topology = driver
+        let topology = first
             .info()
             .features
             .contains(&Feature::NodeLocal)
@@ -99,9 +102,22 @@ impl CsiDriver {
         }
     }
 
+    /// Takes over the volume locks of the server this one replaces (a
+    /// reload that changed the CSI settings): an operation still running
+    /// there keeps its volume from this server until it ends.
+    pub fn succeeding(mut self, before: &CsiDriver) -> Self {
+        self.in_flight = before.in_flight.clone();
+        self
+    }
+
+    /// The driver version this request is pinned to (see [`LiveDriver`]).
+    pub fn version(&self) -> Arc<LoadedDriver> {
+        self.driver.version()
+    }
+
     /// Whether the driver advertised a feature.
     pub fn has(&self, f: Feature) -> bool {
-        self.driver.info().features.contains(&f)
+        self.version().info().features.contains(&f)
     }
 
     /// UNIMPLEMENTED unless the driver advertised `f`.
@@ -136,7 +152,7 @@ impl CsiDriver {
     async fn call(&self, op: Operation) -> Result<Outcome, Status> {
         let n = self.next_request.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("csi-{}-{n}", self.pid);
-        let driver = self.driver.clone();
+        let driver = self.version();
         self.sync_calls
             .run(move || driver.call(&request_id, op))
             .await
@@ -170,6 +186,7 @@ pub async fn serve(
         .layer(metrics_layer::CsiMetricsLayer::new(
             driver.settings().name.as_str(),
         ))
+        .layer(pin_layer::PinVersionLayer)
         .add_service(IdentityServer::from_arc(driver.clone()))
         .add_service(NodeServer::from_arc(driver.clone()))
         .add_optional_service(controller)

@@ -17,7 +17,7 @@ use crate::call::{error_parts, CallError, Operation, Outcome, WithPaths};
 use crate::host_path::derived_dir;
 use crate::placement::{repeat_of, Placement, Repeat};
 use crate::policy::FlexName;
-use crate::runtime::driver::LoadedDriver;
+use crate::runtime::live::LiveDriver;
 use crate::store::records::HostRecords;
 use crate::sys::mount::is_mount_point;
 use crate::volume_locks::{Held, VolumeLocks};
@@ -27,7 +27,7 @@ pub const DEVICE_KEY: &str = "devicePath";
 
 /// One driver offered to FlexVolume shims.
 pub struct FlexDriver {
-    driver: Arc<LoadedDriver>,
+    driver: Arc<LiveDriver>,
     name: FlexName,
     records: FlexRecords,
     /// Host-owned root of the staging dirs the host keeps for drivers that
@@ -70,7 +70,7 @@ fn bad_options(m: String) -> Failed {
 impl FlexDriver {
     /// Offers `driver` as Flex driver `name`, keeping its records in `records`.
     pub fn new(
-        driver: Arc<LoadedDriver>,
+        driver: Arc<LiveDriver>,
         name: FlexName,
         records: HostRecords,
         staging_root: PathBuf,
@@ -90,10 +90,15 @@ impl FlexDriver {
     /// A call-out makes at most three driver calls, so it waits for up to
     /// four deadlines before answering that the volume is busy.
     fn hold(&self, volume: &str) -> Result<Held, Failed> {
-        let wait = Duration::from_millis(self.driver.policy().limits.deadline_ms) * 4;
+        let wait = Duration::from_millis(self.driver.version().policy().limits.deadline_ms) * 4;
         self.locks
             .claim_within(format!("volume/{volume}"), wait)
             .map_err(|busy| Failed(Reply::failure(busy.to_string())))
+    }
+
+    /// The driver whose versions serve this Flex driver.
+    pub fn live(&self) -> &Arc<LiveDriver> {
+        &self.driver
     }
 
     /// `vendor/name` of this driver.
@@ -102,19 +107,21 @@ impl FlexDriver {
     }
 
     fn has(&self, f: Feature) -> bool {
-        self.driver.info().features.contains(&f)
+        self.driver.version().info().features.contains(&f)
     }
 
     fn call(&self, op: Operation) -> Result<Outcome, CallError> {
         let n = self.next_request.fetch_add(1, Ordering::Relaxed);
         self.driver
+            .version()
             .call(&format!("flex-{}-{n}", std::process::id()), op)
     }
 
-    /// Runs one call-out to its answer.
+    /// Runs one call-out to its answer, every driver call of it on one
+    /// driver version (a reload meanwhile serves the next call-out).
     pub fn handle(&self, call: CallOut) -> Reply {
         let name = call.name();
-        match self.run(call) {
+        match self.driver.pinned_here(|| self.run(call)) {
             Ok(reply) => reply,
             Err(Failed(mut reply)) => {
                 if let Some(m) = reply.message.take() {
@@ -287,7 +294,7 @@ impl FlexDriver {
                         self.unstage(&volume_id, &staging)?;
                         let _ = std::fs::remove_dir(&staging);
                     } else {
-                        tracing::warn!(driver = self.driver.name(), staging = %staging.display(),
+                        tracing::warn!(driver = self.driver.version().name(), staging = %staging.display(),
                             "ignoring a host staging dir the host did not derive");
                     }
                 }

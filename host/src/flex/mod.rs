@@ -78,9 +78,10 @@ pub fn answer(drivers: &FlexDrivers, items: Vec<Vec<u8>>) -> Reply {
 }
 
 /// Serves shims on `listener` until `shutdown` resolves. Each connection is
-/// one call, handled on a blocking thread (driver calls block).
+/// one call, handled on a blocking thread (driver calls block), by the
+/// drivers `drivers` holds when it arrives (a reload sends new ones).
 pub async fn serve(
-    drivers: Arc<FlexDrivers>,
+    drivers: tokio::sync::watch::Receiver<Arc<FlexDrivers>>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -96,7 +97,7 @@ pub async fn serve(
                 }
             },
         };
-        let drivers = drivers.clone();
+        let drivers = drivers.borrow().clone();
         tokio::task::spawn_blocking(move || {
             let Ok(mut stream) = stream.into_std() else {
                 return;

@@ -69,7 +69,7 @@ pub enum PolicyError {
 }
 
 /// The whole policy: host settings and the drivers it may run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// File the policy came from (relative paths inside resolve against its folder).
     pub source: PathBuf,
@@ -80,7 +80,7 @@ pub struct Policy {
 }
 
 /// Where the host keeps its own files.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostSettings {
     /// Durable driver state (the embedded store) lives here.
     pub state_dir: PathBuf,
@@ -131,7 +131,7 @@ impl HttpListen {
 }
 
 /// One driver: its pinned component, its grants and its limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DriverPolicy {
     /// Name the operator calls the driver by (policy key, audit tag).
     pub name: DriverName,
@@ -193,7 +193,7 @@ impl FlexName {
 }
 
 /// How a driver is offered to kubelet over CSI.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CsiSettings {
     /// The CSI driver name (GetPluginInfo), validated against CSI's naming rules.
     pub name: CsiName,
@@ -283,7 +283,7 @@ pub enum StorageAccess {
 }
 
 /// The storage root granted to a driver.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StorageGrant {
     /// The directory; the driver reaches nothing outside it.
     pub root: PathBuf,
@@ -294,7 +294,7 @@ pub struct StorageGrant {
 }
 
 /// What a driver may do. Absent means denied.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Grants {
     /// The storage root, if any.
     pub storage: Option<StorageGrant>,
@@ -322,7 +322,7 @@ pub struct Grants {
 }
 
 /// The lvm capability: logical volumes in granted volume groups.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LvmGrant {
     /// The granted groups.
     pub groups: Vec<LvmGroupGrant>,
@@ -336,7 +336,7 @@ impl LvmGrant {
 }
 
 /// One granted volume group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LvmGroupGrant {
     /// The group.
     pub vg: crate::sys::lvm::VgName,
@@ -347,7 +347,7 @@ pub struct LvmGroupGrant {
 }
 
 /// The tmpfs capability: new in-memory filesystems of a bounded size.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TmpfsGrant {
     /// Largest tmpfs the driver may mount.
     pub max_bytes: u64,
@@ -393,14 +393,14 @@ impl MountHardening {
 }
 
 /// The device capability: loop devices over backing files in the storage root.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeviceGrant {
     /// Largest backing file the driver may create or grow to.
     pub max_file_bytes: u64,
 }
 
 /// Resource limits for each call into a driver.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// Linear memory one instance may grow to.
     pub memory_bytes: u64,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wasmtime::component::{InstancePre, Linker};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::audit::Decision;
 use crate::bindings::types::DriverInfo;
@@ -15,6 +15,7 @@ use crate::call::{CallError, Operation, Outcome};
 use crate::capability::context::{CallContext, DriverEnv};
 use crate::capability::imports::Surface;
 use crate::digest::Sha256Digest;
+use crate::policy::DriverPolicy;
 use crate::runtime::artifact_cache::{ArtifactCache, Provenance};
 use crate::runtime::concurrency::CallSlots;
 use crate::runtime::engine::DriverEngine;
@@ -93,39 +94,41 @@ pub enum LoadError {
     },
 }
 
-/// A driver ready to serve calls.
+/// One version of a driver, ready to serve calls.
 pub struct LoadedDriver {
     env: Arc<DriverEnv>,
-    engine: Engine,
     pre: InstancePre<CallContext>,
     exports: Exports,
     surface: Surface,
     info: DriverInfo,
-    slots: CallSlots,
+    /// Shared by every version of the driver while `limits.concurrency`
+    /// stays the same: a reload does not double the calls it may run.
+    slots: Arc<CallSlots>,
     provenance: Provenance,
+    /// Keeps the epoch ticking (deadlines firing) while this version lives.
+    engine: Arc<DriverEngine>,
 }
 
-/// Reads a component file and checks it against its pinned digest.
-pub fn read_pinned(
-    driver: &str,
-    path: &Path,
-    expected: &Sha256Digest,
-) -> Result<Vec<u8>, LoadError> {
+/// Reads a driver's component file and checks it against the policy's pin;
+/// returns its bytes and their digest.
+pub fn read_pinned(policy: &DriverPolicy) -> Result<(Vec<u8>, Sha256Digest), LoadError> {
+    let driver = policy.name.as_str();
+    let path = &policy.component;
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         driver: driver.to_owned(),
         path: path.display().to_string(),
         source,
     })?;
     let actual = Sha256Digest::of(&bytes);
-    if &actual != expected {
+    if actual != policy.sha256 {
         return Err(LoadError::DigestMismatch {
             driver: driver.to_owned(),
             path: path.display().to_string(),
-            expected: expected.to_hex(),
+            expected: policy.sha256.to_hex(),
             actual: actual.to_hex(),
         });
     }
-    Ok(bytes)
+    Ok((bytes, actual))
 }
 
 /// Why bytes are not a component, in words an operator can act on.
@@ -140,18 +143,22 @@ pub fn component_shape_problem(bytes: &[u8]) -> Option<String> {
 }
 
 impl LoadedDriver {
-    /// Verifies, compiles (or loads from cache), checks grants and links a driver.
+    /// Compiles (or loads from cache) `bytes`, the component `env` names
+    /// as read and checked by [`read_pinned`], checks its imports against
+    /// the grants and its exports against the world, links it and asks its
+    /// identity. Calls wait for `slots`.
     pub fn load(
-        engine: &Engine,
+        engine: &Arc<DriverEngine>,
         linker: &Linker<CallContext>,
         cache: &ArtifactCache,
         env: DriverEnv,
+        bytes: &[u8],
+        slots: Arc<CallSlots>,
     ) -> Result<Self, LoadError> {
         let policy = &env.policy;
         let driver = policy.name.to_string();
         let path = policy.component.display().to_string();
-        let bytes = read_pinned(&driver, &policy.component, &policy.sha256)?;
-        if let Some(reason) = component_shape_problem(&bytes) {
+        if let Some(reason) = component_shape_problem(bytes) {
             return Err(LoadError::NotAComponent {
                 driver,
                 path,
@@ -159,13 +166,13 @@ impl LoadedDriver {
             });
         }
         let (component, provenance) = cache
-            .load_or_compile(engine, &policy.sha256, &bytes)
+            .load_or_compile(engine.engine(), &env.component, bytes)
             .map_err(|e| LoadError::NotAComponent {
                 driver: driver.clone(),
                 path: path.clone(),
                 reason: format!("{e:#}"),
             })?;
-        let surface = Surface::of(engine, &component);
+        let surface = Surface::of(engine.engine(), &component);
         if let Some(missing) = surface.ungranted(&policy.grants).next() {
             return Err(LoadError::Ungranted {
                 driver,
@@ -182,7 +189,6 @@ impl LoadedDriver {
             driver: driver.clone(),
             reason,
         })?;
-        let slots = CallSlots::new(policy.limits.concurrency);
         let mut loaded = Self {
             env: Arc::new(env),
             engine: engine.clone(),
@@ -246,7 +252,7 @@ impl LoadedDriver {
     }
 
     /// The driver's policy entry.
-    pub fn policy(&self) -> &crate::policy::DriverPolicy {
+    pub fn policy(&self) -> &DriverPolicy {
         &self.env.policy
     }
 
@@ -258,6 +264,16 @@ impl LoadedDriver {
     /// Whether the compiled artifact came from the cache.
     pub fn provenance(&self) -> Provenance {
         self.provenance
+    }
+
+    /// The sha256 of the component this version runs (audit records carry it).
+    pub fn digest(&self) -> &Sha256Digest {
+        &self.env.component
+    }
+
+    /// The call slots this version shares with the versions before it.
+    pub fn slots(&self) -> &Arc<CallSlots> {
+        &self.slots
     }
 
     /// Runs one operation in a fresh instance, within the driver's deadline,
@@ -323,7 +339,7 @@ impl LoadedDriver {
     /// A store for one call: its context, memory limit and deadline.
     fn store(&self, request_id: &str) -> wasmtime::Result<Store<CallContext>> {
         let ctx = CallContext::new(self.env.clone(), request_id.to_owned())?;
-        let mut store = Store::new(&self.engine, ctx);
+        let mut store = Store::new(self.engine.engine(), ctx);
         store.limiter(|c| c);
         // At the first tick the call is slow enough to let go of the
         // worker's waiting task (see sync_calls). The deadline is absolute

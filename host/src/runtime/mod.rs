@@ -1,15 +1,16 @@
-//! The runtime: every driver of a policy, loaded on one engine, sharing the
-//! state store and the audit log.
+//! The runtime: every driver of a policy, sharing the state store and the
+//! audit log, and the reload that swaps drivers while they serve.
 
 pub mod artifact_cache;
 pub mod concurrency;
 pub mod driver;
 pub mod engine;
 pub mod exports;
+pub mod live;
 pub mod sync_calls;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -17,19 +18,47 @@ use crate::audit::AuditLog;
 use crate::bindings::VolumeDriver;
 use crate::call::{CallError, Operation, Outcome};
 use crate::capability::context::{CallContext, DriverEnv};
-use crate::policy::Policy;
+use crate::digest::Sha256Digest;
+use crate::policy::{DriverPolicy, Policy};
 use crate::runtime::artifact_cache::ArtifactCache;
-use crate::runtime::driver::LoadedDriver;
+use crate::runtime::concurrency::CallSlots;
+use crate::runtime::driver::{read_pinned, LoadedDriver};
 use crate::runtime::engine::DriverEngine;
+use crate::runtime::live::LiveDriver;
 use crate::store::state::StateStore;
 
-/// All loaded drivers of one policy.
+/// Every driver of the policy being served, on one state store and audit log.
 pub struct Runtime {
-    drivers: BTreeMap<String, Arc<LoadedDriver>>,
+    drivers: RwLock<BTreeMap<String, Arc<LiveDriver>>>,
+    /// How many reloads have been committed, and the policy the drivers
+    /// were loaded from (the last reload's).
+    policy: Mutex<(u64, Policy)>,
     state: Arc<StateStore>,
     audit: Arc<AuditLog>,
-    // Declared last: drivers hold engine references and drop first.
-    _engine: DriverEngine,
+    cache: ArtifactCache,
+    last_reload: Mutex<Option<ReloadNote>>,
+}
+
+/// How the last reload went, for `/healthz` and `wasmvol status`.
+#[derive(Debug, Clone)]
+pub struct ReloadNote {
+    /// When it ended.
+    pub at: std::time::SystemTime,
+    /// What it changed, or why it was refused.
+    pub outcome: Result<String, String>,
+}
+
+impl std::fmt::Display for ReloadNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = crate::audit::rfc3339(self.at);
+        match &self.outcome {
+            Ok(changed) => write!(f, "last reload at {at}: {changed}"),
+            Err(why) => write!(
+                f,
+                "last reload at {at} refused, drivers serve as before: {why}"
+            ),
+        }
+    }
 }
 
 /// A linker with WASI (empty unless policy adds to it) and our capability interfaces.
@@ -81,29 +110,16 @@ impl Runtime {
     /// Loads the drivers of `policy` (only `only`, when given). Any driver
     /// that fails its checks stops the start with an error naming it.
     pub fn start(policy: &Policy, only: Option<&str>) -> Result<Self, StartError> {
-        let selected: Vec<_> = policy
-            .drivers
-            .iter()
-            .filter(|d| only.is_none_or(|n| d.name.as_str() == n))
-            .collect();
+        let mut policy = policy.clone();
         if let Some(n) = only {
-            if selected.is_empty() {
+            policy.drivers.retain(|d| d.name.as_str() == n);
+            if policy.drivers.is_empty() {
                 return Err(StartError::NoSuchDriver {
                     policy: policy.source.display().to_string(),
                     driver: n.to_owned(),
                 });
             }
         }
-        let max_memory = selected
-            .iter()
-            .map(|d| d.limits.memory_bytes)
-            .max()
-            .unwrap_or(64 << 20);
-        // One pooled instance for every call policy lets run at once.
-        let instances = selected.iter().map(|d| d.limits.concurrency).sum();
-        let engine = DriverEngine::new(max_memory, instances)
-            .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let linker = linker(engine.engine()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let state = Arc::new(
             StateStore::open(&policy.host.state_dir.join("state.redb")).map_err(|source| {
                 StartError::State {
@@ -118,30 +134,172 @@ impl Runtime {
                 source,
             }
         })?);
-        let cache = ArtifactCache::new(&policy.host.cache_dir);
-        let mut drivers = BTreeMap::new();
-        for d in selected {
+        let runtime = Self {
+            drivers: RwLock::default(),
+            policy: Mutex::new((0, policy.clone())),
+            state,
+            audit,
+            cache: ArtifactCache::new(&policy.host.cache_dir),
+            last_reload: Mutex::new(None),
+        };
+        let loaded = runtime.load_all(policy.drivers.iter(), &BTreeMap::new())?;
+        let mut drivers = runtime.drivers.write().unwrap_or_else(|p| p.into_inner());
+        for (name, version) in loaded {
+            drivers.insert(name, Arc::new(LiveDriver::new(version)));
+        }
+        drop(drivers);
+        Ok(runtime)
+    }
+
+    /// Loads `entries` on one new engine sized for them. A driver whose
+    /// concurrency is unchanged shares the call slots of its version in
+    /// `serving`, so old and new calls together stay within its limit.
+    fn load_all<'p>(
+        &self,
+        entries: impl Iterator<Item = &'p DriverPolicy> + Clone,
+        serving: &BTreeMap<String, Arc<LoadedDriver>>,
+    ) -> Result<Vec<(String, Arc<LoadedDriver>)>, StartError> {
+        let max_memory = entries.clone().map(|d| d.limits.memory_bytes).max();
+        let Some(max_memory) = max_memory else {
+            return Ok(Vec::new());
+        };
+        // One pooled instance for every call policy lets run at once.
+        let instances = entries.clone().map(|d| d.limits.concurrency).sum();
+        let engine = DriverEngine::new(max_memory, instances)
+            .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let engine = Arc::new(engine);
+        let linker = linker(engine.engine()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let mut loaded = Vec::new();
+        for d in entries {
+            let (bytes, component) = read_pinned(d)?;
             let root = match &d.grants.storage {
                 Some(s) => Some(LoadedDriver::open_root(d.name.as_str(), &s.root)?),
                 None => None,
             };
             let env = DriverEnv {
                 policy: d.clone(),
+                component,
                 root,
-                state: state.clone(),
-                audit: audit.clone(),
+                state: self.state.clone(),
+                audit: self.audit.clone(),
                 lvm_groups: Default::default(),
             };
-            let loaded = LoadedDriver::load(engine.engine(), &linker, &cache, env)?;
-            tracing::info!(driver = %d.name, name = %loaded.info().name, provenance = ?loaded.provenance(), "driver loaded");
-            drivers.insert(d.name.to_string(), Arc::new(loaded));
+            let slots = match serving.get(d.name.as_str()) {
+                Some(v) if v.policy().limits.concurrency == d.limits.concurrency => {
+                    v.slots().clone()
+                }
+                _ => Arc::new(CallSlots::new(d.limits.concurrency)),
+            };
+            let version = LoadedDriver::load(&engine, &linker, &self.cache, env, &bytes, slots)?;
+            tracing::info!(driver = %d.name, name = %version.info().name, version = %version.info().vendor_version,
+                digest = %version.digest(), provenance = ?version.provenance(), "driver loaded");
+            loaded.push((d.name.to_string(), Arc::new(version)));
         }
-        Ok(Self {
-            drivers,
-            state,
-            audit,
-            _engine: engine,
+        Ok(loaded)
+    }
+
+    /// Serves `next` from now on ([`Self::prepare`], then [`Self::commit`]).
+    pub fn reload(&self, next: &Policy) -> Result<Reloaded, ReloadError> {
+        let prepared = self.prepare(next)?;
+        self.commit(prepared)
+    }
+
+    /// Loads and checks, off the request path, every driver of `next` whose
+    /// entry changed or that is new; nothing serves them yet. Anything
+    /// refused leaves every driver as it was.
+    pub fn prepare(&self, next: &Policy) -> Result<PreparedReload, ReloadError> {
+        let (base, host) = {
+            let now = self.policy.lock().unwrap_or_else(|p| p.into_inner());
+            (now.0, now.1.host.clone())
+        };
+        if next.host != host {
+            return Err(ReloadError::HostSettings);
+        }
+        let serving: BTreeMap<String, Arc<LoadedDriver>> = self
+            .drivers()
+            .into_iter()
+            .map(|live| {
+                let v = live.current();
+                (v.name().to_owned(), v)
+            })
+            .collect();
+        let changed = next.drivers.iter().filter(|d| {
+            serving
+                .get(d.name.as_str())
+                .is_none_or(|v| v.policy() != *d)
+        });
+        let loaded = self
+            .load_all(changed, &serving)
+            .map_err(ReloadError::Load)?;
+        Ok(PreparedReload {
+            base,
+            policy: next.clone(),
+            loaded: loaded.into_iter().collect(),
         })
+    }
+
+    /// Swaps in what [`Self::prepare`] loaded, all at once: new calls go
+    /// to the new versions, calls in flight finish on theirs; new drivers
+    /// are added and removed ones dropped (once their calls end).
+    pub fn commit(&self, prepared: PreparedReload) -> Result<Reloaded, ReloadError> {
+        let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
+        if policy.0 != prepared.base {
+            return Err(ReloadError::Superseded);
+        }
+        let next = prepared.policy;
+        let mut report = Reloaded::default();
+        let mut drivers = self.drivers.write().unwrap_or_else(|p| p.into_inner());
+        for (name, version) in prepared.loaded {
+            let to = VersionOf::of(&version);
+            match drivers.get(&name) {
+                Some(live) => {
+                    let from = VersionOf::of(&live.replace(version));
+                    report.replaced.push((name, from, to));
+                }
+                None => {
+                    drivers.insert(name.clone(), Arc::new(LiveDriver::new(version)));
+                    report.added.push((name, to));
+                }
+            }
+        }
+        drivers.retain(|name, live| {
+            let keep = next.drivers.iter().any(|d| d.name.as_str() == name);
+            if !keep {
+                report
+                    .removed
+                    .push((name.clone(), VersionOf::of(&live.current())));
+            }
+            keep
+        });
+        *policy = (policy.0 + 1, next);
+        Ok(report)
+    }
+
+    /// Keeps how the last reload went (however it ended: a policy that did
+    /// not parse never reaches [`Self::prepare`]).
+    pub fn note_reload(&self, outcome: Result<String, String>) {
+        let note = ReloadNote {
+            at: std::time::SystemTime::now(),
+            outcome,
+        };
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+    }
+
+    /// How the last reload went, if there was one.
+    pub fn last_reload(&self) -> Option<ReloadNote> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The policy the drivers serve now.
+    pub fn policy(&self) -> Policy {
+        self.policy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
     }
 
     /// The host's durable store (front ends keep their records in it too).
@@ -154,14 +312,21 @@ impl Runtime {
         &self.audit
     }
 
-    /// A loaded driver by policy name.
-    pub fn driver(&self, name: &str) -> Option<&Arc<LoadedDriver>> {
-        self.drivers.get(name)
+    /// A driver by policy name, whose version a reload may swap.
+    pub fn live(&self, name: &str) -> Option<Arc<LiveDriver>> {
+        let drivers = self.drivers.read().unwrap_or_else(|p| p.into_inner());
+        drivers.get(name).cloned()
     }
 
-    /// Every loaded driver, by name.
-    pub fn drivers(&self) -> impl Iterator<Item = &Arc<LoadedDriver>> {
-        self.drivers.values()
+    /// The version of a driver serving now.
+    pub fn driver(&self, name: &str) -> Option<Arc<LoadedDriver>> {
+        self.live(name).map(|l| l.current())
+    }
+
+    /// Every driver, by name.
+    pub fn drivers(&self) -> Vec<Arc<LiveDriver>> {
+        let drivers = self.drivers.read().unwrap_or_else(|p| p.into_inner());
+        drivers.values().cloned().collect()
     }
 
     /// Runs one operation on a driver.
@@ -175,4 +340,94 @@ impl Runtime {
             .ok_or_else(|| CallError::UnknownDriver(driver.to_owned()))?
             .call(request_id, op)
     }
+}
+
+/// A driver version, as a reload reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionOf {
+    /// What the driver says its version is.
+    pub version: String,
+    /// The component's sha256.
+    pub digest: Sha256Digest,
+}
+
+impl VersionOf {
+    fn of(d: &LoadedDriver) -> Self {
+        Self {
+            version: d.info().vendor_version.clone(),
+            digest: d.digest().clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        parts.extend(self.added.iter().map(|(n, v)| format!("added `{n}` {v}")));
+        parts.extend(
+            self.replaced
+                .iter()
+                .map(|(n, from, to)| format!("`{n}` {from} -> {to}")),
+        );
+        parts.extend(
+            self.removed
+                .iter()
+                .map(|(n, v)| format!("removed `{n}` {v}")),
+        );
+        if parts.is_empty() {
+            f.write_str("no driver changed")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+impl std::fmt::Display for VersionOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.version, &self.digest.to_hex()[..12])
+    }
+}
+
+/// What a reload changed, by driver name.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// Drivers new to the policy.
+    pub added: Vec<(String, VersionOf)>,
+    /// Drivers whose entry or component changed: from, to.
+    pub replaced: Vec<(String, VersionOf, VersionOf)>,
+    /// Drivers no longer in the policy.
+    pub removed: Vec<(String, VersionOf)>,
+}
+
+/// Drivers loaded and checked for a reload, not yet serving.
+pub struct PreparedReload {
+    base: u64,
+    policy: Policy,
+    loaded: BTreeMap<String, Arc<LoadedDriver>>,
+}
+
+impl PreparedReload {
+    /// The policy it reloads to.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The new version of driver `name`, when it is new or changed.
+    pub fn version(&self, name: &str) -> Option<&Arc<LoadedDriver>> {
+        self.loaded.get(name)
+    }
+}
+
+/// Why a reload was refused (every driver serves on as before).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The `[host]` section changed: its sockets, store and log are opened once.
+    #[error("the [host] section changed; its state dir, audit log, cache and sockets take effect only at a restart")]
+    HostSettings,
+    /// A new or changed driver failed its checks.
+    #[error(transparent)]
+    Load(StartError),
+    /// Another reload was committed between this one's prepare and commit.
+    #[error("another reload was committed meanwhile; reload again")]
+    Superseded,
 }
