@@ -32,13 +32,10 @@ thread_local! {
 /// ever pinned for the driver it was made to).
 #[derive(Clone)]
 struct Pin {
-    live: *const LiveDriver,
+    /// The live driver's address: it only identifies it.
+    live: usize,
     version: Arc<LoadedDriver>,
 }
-
-// The pointer only identifies the live driver; it is never dereferenced.
-unsafe impl Send for Pin {}
-unsafe impl Sync for Pin {}
 
 impl LiveDriver {
     /// A driver serving `first`.
@@ -66,7 +63,7 @@ impl LiveDriver {
     /// else the current one (which pins the request, inside
     /// [`Self::pinned`] or [`Self::pinned_here`]).
     pub fn version(&self) -> Arc<LoadedDriver> {
-        let me = self as *const Self;
+        let me = self.id();
         let pick = |slot: &OnceCell<Pin>| -> Option<Arc<LoadedDriver>> {
             let pin = slot.get_or_init(|| Pin {
                 live: me,
@@ -85,6 +82,10 @@ impl LiveDriver {
             .unwrap_or_else(|| self.current())
     }
 
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     /// Runs `f` (one blocking request) with every driver call in it on the
     /// version current when it starts.
     pub fn pinned_here<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -97,7 +98,7 @@ impl LiveDriver {
             }
         }
         let pin = Pin {
-            live: self as *const Self,
+            live: self.id(),
             version: self.current(),
         };
         let _restore = Restore(THREAD_PIN.with(|p| p.borrow_mut().replace(pin)));

@@ -355,7 +355,7 @@ impl VersionOf {
     fn of(d: &LoadedDriver) -> Self {
         Self {
             version: d.info().vendor_version.clone(),
-            digest: d.digest().clone(),
+            digest: *d.digest(),
         }
     }
 }
