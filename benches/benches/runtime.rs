@@ -227,7 +227,8 @@ fn serve_start(f: &Fixture) {
         let path = component(comp);
         DriverEntry {
             name: name.into(),
-            sha256: sha256_file(&path),
+            sha256: Some(sha256_file(&path)),
+            signed_by: Vec::new(),
             component: path,
             grants: GrantsEntry {
                 mount: true,

@@ -22,6 +22,11 @@ impl Sha256Digest {
         Ok(Self(out))
     }
 
+    /// The digest's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Lower-case hex form.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)

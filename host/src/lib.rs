@@ -26,6 +26,7 @@ pub mod nfs;
 pub mod placement;
 pub mod policy;
 pub mod runtime;
+pub mod signature;
 pub mod store;
 pub mod sys;
 pub mod unix_socket;

@@ -89,6 +89,12 @@ enum Command {
     /// installed, else Debian's Rust source with build-std, installed with
     /// apt when missing). Prints each component's path, size and sha256.
     Build(cli::build::BuildArgs),
+    /// Make a signing key for components: PREFIX.key and PREFIX.pub.
+    Key(cli::sign::KeyArgs),
+    /// Sign a component, so policies that trust the key (`signed_by`) load it.
+    Sign(cli::sign::SignArgs),
+    /// Check a component's signature; exit 1 unless a trusted key made it.
+    Verify(cli::sign::VerifyArgs),
     /// Write a new driver crate (Cargo.toml, a driver, a unit test, a
     /// policy entry) into ./NAME.
     New {
@@ -252,6 +258,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Flex { command } => cli::flex::flex(command),
         Command::Build(args) => cli::build::build(args),
+        Command::Key(args) => cli::sign::key(args),
+        Command::Sign(args) => cli::sign::sign(args),
+        Command::Verify(args) => cli::sign::verify(args),
         Command::New { name, sdk } => cli::new::new(&name, sdk),
         Command::Status { config, output } => cli::status::status(&config, output),
         Command::Reload { config } => cli::status::reload(&config),

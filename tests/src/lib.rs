@@ -178,6 +178,28 @@ impl Fixture {
 
     /// Rewrites the policy (e.g. with another digest or grants).
     pub fn write_policy(&self, component: &Path, sha256: &str, g: &FixtureGrants) {
+        self.write_pinned(component, Some(sha256.to_owned()), Vec::new(), g);
+    }
+
+    /// Rewrites the policy with the component pinned by signer (`signed_by`)
+    /// and, when given, also by digest.
+    pub fn write_signed_policy(
+        &self,
+        component: &Path,
+        signed_by: &[String],
+        sha256: Option<&str>,
+        g: &FixtureGrants,
+    ) {
+        self.write_pinned(component, sha256.map(str::to_owned), signed_by.to_vec(), g);
+    }
+
+    fn write_pinned(
+        &self,
+        component: &Path,
+        sha256: Option<String>,
+        signed_by: Vec<String>,
+        g: &FixtureGrants,
+    ) {
         use wasmvol::policy::file::*;
         use wasmvol::policy::StorageAccess;
         let mut grants = GrantsEntry {
@@ -225,7 +247,8 @@ impl Fixture {
             drivers: vec![DriverEntry {
                 name: self.driver.clone(),
                 component: component.to_owned(),
-                sha256: sha256.to_owned(),
+                sha256,
+                signed_by,
                 grants,
                 limits: LimitsEntry {
                     deadline_ms: Some(g.deadline_ms),

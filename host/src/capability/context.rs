@@ -315,7 +315,7 @@ pub(crate) mod testing {
                 policy: DriverPolicy {
                     name: DriverName::parse("t").unwrap(),
                     component: "t.wasm".into(),
-                    sha256: crate::digest::Sha256Digest::of(b"t"),
+                    pin: crate::policy::ComponentPin::digest(crate::digest::Sha256Digest::of(b"t")),
                     grants,
                     limits: Limits::default(),
                     csi: None,

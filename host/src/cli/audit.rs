@@ -68,7 +68,7 @@ pub(crate) fn audit(
             .collect();
         let mut report = match read_pinned(d) {
             Err(e) => {
-                json!({"driver": d.name.as_str(), "sha256": d.sha256.to_hex(), "error": e.to_string(), "granted": granted})
+                json!({"driver": d.name.as_str(), "sha256": d.pin.sha256.map(|s| s.to_hex()), "error": e.to_string(), "granted": granted})
             }
             Ok((bytes, digest)) => {
                 let (component, _) = cache
@@ -91,7 +91,8 @@ pub(crate) fn audit(
                     surface.ungranted(grants).map(|i| i.name.as_str()).collect();
                 let cannot = cannot_honour(grants, &used);
                 json!({
-                    "driver": d.name.as_str(), "component": d.component, "sha256": d.sha256.to_hex(),
+                    "driver": d.name.as_str(), "component": d.component, "sha256": digest.to_hex(),
+                    "signed_by": d.pin.signed_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "imports": surface.imports.iter().map(|i| &i.name).collect::<Vec<_>>(),
                     "granted": granted, "granted_but_unused": unused, "imported_but_not_granted": missing,
                     "granted_but_cannot_be_honoured": cannot,

@@ -145,7 +145,8 @@ fn policy(sandbox: &Path, args: &ConformanceArgs) -> anyhow::Result<PolicyFile> 
         drivers: vec![DriverEntry {
             name: "driver".into(),
             component: std::fs::canonicalize(&args.component)?,
-            sha256: Sha256Digest::of(&bytes).to_hex(),
+            sha256: Some(Sha256Digest::of(&bytes).to_hex()),
+            signed_by: Vec::new(),
             grants,
             limits: LimitsEntry {
                 deadline_ms: Some(args.timeout().as_millis() as u64),

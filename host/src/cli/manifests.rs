@@ -47,8 +47,9 @@ pub(crate) fn manifests(
             d.component = dir.join(name);
             let bytes = std::fs::read(&d.component)
                 .with_context(|| format!("driver `{}`: {}", d.name, d.component.display()))?;
-            d.sha256 = Sha256Digest::of(&bytes);
-            entry.sha256 = d.sha256.to_hex();
+            let digest = Sha256Digest::of(&bytes);
+            d.pin.sha256 = Some(digest);
+            entry.sha256 = Some(digest.to_hex());
         }
         policy_text = file.to_toml();
     }

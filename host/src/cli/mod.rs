@@ -8,6 +8,7 @@ pub(crate) mod inspect;
 pub(crate) mod manifests;
 pub(crate) mod new;
 pub(crate) mod serve;
+pub(crate) mod sign;
 pub(crate) mod status;
 
 /// How a subcommand whose output is data prints it (`-o`).

@@ -44,7 +44,8 @@ pub fn bundled(paths: &BundledPaths) -> std::io::Result<PolicyFile> {
         Ok(DriverEntry {
             name: name.into(),
             component,
-            sha256,
+            sha256: Some(sha256),
+            signed_by: Vec::new(),
             grants: GrantsEntry {
                 mount: true,
                 state_quota_bytes: Some(4 << 20),
@@ -114,7 +115,7 @@ mod tests {
         let text = bundled(&paths).unwrap().to_toml();
         let policy = crate::policy::Policy::parse(Path::new("bundled.toml"), &text).unwrap();
         let loopfs = &policy.drivers[1];
-        assert_eq!(loopfs.sha256, Sha256Digest::of(b"loopfs"));
+        assert_eq!(loopfs.pin.sha256, Some(Sha256Digest::of(b"loopfs")));
         assert!(loopfs.grants.device.is_some());
         assert!(policy.drivers[0].grants.device.is_none());
         let scratch = &policy.drivers[2].grants;

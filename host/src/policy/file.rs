@@ -62,8 +62,13 @@ pub struct DriverEntry {
     pub name: String,
     /// `component`.
     pub component: PathBuf,
-    /// `sha256`, hex.
-    pub sha256: String,
+    /// `sha256`, hex: the component's exact digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `signed_by`: public keys (`ed25519:<hex>`) or key files, one of
+    /// which must have signed the component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<String>,
     /// `[driver.grants]`.
     #[serde(default)]
     pub grants: GrantsEntry,

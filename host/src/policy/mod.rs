@@ -137,8 +137,8 @@ pub struct DriverPolicy {
     pub name: DriverName,
     /// The component file.
     pub component: PathBuf,
-    /// The digest the component must have; anything else is refused.
-    pub sha256: Sha256Digest,
+    /// What the component must be (its digest, its signer); anything else is refused.
+    pub pin: ComponentPin,
     /// What the driver may do.
     pub grants: Grants,
     /// Bounds on each call.
@@ -147,6 +147,27 @@ pub struct DriverPolicy {
     pub csi: Option<CsiSettings>,
     /// Serve the driver to FlexVolume shims (absent: not offered).
     pub flex: Option<FlexName>,
+}
+
+/// What a driver's component must be to load: exactly the file an operator
+/// approved (`sha256`), any release signed by a trusted vendor key
+/// (`signed_by`, see [`crate::signature`]), or both at once. At least one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentPin {
+    /// The digest the file must have.
+    pub sha256: Option<Sha256Digest>,
+    /// Keys one of which must have signed it.
+    pub signed_by: Vec<crate::signature::PublicKey>,
+}
+
+impl ComponentPin {
+    /// Pinned to exactly these bytes.
+    pub fn digest(sha256: Sha256Digest) -> Self {
+        Self {
+            sha256: Some(sha256),
+            signed_by: Vec::new(),
+        }
+    }
 }
 
 /// A FlexVolume driver name `vendor/name`, as pods and PVs spell it; the
@@ -499,7 +520,23 @@ impl Policy {
             if drivers.iter().any(|x| x.name == name) {
                 return Err(invalid("name", "listed twice".into()));
             }
-            let sha256 = Sha256Digest::parse_hex(&d.sha256).map_err(|m| invalid("sha256", m))?;
+            let sha256 = match d.sha256.as_deref() {
+                Some(hex) => Some(Sha256Digest::parse_hex(hex).map_err(|m| invalid("sha256", m))?),
+                None => None,
+            };
+            let mut signed_by = Vec::new();
+            for entry in &d.signed_by {
+                let key = crate::signature::PublicKey::from_entry(entry, base)
+                    .map_err(|e| invalid("signed_by", e.to_string()))?;
+                signed_by.push(key);
+            }
+            if sha256.is_none() && signed_by.is_empty() {
+                return Err(invalid(
+                    "sha256",
+                    "pin the component: `sha256 = \"<hex>\"`, `signed_by = [\"<key or key file>\"]`, or both".into(),
+                ));
+            }
+            let pin = ComponentPin { sha256, signed_by };
             let storage = match d.grants.storage {
                 Some(s) => {
                     let root = anchor(s.root);
@@ -692,7 +729,7 @@ impl Policy {
             drivers.push(DriverPolicy {
                 name,
                 component: anchor(d.component),
-                sha256,
+                pin,
                 grants: Grants {
                     storage,
                     mount: d.grants.mount,
@@ -906,7 +943,7 @@ deadline_ms = 500
             drivers: vec![DriverEntry {
                 name: "hostpath".into(),
                 component: "/opt/hostpath.wasm".into(),
-                sha256: DIGEST.into(),
+                sha256: Some(DIGEST.into()),
                 grants: GrantsEntry {
                     mount: true,
                     storage: Some(StorageEntry {

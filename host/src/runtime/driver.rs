@@ -46,6 +46,17 @@ pub enum LoadError {
         /// The digest the file has.
         actual: String,
     },
+    /// The policy pins the driver by signer, and the file's signature is
+    /// missing, wrong or by a key it does not trust.
+    #[error("driver `{driver}`: component {path} is refused: {reason}")]
+    Signature {
+        /// The driver, by policy name.
+        driver: String,
+        /// The component path.
+        path: String,
+        /// What is wrong with its signature.
+        reason: crate::signature::SignatureError,
+    },
     /// The file is not a WebAssembly component (or does not compile).
     #[error("driver `{driver}`: {path} is not a WebAssembly component: {reason}")]
     NotAComponent {
@@ -109,8 +120,8 @@ pub struct LoadedDriver {
     engine: Arc<DriverEngine>,
 }
 
-/// Reads a driver's component file and checks it against the policy's pin;
-/// returns its bytes and their digest.
+/// Reads a driver's component file and checks it against the policy's pin
+/// (its digest, its signature); returns its bytes and their digest.
 pub fn read_pinned(policy: &DriverPolicy) -> Result<(Vec<u8>, Sha256Digest), LoadError> {
     let driver = policy.name.as_str();
     let path = &policy.component;
@@ -120,13 +131,23 @@ pub fn read_pinned(policy: &DriverPolicy) -> Result<(Vec<u8>, Sha256Digest), Loa
         source,
     })?;
     let actual = Sha256Digest::of(&bytes);
-    if actual != policy.sha256 {
+    if let Some(expected) = policy.pin.sha256.filter(|e| *e != actual) {
         return Err(LoadError::DigestMismatch {
             driver: driver.to_owned(),
             path: path.display().to_string(),
-            expected: policy.sha256.to_hex(),
+            expected: expected.to_hex(),
             actual: actual.to_hex(),
         });
+    }
+    if !policy.pin.signed_by.is_empty() {
+        let signer = crate::signature::verify(&bytes, &policy.pin.signed_by).map_err(|reason| {
+            LoadError::Signature {
+                driver: driver.to_owned(),
+                path: path.display().to_string(),
+                reason,
+            }
+        })?;
+        tracing::debug!(driver, %signer, digest = %actual, "component signature verified");
     }
     Ok((bytes, actual))
 }

@@ -223,10 +223,16 @@ impl Runtime {
                 (v.name().to_owned(), v)
             })
             .collect();
+        // A driver pinned by signer may get a new release at the same path
+        // with the same entry: its file is read again to see.
+        let file_changed = |d: &DriverPolicy, v: &LoadedDriver| {
+            !d.pin.signed_by.is_empty()
+                && std::fs::read(&d.component).map_or(true, |b| Sha256Digest::of(&b) != *v.digest())
+        };
         let changed = next.drivers.iter().filter(|d| {
             serving
                 .get(d.name.as_str())
-                .is_none_or(|v| v.policy() != *d)
+                .is_none_or(|v| v.policy() != *d || file_changed(d, v))
         });
         let loaded = self
             .load_all(changed, &serving)
