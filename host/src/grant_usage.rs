@@ -69,20 +69,37 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// The log at `path` and its rotations beside it (`path.1`, `path.2`, …),
+/// The log at `path` and its rotations beside it (`path.1`, `path.2`, …,
+/// each maybe gzipped as logrotate's `compress` leaves it: `path.2.gz`),
 /// oldest first.
 fn files(path: &Path) -> Vec<PathBuf> {
+    let rotation = |n: u32, suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}{suffix}"));
+        PathBuf::from(p)
+    };
     let mut out: Vec<PathBuf> = (1..)
-        .map(|n| {
-            let mut p = path.as_os_str().to_owned();
-            p.push(format!(".{n}"));
-            PathBuf::from(p)
+        .map_while(|n| {
+            [rotation(n, ""), rotation(n, ".gz")]
+                .into_iter()
+                .find(|p| p.exists())
         })
-        .take_while(|p| p.exists())
         .collect();
     out.reverse();
     out.push(path.to_owned());
     out
+}
+
+/// A log file's lines, gunzipped when its name ends in `.gz`.
+fn lines(file: &Path) -> std::io::Result<Box<dyn BufRead>> {
+    let f = std::fs::File::open(file)?;
+    Ok(if file.extension().is_some_and(|e| e == "gz") {
+        Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
+            f,
+        )))
+    } else {
+        Box::new(std::io::BufReader::new(f))
+    })
 }
 
 impl LogUse {
@@ -91,9 +108,11 @@ impl LogUse {
     pub fn read(path: &Path, since: Option<&str>) -> std::io::Result<Self> {
         let mut out = Self::default();
         for file in files(path) {
-            let f = std::fs::File::open(&file)?;
-            for line in std::io::BufReader::new(f).lines() {
-                out.add(&line?, since);
+            for line in lines(&file)?.lines() {
+                let line = line.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", file.display()))
+                })?;
+                out.add(&line, since);
             }
         }
         Ok(out)
@@ -272,6 +291,46 @@ mod tests {
         assert_eq!(a.fs_types, ["ext4".to_owned()].into());
         assert_eq!(a.mount_options, ["noatime".to_owned()].into());
         assert_eq!(a.calls_with_secrets, 1);
+    }
+
+    /// logrotate with `compress` and `delaycompress`: the newest rotation
+    /// plain, older ones gzipped; all are read, oldest first.
+    #[test]
+    fn rotations_are_read_plain_and_gzipped() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        let line = |t: &str, op: &str| {
+            format!(
+                r#"{{"time":"{t}","driver":"d","operation":"{op}","decision":"allow","args":{{}}}}"#
+            ) + "\n"
+        };
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(dir.path().join("audit.jsonl.2.gz")).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(line("2026-12-01T00:00:00.000Z", "call:create-volume").as_bytes())
+            .unwrap();
+        gz.finish().unwrap();
+        std::fs::write(
+            dir.path().join("audit.jsonl.1"),
+            line("2026-12-02T00:00:00.000Z", "mount.bind"),
+        )
+        .unwrap();
+        std::fs::write(&log, line("2026-12-03T00:00:00.000Z", "mount.bind")).unwrap();
+        let u = LogUse::read(&log, None).unwrap();
+        assert_eq!((u.records, u.unreadable), (3, 0));
+        let d = &u.drivers["d"];
+        assert_eq!(d.operations["call:create-volume"].allowed, 1);
+        let bind = &d.operations["mount.bind"];
+        assert_eq!(
+            (bind.allowed, bind.first.as_str()),
+            (2, "2026-12-02T00:00:00.000Z")
+        );
+        // A gzipped rotation that is not gzip is an error naming it.
+        std::fs::write(dir.path().join("audit.jsonl.2.gz"), b"not gzip").unwrap();
+        let e = LogUse::read(&log, None).unwrap_err().to_string();
+        assert!(e.contains("audit.jsonl.2.gz"), "{e}");
     }
 
     #[test]

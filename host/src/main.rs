@@ -48,7 +48,7 @@ enum Command {
         /// component, an import not granted) or has a grant it cannot use.
         #[arg(long)]
         strict: bool,
-        /// The audit log (and its rotations, FILE.1, FILE.2, …): add what
+        /// The audit log (and its rotations, FILE.1, FILE.2.gz, …): add what
         /// each driver used, and each grant wider than that use.
         #[arg(long)]
         log: Option<PathBuf>,
