@@ -122,46 +122,55 @@ impl LogUse {
         if line.trim().is_empty() {
             return;
         }
-        let Ok(r) = serde_json::from_str::<Value>(line) else {
+        // Typed and borrowed: a gigabyte of log is read in seconds, and
+        // the arguments are looked into only where a grant depends on them.
+        let Ok(r) = serde_json::from_str::<Line<'_>>(line) else {
             self.unreadable += 1;
             return;
         };
-        let (Some(time), Some(driver), Some(op), Some(decision)) = (
-            r["time"].as_str(),
-            r["driver"].as_str(),
-            r["operation"].as_str(),
-            r["decision"].as_str(),
-        ) else {
-            self.unreadable += 1;
-            return;
-        };
+        let time = r.time.as_ref();
         if since.is_some_and(|s| time < s) {
             return;
         }
         self.records += 1;
-        let d = self.drivers.entry(driver.to_owned()).or_default();
-        let u = d.operations.entry(op.to_owned()).or_default();
+        let d = match self.drivers.get_mut(r.driver.as_ref()) {
+            Some(d) => d,
+            None => self.drivers.entry(r.driver.to_string()).or_default(),
+        };
+        let op = r.operation.as_ref();
+        let u = match d.operations.get_mut(op) {
+            Some(u) => u,
+            None => d.operations.entry(op.to_owned()).or_default(),
+        };
         if u.first.is_empty() {
             u.first = time.to_owned();
         }
-        u.last = time.to_owned();
-        let allowed = decision == "allow";
-        if !allowed {
+        u.last.clear();
+        u.last.push_str(time);
+        if r.decision != "allow" {
             u.denied += 1;
             return;
         }
         u.allowed += 1;
-        let args = &r["args"];
+        let args = r
+            .args
+            .map(|a| serde_json::from_str::<Args>(a.get()).unwrap_or_default());
+        let args = args.unwrap_or_default();
         if op.starts_with("call:") {
-            if args["secrets"].as_array().is_some_and(|s| !s.is_empty()) {
+            if args
+                .secrets
+                .as_ref()
+                .and_then(Value::as_array)
+                .is_some_and(|s| !s.is_empty())
+            {
                 d.calls_with_secrets += 1;
             }
             return;
         }
-        if let Some(fs) = args["fs"].as_str() {
+        if let Some(fs) = args.fs.as_ref().and_then(Value::as_str) {
             d.fs_types.insert(fs.to_owned());
         }
-        if let Some(options) = args["options"].as_array() {
+        if let Some(options) = args.options.as_ref().and_then(Value::as_array) {
             d.mount_options
                 .extend(options.iter().filter_map(|o| o.as_str().map(str::to_owned)));
         }
@@ -169,6 +178,32 @@ impl LogUse {
             d.storage_writes += 1;
         }
     }
+}
+
+/// The fields of an audit line the usage report reads.
+#[derive(serde::Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    driver: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    operation: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    decision: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    args: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The arguments a grant depends on (anything else in them is skipped).
+#[derive(serde::Deserialize, Default)]
+struct Args {
+    #[serde(default)]
+    secrets: Option<Value>,
+    #[serde(default)]
+    fs: Option<Value>,
+    #[serde(default)]
+    options: Option<Value>,
 }
 
 /// Each grant wider than what `used` shows the driver did.
