@@ -416,3 +416,100 @@ async fn a_reload_that_cannot_be_honoured_is_refused_and_every_driver_serves_on(
         "{ok}"
     );
 }
+
+/// GET over the `[host] http` unix socket: status and body.
+fn http_get(socket: &Path, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("the http socket");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: wasmvol\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+/// A reload may move a driver's CSI socket, rename it, take it off CSI
+/// and offer it over Flex instead: each front end follows, old sockets go,
+/// and `/healthz` tells how the last reload went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_renames_and_swaps_front_ends() {
+    let g = FixtureGrants {
+        http: true,
+        ..grants()
+    };
+    let g = FixtureGrants { flex: false, ..g };
+    let f = Fixture::new("hostpath", g.clone());
+    let _serve = ServeProcess::start(&f);
+    let (code, body) = http_get(&f.http_socket(), "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"), "no reload yet");
+
+    // Moved and renamed.
+    let text = std::fs::read_to_string(&f.policy_path).unwrap();
+    let old_socket = f.csi_socket();
+    let new_socket = old_socket.with_file_name("moved.sock");
+    let moved = text
+        .replace(old_socket.to_str().unwrap(), new_socket.to_str().unwrap())
+        .replace("hostpath.csi.wasmvol.io", "renamed.csi.wasmvol.io");
+    assert_ne!(moved, text);
+    std::fs::write(&f.policy_path, moved).unwrap();
+    let out = reload(&f);
+    assert!(out.status.success(), "{out:?}");
+    let info = IdentityClient::new(csi_channel(&new_socket).await)
+        .get_plugin_info(GetPluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.name, "renamed.csi.wasmvol.io");
+    assert!(!old_socket.exists(), "the old socket is gone");
+    let (code, body) = http_get(&f.http_socket(), "/healthz");
+    assert_eq!(code, 200);
+    assert!(
+        body.starts_with("ok\nlast reload at ") && body.contains("`hostpath`"),
+        "{body}"
+    );
+
+    // Off CSI, onto Flex.
+    f.write_policy(
+        &component("hostpath"),
+        &sha256_file(&component("hostpath")),
+        &FixtureGrants {
+            csi: false,
+            flex: true,
+            ..g.clone()
+        },
+    );
+    let out = reload(&f);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!new_socket.exists(), "no driver serves CSI any more");
+    let shim = install_flex_shim(&f);
+    let init = exec_flex_shim(&shim, &["init"]);
+    assert_eq!(init["status"], "Success", "{init}");
+    let st = status(&f);
+    assert_eq!(st["drivers"][0]["csi"], Value::Null, "{st}");
+    assert_eq!(st["drivers"][0]["flex"], "wasmvol/hostpath", "{st}");
+
+    // A refused reload shows on /healthz without failing it.
+    f.write_policy(
+        &component("hostpath-next"),
+        &sha256_file(&component("hostpath")),
+        &FixtureGrants {
+            csi: false,
+            flex: true,
+            ..g
+        },
+    );
+    assert_eq!(reload(&f).status.code(), Some(1));
+    let (code, body) = http_get(&f.http_socket(), "/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("refused, drivers serve as before") && body.contains("sha256"),
+        "{body}"
+    );
+}
