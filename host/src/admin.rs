@@ -242,17 +242,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut acceptor = crate::unix_socket::Acceptor::new(listener);
     loop {
         let stream = tokio::select! {
             _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin socket: accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            s = acceptor.accept() => s,
         };
         let admin = admin.clone();
         tokio::spawn(async move {

@@ -80,7 +80,7 @@ pub fn incoming(
     listener: tokio::net::UnixListener,
 ) -> impl tokio_stream::Stream<Item = io::Result<AuthorityFix<tokio::net::UnixStream>>> {
     use tokio_stream::StreamExt;
-    tokio_stream::wrappers::UnixListenerStream::new(listener).map(|s| s.map(AuthorityFix::new))
+    crate::unix_socket::Acceptor::new(listener).map(|s| s.map(AuthorityFix::new))
 }
 
 impl<S> AuthorityFix<S> {

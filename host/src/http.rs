@@ -25,7 +25,7 @@ pub enum HttpListener {
     /// A TCP address.
     Tcp(tokio::net::TcpListener),
     /// A unix socket.
-    Unix(tokio::net::UnixListener),
+    Unix(crate::unix_socket::Acceptor),
 }
 
 impl HttpListener {
@@ -33,14 +33,16 @@ impl HttpListener {
     pub async fn bind(at: &HttpListen) -> anyhow::Result<Self> {
         Ok(match at {
             HttpListen::Tcp(addr) => Self::Tcp(tokio::net::TcpListener::bind(addr).await?),
-            HttpListen::Unix(path) => Self::Unix(crate::unix_socket::bind(path, 0o660)?),
+            HttpListen::Unix(path) => Self::Unix(crate::unix_socket::Acceptor::new(
+                crate::unix_socket::bind(path, 0o660)?,
+            )),
         })
     }
 }
 
 /// Serves `/healthz` and `/metrics` for the drivers of `runtime` until `shutdown` resolves.
 pub async fn serve(
-    listener: HttpListener,
+    mut listener: HttpListener,
     drivers: Arc<Runtime>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -48,7 +50,7 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => return,
-            a = accept(&listener) => a,
+            a = accept(&mut listener) => a,
         };
         let Some(io) = accepted else { continue };
         let drivers = drivers.clone();
@@ -66,10 +68,18 @@ type Io = TokioIo<Box<dyn Stream>>;
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
-async fn accept(listener: &HttpListener) -> Option<Io> {
+async fn accept(listener: &mut HttpListener) -> Option<Io> {
     let stream: Box<dyn Stream> = match listener {
-        HttpListener::Tcp(l) => Box::new(l.accept().await.ok()?.0),
-        HttpListener::Unix(l) => Box::new(l.accept().await.ok()?.0),
+        HttpListener::Tcp(l) => match l.accept().await {
+            Ok((s, _)) => Box::new(s),
+            Err(e) => {
+                // Out of descriptors, say: pause rather than spin.
+                tracing::warn!(error = %e, "http accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                return None;
+            }
+        },
+        HttpListener::Unix(a) => Box::new(a.accept().await),
     };
     Some(TokioIo::new(stream))
 }

@@ -381,6 +381,33 @@ impl ServeProcess {
         Self::spawn(f, &f.csi_socket(), cmd)
     }
 
+    /// Starts `wasmvol serve` on the fixture's policy as `configure` sets the
+    /// command up (limits, environment), and waits until `socket` answers.
+    pub fn start_with(
+        f: &Fixture,
+        socket: &Path,
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
+        let mut cmd = std::process::Command::new(wasmvol_bin());
+        cmd.env("RUST_LOG", "warn");
+        configure(&mut cmd);
+        Self::spawn(f, socket, cmd)
+    }
+
+    /// CPU time (user and system) the host process has used so far.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("/proc stat");
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let after = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap_or(100) as u64;
+        std::time::Duration::from_millis(ticks * 1000 / hz)
+    }
+
     /// Sends `signal` to the host process.
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(self.pid(), signal).expect("signal wasmvol serve");

@@ -86,16 +86,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut acceptor = crate::unix_socket::Acceptor::new(listener);
     loop {
         let stream = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "flex accept failed");
-                    continue;
-                }
-            },
+            s = acceptor.accept() => s,
         };
         let drivers = drivers.borrow().clone();
         tokio::task::spawn_blocking(move || {

@@ -254,13 +254,15 @@ impl Runtime {
         }
         let next = prepared.policy;
         let mut report = Reloaded::default();
+        let mut retired = Vec::new();
         let mut drivers = self.drivers.write().unwrap_or_else(|p| p.into_inner());
         for (name, version) in prepared.loaded {
             let to = VersionOf::of(&version);
             match drivers.get(&name) {
                 Some(live) => {
-                    let from = VersionOf::of(&live.replace(version));
-                    report.replaced.push((name, from, to));
+                    let old = live.replace(version);
+                    report.replaced.push((name, VersionOf::of(&old), to));
+                    retired.push(old);
                 }
                 None => {
                     drivers.insert(name.clone(), Arc::new(LiveDriver::new(version)));
@@ -271,13 +273,15 @@ impl Runtime {
         drivers.retain(|name, live| {
             let keep = next.drivers.iter().any(|d| d.name.as_str() == name);
             if !keep {
-                report
-                    .removed
-                    .push((name.clone(), VersionOf::of(&live.current())));
+                let old = live.current();
+                report.removed.push((name.clone(), VersionOf::of(&old)));
+                retired.push(old);
             }
             keep
         });
         *policy = (policy.0 + 1, next);
+        drop(drivers);
+        retire(retired);
         Ok(report)
     }
 
@@ -345,6 +349,37 @@ impl Runtime {
         self.driver(driver)
             .ok_or_else(|| CallError::UnknownDriver(driver.to_owned()))?
             .call(request_id, op)
+    }
+}
+
+/// How long a retired version may keep calls (or a draining server) before
+/// its last reference is let go anyway.
+const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Drops versions a reload replaced once their calls in flight end, on a
+/// thread of their own: the last reference to a version drops its engine
+/// (unmapping its instance pool, stopping its epoch thread), which must not
+/// fall to whichever call happened to finish last.
+fn retire(versions: Vec<Arc<LoadedDriver>>) {
+    if versions.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("wasmvol-retire".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            while versions.iter().any(|v| Arc::strong_count(v) > 1)
+                && started.elapsed() < RETIRE_WAIT
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            for v in versions {
+                tracing::info!(driver = v.name(), digest = %v.digest(), "driver version retired");
+                drop(v);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread to retire old driver versions on; they go with their last call");
     }
 }
 

@@ -152,10 +152,20 @@ impl std::fmt::Debug for StateStore {
 impl StateStore {
     /// Opens or creates the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StateError::Store(e.to_string()))?;
+            // Made root-only when the host makes it (the admin socket lives there too).
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| StateError::Store(e.to_string()))?;
         }
         let db = Database::create(path)?;
+        // Driver state may hold whatever drivers keep (names, paths,
+        // parameters): readable by root alone, as the audit log is.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StateError::Store(format!("{}: {e}", path.display())))?;
         let tx = db.begin_write()?;
         tx.open_table(ENTRIES)?;
         tx.open_table(USAGE)?;
@@ -429,6 +439,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = StateStore::open(&dir.path().join("state.redb")).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn the_store_and_the_directory_it_makes_are_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/state.redb");
+        drop(StateStore::open(&path).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // A store a looser host left behind is tightened when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(StateStore::open(&path).unwrap());
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[test]

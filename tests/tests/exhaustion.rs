@@ -1,0 +1,77 @@
+//! A host out of file descriptors: peers that hold connections open until
+//! `accept` fails with EMFILE must not make the host spin a core retrying
+//! it, and once they leave the host serves again.
+
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use wasmvol_tests::{exec_flex_shim, install_flex_shim, Fixture, FixtureGrants, ServeProcess};
+
+/// Descriptors the host may have: enough to start, few enough to run out.
+const FD_LIMIT: u64 = 96;
+
+#[test]
+fn out_of_descriptors_the_host_backs_off_instead_of_spinning_and_recovers() {
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            flex: true,
+            csi: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let shim = install_flex_shim(&f);
+    let serve = ServeProcess::start_with(&f, &f.csi_socket(), |cmd| {
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: FD_LIMIT,
+                    rlim_max: FD_LIMIT,
+                };
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+    });
+    // Idle peers on both sockets: each one the host accepts holds a descriptor.
+    let mut peers = Vec::new();
+    for i in 0..FD_LIMIT * 2 {
+        let socket = if i % 2 == 0 {
+            f.flex_socket()
+        } else {
+            f.csi_socket()
+        };
+        peers.push(
+            std::os::unix::net::UnixStream::connect(socket).expect("connect (queued at worst)"),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let before = serve.cpu_time();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = serve.cpu_time() - before;
+    let share = used.as_secs_f64() / started.elapsed().as_secs_f64();
+    assert!(
+        share < 0.2,
+        "the host used {used:?} of CPU in {:?} while out of descriptors",
+        started.elapsed()
+    );
+
+    drop(peers);
+    // The pauses top out at 1 s, and the Flex read timeout frees held peers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let init = exec_flex_shim(&shim, &["init"]);
+        if init["status"] == "Success" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the host does not serve again: {init}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
