@@ -14,7 +14,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::call::{Operation, Outcome};
 use crate::metrics::METRICS;
 use crate::policy::HttpListen;
 use crate::runtime::driver::LoadedDriver;
@@ -138,9 +137,8 @@ async fn answer(
 fn probe_all(drivers: &[Arc<LoadedDriver>]) -> Vec<String> {
     drivers
         .iter()
-        .filter_map(|d| match d.call("healthz", Operation::Info) {
-            Ok(Outcome::Info(_)) => None,
-            Ok(other) => Some(format!("{}: unexpected answer {other:?}", d.name())),
+        .filter_map(|d| match d.probe("healthz") {
+            Ok(()) => None,
             Err(e) => Some(format!("{}: {e}", d.name())),
         })
         .collect()

@@ -75,3 +75,57 @@ fn out_of_descriptors_the_host_backs_off_instead_of_spinning_and_recovers() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// With every call slot of a driver taken by calls that run to their
+/// deadline, CSI Probe and `/healthz` still answer at once: the driver is
+/// busy, not broken (before, Probe waited a whole deadline for a slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_answers_within_100_ms_while_every_slot_is_busy() {
+    use wasmvol::csi::proto::controller_client::ControllerClient;
+    use wasmvol::csi::proto::identity_client::IdentityClient;
+    use wasmvol::csi::proto::ProbeRequest;
+    let f = Fixture::new(
+        "adversary",
+        FixtureGrants {
+            csi: true,
+            device: true,
+            concurrency: 2,
+            deadline_ms: 3_000,
+            ..FixtureGrants::default()
+        },
+    );
+    let _serve = ServeProcess::start(&f);
+    let channel = wasmvol_tests::csi_channel(&f.csi_socket()).await;
+    let mut identity = IdentityClient::new(channel.clone());
+    let probe = identity.probe(ProbeRequest {}).await.unwrap().into_inner();
+    assert_eq!(probe.ready, Some(true), "idle");
+
+    // Two names (one operation per name at a time), both running to the deadline.
+    let busy: Vec<_> = ["loop", "sleep-then-loop"]
+        .into_iter()
+        .map(|name| {
+            let mut c = ControllerClient::new(channel.clone());
+            tokio::spawn(async move {
+                c.create_volume(wasmvol_tests::csi_requests::create_req(name, 1 << 20))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let probe = identity.probe(ProbeRequest {}).await.unwrap().into_inner();
+        let took = t.elapsed();
+        assert_eq!(probe.ready, Some(true), "busy is not broken");
+        assert!(
+            took < Duration::from_millis(100),
+            "Probe took {took:?} with every slot busy"
+        );
+    }
+    for b in busy {
+        let e = b.await.unwrap().unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+    }
+    let probe = identity.probe(ProbeRequest {}).await.unwrap().into_inner();
+    assert_eq!(probe.ready, Some(true), "idle again");
+}

@@ -7,7 +7,6 @@ use super::proto::plugin_capability::{self, service, volume_expansion};
 use super::proto::*;
 use super::CsiDriver;
 use crate::bindings::types::Feature;
-use crate::call::{Operation, Outcome};
 
 #[tonic::async_trait]
 impl Identity for CsiDriver {
@@ -61,8 +60,9 @@ impl Identity for CsiDriver {
     }
 
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
-        // Ready when a fresh instance answers a no-op call.
-        let ready = matches!(self.call(Operation::Info).await, Ok(Outcome::Info(_)));
+        // Ready when a fresh instance answers a no-op call in time, or when
+        // every slot is busy with calls (see LoadedDriver::probe).
+        let ready = self.probe().await.is_ok();
         Ok(Response::new(ProbeResponse { ready: Some(ready) }))
     }
 }

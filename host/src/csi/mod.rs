@@ -159,6 +159,17 @@ impl CsiDriver {
             .map_err(status::from_call)
     }
 
+    /// [`LoadedDriver::probe`] of the version this request is pinned to.
+    async fn probe(&self) -> Result<(), Status> {
+        let n = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("csi-{}-{n}", self.pid);
+        let driver = self.version();
+        self.sync_calls
+            .run(move || driver.probe(&request_id))
+            .await
+            .map_err(status::from_call)
+    }
+
     /// The socket path and CSI name.
     pub fn settings(&self) -> &CsiSettings {
         &self.settings

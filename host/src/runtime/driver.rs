@@ -105,6 +105,10 @@ pub enum LoadError {
     },
 }
 
+/// How long a probe's identity call may take: CSI Probe and `/healthz`
+/// answer within 100 ms whatever a driver does.
+pub const PROBE_DEADLINE: Duration = Duration::from_millis(80);
+
 /// One version of a driver, ready to serve calls.
 pub struct LoadedDriver {
     env: Arc<DriverEnv>,
@@ -316,14 +320,41 @@ impl LoadedDriver {
         answer
     }
 
+    /// Whether the driver is ready (CSI Probe, `/healthz`), known within
+    /// [`PROBE_DEADLINE`] whatever its calls do: with a slot free, its
+    /// identity export must answer on a fresh instance within that time;
+    /// with every slot taken by calls (each bounded by its own deadline)
+    /// it is busy, not broken, and ready without a call.
+    pub fn probe(&self, request_id: &str) -> Result<(), CallError> {
+        let Some(slot) = self.slots.acquire(Duration::ZERO) else {
+            return Ok(());
+        };
+        match self.run_in_slot(slot, request_id, Operation::Info, PROBE_DEADLINE)? {
+            Outcome::Info(_) => Ok(()),
+            other => Err(CallError::BadAnswer(format!("identity answered {other:?}"))),
+        }
+    }
+
     /// [`Self::call`] on this thread.
-    fn call_here(&self, request_id: &str, mut op: Operation) -> Result<Outcome, CallError> {
+    fn call_here(&self, request_id: &str, op: Operation) -> Result<Outcome, CallError> {
         let limits = self.env.policy.limits;
         let deadline = Duration::from_millis(limits.deadline_ms);
-        let _slot = self
+        let slot = self
             .slots
             .acquire(deadline)
             .ok_or(CallError::Busy(limits.concurrency))?;
+        self.run_in_slot(slot, request_id, op, deadline)
+    }
+
+    /// Runs `op` in a fresh instance, holding `_slot`, within `deadline`, and audits it.
+    fn run_in_slot(
+        &self,
+        _slot: crate::runtime::concurrency::Slot<'_>,
+        request_id: &str,
+        mut op: Operation,
+        deadline: Duration,
+    ) -> Result<Outcome, CallError> {
+        let limits = self.env.policy.limits;
         if !self.env.policy.grants.secrets {
             op.strip_secrets();
         }
@@ -332,10 +363,17 @@ impl LoadedDriver {
         let mut store = self
             .store(request_id)
             .map_err(|e| CallError::Trapped(format!("cannot set up the call: {e:#}")))?;
+        store.data_mut().deadline = Instant::now() + deadline;
 
         let result = self.exports.dispatch(&mut store, &self.pre, op);
-        let result =
-            result.map_err(|e| classify(e, store.data(), limits.deadline_ms, limits.memory_bytes));
+        let result = result.map_err(|e| {
+            classify(
+                e,
+                store.data(),
+                deadline.as_millis() as u64,
+                limits.memory_bytes,
+            )
+        });
         let result = result
             .and_then(|r| r.map_err(CallError::Driver))
             .and_then(|o| o.check_ids().map(|()| o).map_err(CallError::BadAnswer));
