@@ -129,3 +129,46 @@ async fn probe_answers_within_100_ms_while_every_slot_is_busy() {
     let probe = identity.probe(ProbeRequest {}).await.unwrap().into_inner();
     assert_eq!(probe.ready, Some(true), "idle again");
 }
+
+/// Idle peers on the Flex socket hold a descriptor and a task each, never a
+/// thread: kubelet's next exec is answered at once (before, 600 of them
+/// filled the blocking pool and an `init` took 9.6 s). A peer that sends
+/// nothing gets a Failure when its time is up.
+#[test]
+fn six_hundred_idle_flex_peers_do_not_hold_up_kubelet() {
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            flex: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let shim = install_flex_shim(&f);
+    let _serve = ServeProcess::start_on(&f, &f.flex_socket());
+    let idle: Vec<_> = (0..600)
+        .map(|_| std::os::unix::net::UnixStream::connect(f.flex_socket()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let t = Instant::now();
+        let init = exec_flex_shim(&shim, &["init"]);
+        assert_eq!(init["status"], "Success", "{init}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "init took {:?} beside 600 idle peers",
+            t.elapsed()
+        );
+    }
+    // A peer that never sends its request is told so, then let go.
+    let mut silent = idle.into_iter().next().unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (code, json) = wasmvol_flex::read_reply(&mut silent).expect("a reply at the timeout");
+    assert_eq!(code, 1);
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert!(
+        json["message"].as_str().unwrap().contains("no request"),
+        "{json}"
+    );
+}

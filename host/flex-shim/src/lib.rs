@@ -63,6 +63,36 @@ pub fn read_request(r: &mut impl Read) -> io::Result<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// How long the request starting `prefix` is, once its item headers have
+/// arrived (`None` until then), without reading the items: a reader that
+/// gets the request in pieces knows when it is whole at a cost that does
+/// not grow with it. Refuses what [`read_request`] refuses.
+pub fn request_len(prefix: &[u8]) -> io::Result<Option<usize>> {
+    let u32_at = |at: usize| {
+        prefix
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+    };
+    if prefix.len() >= 4 && &prefix[..4] != MAGIC {
+        return Err(invalid("not a wasmvol flex request"));
+    }
+    let Some(n) = u32_at(4) else { return Ok(None) };
+    if n > MAX_ITEMS {
+        return Err(invalid("too many arguments"));
+    }
+    let mut at = 8;
+    for _ in 0..n {
+        let Some(len) = u32_at(at) else {
+            return Ok(None);
+        };
+        if len > MAX_ITEM_BYTES {
+            return Err(invalid("argument too large"));
+        }
+        at += 4 + len;
+    }
+    Ok(Some(at))
+}
+
 /// Writes a reply: exit code and stdout bytes.
 pub fn write_reply(w: &mut impl Write, exit_code: u8, stdout: &[u8]) -> io::Result<()> {
     let mut buf = Vec::with_capacity(9 + stdout.len());
@@ -146,6 +176,27 @@ mod tests {
         write_reply(&mut buf, 1, b"{\"status\":\"Failure\"}").unwrap();
         assert_eq!(read_reply(&mut buf.as_slice()).unwrap().0, 1);
         assert!(read_request(&mut &b"junk-junk"[..]).is_err());
+    }
+
+    #[test]
+    fn a_request_s_length_is_known_from_its_headers_alone() {
+        let mut buf = Vec::new();
+        write_request(&mut buf, &[b"k8s/nfs", b"mount", b"", b"{\"a\":1}"]).unwrap();
+        for cut in 0..buf.len() {
+            match request_len(&buf[..cut]).unwrap() {
+                None => {}
+                Some(len) => assert_eq!(len, buf.len(), "at {cut}"),
+            }
+        }
+        assert_eq!(request_len(&buf).unwrap(), Some(buf.len()));
+        assert!(request_len(b"junk").is_err());
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&1u32.to_le_bytes());
+        huge.extend_from_slice(&(MAX_ITEM_BYTES as u32 + 1).to_le_bytes());
+        assert!(
+            request_len(&huge).is_err(),
+            "refused before its bytes arrive"
+        );
     }
 
     #[test]

@@ -23,8 +23,28 @@ use callout::{BadCall, CallOut};
 use dispatch::FlexDriver;
 use reply::Reply;
 
-/// How long a shim may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a shim may take to send its request (it sends it at once).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads one request as the shim frames it: as pieces arrive, only its
+/// item headers are looked at ([`wasmvol_flex::request_len`]) until it is
+/// whole, then it is parsed once, so a peer that trickles bytes costs no
+/// more than one that sends them at once.
+async fn read_request(stream: &mut tokio::net::UnixStream) -> std::io::Result<Vec<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        if let Some(len) = wasmvol_flex::request_len(&buf)? {
+            if buf.len() >= len {
+                return wasmvol_flex::read_request(&mut buf.as_slice());
+            }
+            buf.reserve(len - buf.len());
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
 
 /// Flex drivers by `vendor/name`.
 pub type FlexDrivers = HashMap<String, Arc<FlexDriver>>;
@@ -78,35 +98,44 @@ pub fn answer(drivers: &FlexDrivers, items: Vec<Vec<u8>>) -> Reply {
 }
 
 /// Serves shims on `listener` until `shutdown` resolves. Each connection is
-/// one call, handled on a blocking thread (driver calls block), by the
-/// drivers `drivers` holds when it arrives (a reload sends new ones).
+/// one call: its request is read on the runtime (an idle or slow peer holds
+/// a task and a descriptor, never a thread), then answered on a blocking
+/// thread (driver calls block) by the drivers `drivers` holds when it
+/// arrived (a reload sends new ones).
 pub async fn serve(
     drivers: tokio::sync::watch::Receiver<Arc<FlexDrivers>>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
 ) {
+    use tokio::io::AsyncWriteExt;
     tokio::pin!(shutdown);
     let mut acceptor = crate::unix_socket::Acceptor::new(listener);
     loop {
-        let stream = tokio::select! {
+        let mut stream = tokio::select! {
             _ = &mut shutdown => break,
             s = acceptor.accept() => s,
         };
         let drivers = drivers.borrow().clone();
-        tokio::task::spawn_blocking(move || {
-            let Ok(mut stream) = stream.into_std() else {
-                return;
-            };
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
-            let reply = match wasmvol_flex::read_request(&mut stream) {
-                Ok(items) => answer(&drivers, items),
+        tokio::spawn(async move {
+            let reply = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await
+            {
+                Ok(Ok(items)) => tokio::task::spawn_blocking(move || answer(&drivers, items))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Reply::failure(format!("the call-out did not finish: {e}"))
+                    }),
                 // A peer that closed without a word (a liveness check) gets none back.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
-                Err(e) => Reply::failure(format!("malformed request from the shim: {e}")),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+                Ok(Err(e)) => Reply::failure(format!("malformed request from the shim: {e}")),
+                Err(_) => Reply::failure(format!(
+                    "no request from the shim within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                )),
             };
             let (code, json) = reply.encode();
-            if let Err(e) = wasmvol_flex::write_reply(&mut stream, code, &json) {
+            let mut out = Vec::with_capacity(json.len() + 16);
+            let _ = wasmvol_flex::write_reply(&mut out, code, &json);
+            if let Err(e) = stream.write_all(&out).await {
                 tracing::warn!(error = %e, "flex reply not delivered");
             }
         });
