@@ -240,6 +240,7 @@ fn serve_start(f: &Fixture) {
                 }),
                 device: Some(DeviceEntry {
                     max_file_bytes: 1 << 30,
+                    max_devices: None,
                 }),
                 fs_types: vec!["ext4".into()],
                 ..GrantsEntry::default()

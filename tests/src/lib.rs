@@ -220,6 +220,7 @@ impl Fixture {
         if g.device {
             grants.device = Some(DeviceEntry {
                 max_file_bytes: 1 << 30,
+                max_devices: None,
             });
             grants.fs_types = if self.driver == "adversary" {
                 vec!["ext4".into()]

@@ -37,6 +37,8 @@ pub struct DriverEnv {
     pub audit: Arc<AuditLog>,
     /// What the driver's lvm uses last learnt of each volume group.
     pub lvm_groups: crate::sys::lvm_groups::GroupCache,
+    /// Held across counting and attaching a loop device (`max_devices`).
+    pub attach_lock: std::sync::Mutex<()>,
 }
 
 /// Why a capability use failed.
@@ -326,6 +328,7 @@ pub(crate) mod testing {
                 state: Arc::new(StateStore::open(&dir.path().join("state.redb")).unwrap()),
                 audit: Arc::new(AuditLog::open(&dir.path().join("audit.jsonl")).unwrap()),
                 lvm_groups: Default::default(),
+                attach_lock: Default::default(),
             };
             let ctx = CallContext::new(Arc::new(env), "test-1".into()).unwrap();
             Self { ctx, dir }

@@ -578,8 +578,15 @@ impl Host for CallContext {
                 let backing = backing_of(&file).map_err(|e| io_error(&path, e))?;
                 let dev = match ctx.owned_device(backing)? {
                     Some(dev) => dev,
-                    None => LoopDevice::attach(&file, &owner_tag(ctx.driver()))
-                        .map_err(|e| io_error("attach", e))?,
+                    None => {
+                        // One attach at a time per driver, so two cannot
+                        // both pass the count below.
+                        let env = ctx.env.clone();
+                        let _one = env.attach_lock.lock().unwrap_or_else(|p| p.into_inner());
+                        ctx.check_device_count()?;
+                        LoopDevice::attach(&file, &owner_tag(ctx.driver()))
+                            .map_err(|e| io_error("attach", e))?
+                    }
                 };
                 ctx.table
                     .push(BlockDeviceHandle {
@@ -624,6 +631,27 @@ impl Host for CallContext {
     }
 }
 
+impl CallContext {
+    /// Refuses an attach past the grant's `max_devices`: the driver's loop
+    /// devices are those over backing files in its storage root.
+    fn check_device_count(&self) -> Result<(), CapError> {
+        let policy = &self.env.policy;
+        let (Some(grant), Some(storage)) = (&policy.grants.device, &policy.grants.storage) else {
+            return Ok(());
+        };
+        let attached =
+            loops_under(&storage.root).map_err(|e| io_error("counting loop devices", e))?;
+        if attached.len() >= grant.max_devices as usize {
+            return Err(CapError::Denied(format!(
+                "{} loop devices attached, grants.device.max_devices allows {}",
+                attached.len(),
+                grant.max_devices
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Loop devices (`loop3`) whose backing file lies under `dir`: what a
 /// driver working beneath it left attached.
 pub fn loops_under(dir: &Path) -> std::io::Result<Vec<String>> {
@@ -663,7 +691,10 @@ mod capability_tests {
 
     fn device_grant(max_file_bytes: u64) -> Grants {
         Grants {
-            device: Some(DeviceGrant { max_file_bytes }),
+            device: Some(DeviceGrant {
+                max_file_bytes,
+                max_devices: 2,
+            }),
             fs_types: [Fs::Ext4].into(),
             ..Grants::default()
         }
@@ -749,6 +780,48 @@ mod capability_tests {
         assert_eq!(
             decisions(&mut t, "device.create-backing-file"),
             ["allow", "deny", "deny"]
+        );
+    }
+
+    #[test]
+    fn attaching_past_max_devices_is_denied_audited_and_attaches_nothing() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "privileged test: run as root (scripts/test.sh); it must not be skipped"
+        );
+        // device_grant allows two devices at once.
+        let mut t = TestCall::new(Some(StorageAccess::ReadWrite), device_grant(1 << 20));
+        let _cleanup = DetachOnDrop(t.dir.path().to_owned());
+        let r = root_of(&mut t);
+        for name in ["a.img", "b.img", "c.img"] {
+            Host::create_backing_file(&mut t.ctx, borrow(&r), name.into(), 1 << 20)
+                .unwrap()
+                .unwrap();
+        }
+        for name in ["a.img", "b.img"] {
+            Host::attach(&mut t.ctx, borrow(&r), name.into())
+                .unwrap()
+                .unwrap();
+        }
+        let third = Host::attach(&mut t.ctx, borrow(&r), "c.img".into())
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&third, DriverError::PermissionDenied(m) if m.contains("max_devices allows 2")),
+            "{third:?}"
+        );
+        assert_eq!(
+            loops_under(t.dir.path()).unwrap().len(),
+            2,
+            "no third device"
+        );
+        // Its own device again is no new device.
+        Host::attach(&mut t.ctx, borrow(&r), "a.img".into())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            decisions(&mut t, "device.attach"),
+            ["allow", "allow", "deny", "allow"]
         );
     }
 

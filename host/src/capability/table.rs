@@ -409,7 +409,10 @@ mod tests {
                 access: StorageAccess::ReadOnly,
                 wasi_preopen: false,
             }),
-            device: Some(DeviceGrant { max_file_bytes: 10 }),
+            device: Some(DeviceGrant {
+                max_file_bytes: 10,
+                max_devices: 1,
+            }),
             fs_types: [Fs::Ext4].into(),
             mount_options: ["noatime".to_owned()].into(),
             ..Grants::default()

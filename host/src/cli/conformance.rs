@@ -115,6 +115,7 @@ fn sandbox_grants(root: &Path) -> GrantsEntry {
         state_quota_bytes: Some(1 << 20),
         device: Some(DeviceEntry {
             max_file_bytes: 1 << 30,
+            max_devices: None,
         }),
         tmpfs: Some(TmpfsEntry {
             max_bytes: 64 << 20,

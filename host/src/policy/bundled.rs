@@ -76,6 +76,7 @@ pub fn bundled(paths: &BundledPaths) -> std::io::Result<PolicyFile> {
     // loopfs makes filesystems on loop devices over files in its root.
     loopfs.grants.device = Some(DeviceEntry {
         max_file_bytes: 100 << 30,
+        max_devices: None,
     });
     loopfs.grants.fs_types = vec!["ext4".into(), "xfs".into()];
     loopfs.grants.mount_options = ["noatime", "nodiratime", "discard"].map(Into::into).into();

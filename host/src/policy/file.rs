@@ -215,6 +215,9 @@ pub struct HardeningEntry {
 pub struct DeviceEntry {
     /// `max_file_bytes`.
     pub max_file_bytes: u64,
+    /// `max_devices` (default [`crate::policy::DEFAULT_MAX_DEVICES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_devices: Option<u32>,
 }
 
 /// `storage = { ... }`.

@@ -418,7 +418,13 @@ impl MountHardening {
 pub struct DeviceGrant {
     /// Largest backing file the driver may create or grow to.
     pub max_file_bytes: u64,
+    /// Loop devices the driver may have attached at once: loop devices are
+    /// a node-wide resource (the kernel has a few hundred by default).
+    pub max_devices: u32,
 }
+
+/// `max_devices` when the policy names none.
+pub const DEFAULT_MAX_DEVICES: u32 = 16;
 
 /// Resource limits for each call into a driver.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -739,6 +745,7 @@ impl Policy {
                     secrets: d.grants.secrets,
                     device: d.grants.device.map(|g| DeviceGrant {
                         max_file_bytes: g.max_file_bytes,
+                        max_devices: g.max_devices.unwrap_or(DEFAULT_MAX_DEVICES),
                     }),
                     mount_hardening,
                     netfs,

@@ -183,6 +183,7 @@ impl Runtime {
                 state: self.state.clone(),
                 audit: self.audit.clone(),
                 lvm_groups: Default::default(),
+                attach_lock: Default::default(),
             };
             let slots = match serving.get(d.name.as_str()) {
                 Some(v) if v.policy().limits.concurrency == d.limits.concurrency => {
