@@ -53,13 +53,15 @@ impl Records {
         target: &str,
     ) -> Result<Option<String>, Status> {
         let prefix = by_volume(volume_id, "");
+        let own = by_volume(volume_id, target);
+        let own = crate::store::records::stored_key(&own);
         Ok(self
             .0
             .list::<bool>(&prefix)
             .map_err(unavailable)?
             .into_iter()
-            .filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_owned))
-            .find(|t| t != target))
+            .filter(|(k, _)| *k != own)
+            .find_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_owned)))
     }
 
     /// Whether the host made the target path at `target` (and so may remove it).

@@ -1,6 +1,7 @@
-//! A host out of file descriptors: peers that hold connections open until
-//! `accept` fails with EMFILE must not make the host spin a core retrying
-//! it, and once they leave the host serves again.
+//! Resource bounds, tried as an attacker (or an unlucky cluster) would: a
+//! host out of descriptors, a driver at its concurrency limit, hundreds of
+//! idle peers, paths as long as the kernel allows. Each was seen to fail
+//! once; each must now be answered, and the host keep serving.
 
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
@@ -171,4 +172,82 @@ fn six_hundred_idle_flex_peers_do_not_hold_up_kubelet() {
         json["message"].as_str().unwrap().contains("no request"),
         "{json}"
     );
+}
+
+/// A directory path of `len` bytes under `base` (components of 200 bytes).
+fn long_dir(base: &std::path::Path, len: usize) -> std::path::PathBuf {
+    let mut p = base.to_path_buf();
+    let mut i = 0;
+    while p.as_os_str().len() < len {
+        p.push(format!("{i:0>200}"));
+        i += 1;
+    }
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// A mount at a path longer than a record key may be (1 KiB) is recorded,
+/// repeated idempotently and unmounted, over Flex and over CSI (before,
+/// its record could not be written, so it could not be unmounted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_at_paths_of_two_kilobytes_are_recorded_and_undone() {
+    use wasmvol::csi::proto::controller_client::ControllerClient;
+    use wasmvol::csi::proto::node_client::NodeClient;
+    use wasmvol::csi::proto::{NodePublishVolumeRequest, NodeUnpublishVolumeRequest};
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            flex: true,
+            csi: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let shim = install_flex_shim(&f);
+    let _serve = ServeProcess::start(&f);
+
+    let dir = long_dir(&f.dir.path().join("pods"), 2048);
+    let dir_arg = dir.to_str().unwrap();
+    let options = serde_json::json!({"kubernetes.io/fsType": "", "kubernetes.io/readwrite": "rw",
+        "kubernetes.io/pvOrVolumeName": "pv-long"})
+    .to_string();
+    for _ in 0..2 {
+        let a = exec_flex_shim(&shim, &["mount", dir_arg, &options]);
+        assert_eq!(a["status"], "Success", "{a}");
+    }
+    assert_eq!(wasmvol_tests::mounts_under(f.dir.path()), vec![dir.clone()]);
+    let a = exec_flex_shim(&shim, &["unmount", dir_arg]);
+    assert_eq!(a["status"], "Success", "{a}");
+    assert!(wasmvol_tests::mounts_under(f.dir.path()).is_empty());
+
+    let channel = wasmvol_tests::csi_channel(&f.csi_socket()).await;
+    let v = ControllerClient::new(channel.clone())
+        .create_volume(wasmvol_tests::csi_requests::create_req("long", 1 << 20))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let target = long_dir(&f.dir.path().join("targets"), 2048).join("mnt");
+    let mut node = NodeClient::new(channel);
+    for _ in 0..2 {
+        node.node_publish_volume(NodePublishVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            target_path: target.display().to_string(),
+            volume_capability: Some(wasmvol_tests::csi_requests::rw()),
+            ..Default::default()
+        })
+        .await
+        .expect("publish at a 2 KiB target, and its repeat");
+    }
+    assert_eq!(
+        wasmvol_tests::mounts_under(f.dir.path()),
+        vec![target.clone()]
+    );
+    node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        target_path: target.display().to_string(),
+    })
+    .await
+    .unwrap();
+    assert!(wasmvol_tests::mounts_under(f.dir.path()).is_empty());
 }
