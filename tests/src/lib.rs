@@ -414,7 +414,8 @@ impl ServeProcess {
         nix::sys::signal::kill(self.pid(), signal).expect("signal wasmvol serve");
     }
 
-    fn pid(&self) -> nix::unistd::Pid {
+    /// The host process id.
+    pub fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
     }
 

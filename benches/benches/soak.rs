@@ -1,0 +1,222 @@
+//! Soak (issue: faults, fuzzing and soak): `WASMVOL_SOAK_N` volumes (default
+//! 2,000; `scripts/soak.sh N`) through hostpath's whole CSI life (create,
+//! publish, unpublish, delete) at concurrency 8, while 8 Flex shims exec'd
+//! as kubelet does mount and unmount the same way, sampling the host's RSS,
+//! open descriptors and store size every second. Passes when, after the
+//! first tenth (warm-up), RSS and descriptors end no more than 10% above
+//! where they were and no call failed. Samples go to `target/soak.csv`.
+//!
+//! Only hostpath: loopfs would time mkfs, and nfs and lvm run in the VM.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmvol::csi::proto::controller_client::ControllerClient;
+use wasmvol::csi::proto::node_client::NodeClient;
+use wasmvol::csi::proto::*;
+use wasmvol_tests::csi_requests::{create_req, rw};
+use wasmvol_tests::{
+    csi_channel, exec_flex_shim, install_flex_shim, mounts_under, Fixture, FixtureGrants,
+    ServeProcess,
+};
+
+#[derive(Clone, Copy)]
+struct Sample {
+    at: f64,
+    done: usize,
+    rss_kb: u64,
+    fds: usize,
+    store_kb: u64,
+}
+
+fn sample(pid: i32, store: &std::path::Path, started: Instant, done: usize) -> Sample {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Sample {
+        at: started.elapsed().as_secs_f64(),
+        done,
+        rss_kb,
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()),
+        store_kb: std::fs::metadata(store).map_or(0, |m| m.len() / 1024),
+    }
+}
+
+fn main() {
+    let n: usize = std::env::var("WASMVOL_SOAK_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            csi: true,
+            flex: true,
+            concurrency: 16,
+            ..FixtureGrants::default()
+        },
+    );
+    let shim = install_flex_shim(&f);
+    let serve = ServeProcess::start(&f);
+    let pid = serve.pid().as_raw();
+    let store = f.dir.path().join("state/state.redb");
+    let done = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let sampler = {
+        let (done, stop, store) = (done.clone(), stop.clone(), store.clone());
+        std::thread::spawn(move || {
+            let mut samples = vec![sample(pid, &store, started, 0)];
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                samples.push(sample(pid, &store, started, done.load(Ordering::Relaxed)));
+            }
+            samples
+        })
+    };
+    // Flex: 8 shims in a loop, each on a volume of its own, until CSI is done.
+    let flex: Vec<_> = (0..8)
+        .map(|w| {
+            let (shim, stop, errors, done) =
+                (shim.clone(), stop.clone(), errors.clone(), done.clone());
+            let dir = f.dir.path().join(format!("pods/w{w}"));
+            std::thread::spawn(move || {
+                std::fs::create_dir_all(&dir).unwrap();
+                let d = dir.to_str().unwrap().to_owned();
+                let o =
+                    serde_json::json!({"kubernetes.io/fsType": "", "kubernetes.io/readwrite": "rw",
+                    "kubernetes.io/pvOrVolumeName": format!("pv-soak-{w}")})
+                    .to_string();
+                while !stop.load(Ordering::Relaxed) {
+                    for args in [vec!["mount", &d, &o], vec!["unmount", &d]] {
+                        let a = exec_flex_shim(&shim, &args);
+                        if a["status"] != "Success" {
+                            eprintln!("flex {args:?}: {a}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    done.fetch_add(2, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = csi_channel(&f.csi_socket()).await;
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut workers = Vec::new();
+        for _ in 0..8 {
+            let (mut controller, mut node) = (
+                ControllerClient::new(channel.clone()),
+                NodeClient::new(channel.clone()),
+            );
+            let (next, errors, done) = (next.clone(), errors.clone(), done.clone());
+            let targets = f.dir.path().join("targets");
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let target = targets.join(format!("soak-{i}"));
+                    let result: Result<(), tonic::Status> = async {
+                        let v = controller
+                            .create_volume(create_req(&format!("soak-{i}"), 1 << 20))
+                            .await?
+                            .into_inner()
+                            .volume
+                            .unwrap();
+                        let publish = NodePublishVolumeRequest {
+                            volume_id: v.volume_id.clone(),
+                            target_path: target.display().to_string(),
+                            volume_capability: Some(rw()),
+                            ..Default::default()
+                        };
+                        node.node_publish_volume(publish).await?;
+                        let unpublish = NodeUnpublishVolumeRequest {
+                            volume_id: v.volume_id.clone(),
+                            target_path: target.display().to_string(),
+                        };
+                        node.node_unpublish_volume(unpublish).await?;
+                        controller
+                            .delete_volume(DeleteVolumeRequest {
+                                volume_id: v.volume_id,
+                                secrets: Default::default(),
+                            })
+                            .await?;
+                        Ok(())
+                    }
+                    .await;
+                    if let Err(e) = result {
+                        eprintln!("soak-{i}: {e}");
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    done.fetch_add(4, Ordering::Relaxed);
+                }
+            }));
+        }
+        for w in workers {
+            w.await.unwrap();
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    for t in flex {
+        t.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    let mut samples = sampler.join().unwrap();
+    samples.push(sample(pid, &store, started, done.load(Ordering::Relaxed)));
+    let csv: String = std::iter::once("seconds,calls,rss_kb,fds,store_kb\n".to_owned())
+        .chain(samples.iter().map(|s| {
+            format!(
+                "{:.1},{},{},{},{}\n",
+                s.at, s.done, s.rss_kb, s.fds, s.store_kb
+            )
+        }))
+        .collect();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/soak.csv");
+    std::fs::write(&out, csv).unwrap();
+
+    let warm = samples[samples.len() / 10];
+    let end = *samples.last().unwrap();
+    let peak_rss = samples.iter().map(|s| s.rss_kb).max().unwrap();
+    let peak_fds = samples.iter().map(|s| s.fds).max().unwrap();
+    // Growth is what a leak looks like; ending lower is not one.
+    let within = |warm: f64, end: f64| end <= warm * 1.10;
+    let calls = done.load(Ordering::Relaxed);
+    let errors = errors.load(Ordering::Relaxed);
+    let leftover = mounts_under(f.dir.path()).len();
+    let ok = errors == 0
+        && leftover == 0
+        && within(warm.rss_kb as f64, end.rss_kb as f64)
+        && within(warm.fds as f64, end.fds as f64);
+    println!("soak: {n} CSI volumes (4 calls each) and Flex mount/unmount beside them: {calls} calls in {elapsed:.1?} ({:.0} calls/s), {errors} errors, {leftover} mounts left", calls as f64 / elapsed.as_secs_f64());
+    println!(
+        "soak: RSS start {} KB, after warm-up {} KB, peak {peak_rss} KB, end {} KB",
+        samples[0].rss_kb, warm.rss_kb, end.rss_kb
+    );
+    println!(
+        "soak: descriptors start {}, after warm-up {}, peak {peak_fds}, end {}",
+        samples[0].fds, warm.fds, end.fds
+    );
+    println!(
+        "soak: store {} KB after warm-up, {} KB at the end; samples in {}",
+        warm.store_kb,
+        end.store_kb,
+        out.display()
+    );
+    println!("soak: {}", if ok { "ok" } else { "FAILED (see above)" });
+    drop(serve);
+    if !ok {
+        std::process::exit(1);
+    }
+}
