@@ -16,6 +16,7 @@
 //! (RST_STREAM or GOAWAY with an error code) at warn, which h2 itself
 //! reports only at debug.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -73,7 +74,14 @@ pub struct AuthorityFix<S> {
     decoder: loona_hpack::Decoder<'static>,
     encoder: loona_hpack::Encoder<'static>,
     watch: FrameWatch,
+    /// Ends a connection that has not sent the HTTP/2 preface in time.
+    handshake: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long a peer has to send the HTTP/2 connection preface: a peer that
+/// connects and sends nothing (or half a preface) holds a descriptor and a
+/// task; after this it holds neither. Clients send it at once.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The connections a gRPC unix socket accepts, each behind the fix.
 pub fn incoming(
@@ -97,6 +105,7 @@ impl<S> AuthorityFix<S> {
             decoder: loona_hpack::Decoder::new(),
             encoder: loona_hpack::Encoder::new(),
             watch: FrameWatch::default(),
+            handshake: None,
         }
     }
 
@@ -274,6 +283,19 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if !this.preface_seen {
+            let deadline = this
+                .handshake
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(HANDSHAKE_TIMEOUT)));
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no HTTP/2 preface in time",
+                )));
+            }
+        } else {
+            this.handshake = None;
+        }
         loop {
             if this.out_at < this.output.len() {
                 let n = buf.remaining().min(this.output.len() - this.out_at);

@@ -251,3 +251,69 @@ async fn mounts_at_paths_of_two_kilobytes_are_recorded_and_undone() {
     .unwrap();
     assert!(wasmvol_tests::mounts_under(f.dir.path()).is_empty());
 }
+
+/// Hostile peers on the CSI socket: hundreds that connect and send nothing,
+/// or half the HTTP/2 preface, then sit there. Probe from a real client
+/// still answers within 100 ms, and once the handshake time is up the host
+/// has let every one of them go (its descriptors are back where they were).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_grpc_peers_are_let_go_and_probe_answers_meanwhile() {
+    use std::io::Write;
+    use wasmvol::csi::proto::identity_client::IdentityClient;
+    use wasmvol::csi::proto::ProbeRequest;
+    let f = Fixture::new(
+        "hostpath",
+        FixtureGrants {
+            csi: true,
+            ..FixtureGrants::default()
+        },
+    );
+    let serve = ServeProcess::start(&f);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", serve.pid()))
+            .unwrap()
+            .count()
+    };
+    let mut identity = IdentityClient::new(wasmvol_tests::csi_channel(&f.csi_socket()).await);
+    identity.probe(ProbeRequest {}).await.unwrap();
+    let before = fds();
+    let peers: Vec<_> = (0..300)
+        .map(|i| {
+            let mut s = std::os::unix::net::UnixStream::connect(f.csi_socket()).unwrap();
+            if i % 2 == 0 {
+                s.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+            }
+            s
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        fds() >= before + 250,
+        "the host holds the peers: {} then {}",
+        before,
+        fds()
+    );
+    for _ in 0..5 {
+        let t = Instant::now();
+        let p = identity.probe(ProbeRequest {}).await.unwrap().into_inner();
+        assert_eq!(p.ready, Some(true));
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "Probe took {:?} beside 300 half-open peers",
+            t.elapsed()
+        );
+    }
+    let deadline =
+        Instant::now() + wasmvol::grpc_authority::HANDSHAKE_TIMEOUT + Duration::from_secs(5);
+    while fds() > before + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the host still holds {} descriptors (before: {before})",
+            fds()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The real client's connection was never one of them.
+    identity.probe(ProbeRequest {}).await.unwrap();
+    drop(peers);
+}

@@ -54,6 +54,14 @@ pub struct CsiDriver {
     pid: u32,
 }
 
+/// How often an idle CSI connection is pinged.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Streams one CSI connection may have open at once (kubelet and the
+/// sidecars use a few; each driver's `limits.concurrency` bounds the work).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+
 /// Features that make a driver offer the Controller service.
 const CONTROLLER_FEATURES: &[Feature] = &[
     Feature::CreateDeleteVolume,
@@ -194,6 +202,11 @@ pub async fn serve(
         .has(Feature::GroupSnapshots)
         .then(|| GroupControllerServer::from_arc(driver.clone()));
     tonic::transport::Server::builder()
+        // A peer that stops answering pings (gone, or never a real client)
+        // is let go; one connection cannot open streams without bound.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .layer(metrics_layer::CsiMetricsLayer::new(
             driver.settings().name.as_str(),
         ))
