@@ -118,6 +118,16 @@ impl LogUse {
         Ok(out)
     }
 
+    /// Reads log text already in memory (one record per line): what
+    /// [`Self::read`] does for each file, for tools and the fuzzer.
+    pub fn from_text(text: &str, since: Option<&str>) -> Self {
+        let mut out = Self::default();
+        for line in text.lines() {
+            out.add(line, since);
+        }
+        out
+    }
+
     fn add(&mut self, line: &str, since: Option<&str>) {
         if line.trim().is_empty() {
             return;
