@@ -472,6 +472,25 @@ pub async fn csi_channel(socket: &Path) -> tonic::transport::Channel {
         .expect("connect to the CSI socket")
 }
 
+/// GET `path` over the `[host] http` unix socket at `socket`: the status
+/// code and the body.
+pub fn http_get(socket: &Path, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("the http socket");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: wasmvol\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
 /// Loop devices whose backing file lies under `dir`.
 pub fn loops_under(dir: &Path) -> Vec<String> {
     wasmvol::capability::device::loops_under(dir).expect("/sys/block")

@@ -22,7 +22,7 @@ use wasmvol::csi::proto::{
 };
 use wasmvol_tests::csi_requests::{create_req, rw};
 use wasmvol_tests::{
-    component, csi_channel, exec_flex_shim, install_flex_shim, mounts_under, sha256_file,
+    component, csi_channel, exec_flex_shim, http_get, install_flex_shim, mounts_under, sha256_file,
     wasmvol_bin, Fixture, FixtureGrants, ServeProcess,
 };
 
@@ -415,24 +415,6 @@ async fn a_reload_that_cannot_be_honoured_is_refused_and_every_driver_serves_on(
         ok.contains("0.1.0") && ok.contains("0.2.0") && !ok.contains("refused"),
         "{ok}"
     );
-}
-
-/// GET over the `[host] http` unix socket: status and body.
-fn http_get(socket: &Path, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("the http socket");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: wasmvol\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
 }
 
 /// A reload may move a driver's CSI socket, rename it, take it off CSI

@@ -2,27 +2,9 @@
 //! of CSI and Flex calls (a success, a denial, a trap among them) is counted
 //! exactly, and health turns bad, saying why, once a driver's probe traps.
 
-use std::io::{Read, Write};
-use std::path::Path;
-
 use wasmvol::csi::proto::controller_client::ControllerClient;
 use wasmvol::csi::proto::{volume_capability, CreateVolumeRequest, VolumeCapability};
-use wasmvol_tests::{csi_channel, exec_flex_shim, Fixture, FixtureGrants, ServeProcess};
-
-/// One GET over the unix socket: (status, body).
-fn get(socket: &Path, path: &str) -> (u16, String) {
-    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("the http socket");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: wasmvol\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
+use wasmvol_tests::{csi_channel, exec_flex_shim, http_get, Fixture, FixtureGrants, ServeProcess};
 
 /// The value of the sample `name{labels}`, 0 when there is none yet.
 fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
@@ -67,11 +49,11 @@ async fn metrics_count_a_known_sequence_exactly_and_health_says_why_it_fails() {
     // waits for all of them.
     let http = f.http_socket();
     let _serve = ServeProcess::start_on(&f, &http);
-    let (status, body) = get(&http, "/healthz");
+    let (status, body) = http_get(&http, "/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    assert_eq!(get(&http, "/nowhere").0, 404);
+    assert_eq!(http_get(&http, "/nowhere").0, 404);
 
-    let before = get(&http, "/metrics").1;
+    let before = http_get(&http, "/metrics").1;
     let audit_before = f.audit().len();
     let mut controller = ControllerClient::new(csi_channel(&f.csi_socket()).await);
     for _ in 0..2 {
@@ -92,7 +74,7 @@ async fn metrics_count_a_known_sequence_exactly_and_health_says_why_it_fails() {
         exec_flex_shim(&shim, &["mount", "/nonexistent", "{not json"])["status"],
         "Failure"
     );
-    let after = get(&http, "/metrics").1;
+    let after = http_get(&http, "/metrics").1;
 
     let delta =
         |name: &str, labels: &str| sample(&after, name, labels) - sample(&before, name, labels);
@@ -148,7 +130,7 @@ async fn metrics_count_a_known_sequence_exactly_and_health_says_why_it_fails() {
         .create_volume(create("arm-probe-trap"))
         .await
         .expect("arm");
-    let (status, body) = get(&http, "/healthz");
+    let (status, body) = http_get(&http, "/healthz");
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("adversary") && body.contains("trapped"),
