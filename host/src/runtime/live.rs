@@ -61,7 +61,7 @@ impl LiveDriver {
 
     /// The version for a driver call: the one this request is pinned to,
     /// else the current one (which pins the request, inside
-    /// [`Self::pinned`] or [`Self::pinned_here`]).
+    /// [`pinned`] or [`Self::pinned_here`]).
     pub fn version(&self) -> Arc<LoadedDriver> {
         let me = self.id();
         let pick = |slot: &OnceCell<Pin>| -> Option<Arc<LoadedDriver>> {

@@ -37,7 +37,7 @@ const KEPT_PREFIX: usize = 768;
 
 /// The key a record is stored under: `key` itself when the store takes it
 /// (every key of earlier versions, so their records are found), else its
-/// first [`KEPT_PREFIX`] bytes (listing by a shorter prefix still finds it)
+/// first 768 bytes (listing by a shorter prefix still finds it)
 /// and the sha256 of the whole: a target path may be as long as the kernel
 /// allows (4 KiB), and its record must work as any other.
 pub fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
