@@ -156,10 +156,15 @@ impl CsiDriver {
         CONTROLLER_FEATURES.iter().any(|f| self.has(*f))
     }
 
+    /// The id of the next driver call, as logs and the audit trail name it.
+    fn request_id(&self) -> String {
+        let n = self.next_request.fetch_add(1, Ordering::Relaxed);
+        format!("csi-{}-{n}", self.pid)
+    }
+
     /// Runs one driver call (synchronous: see [`SyncCalls`] for where it runs).
     async fn call(&self, op: Operation) -> Result<Outcome, Status> {
-        let n = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let request_id = format!("csi-{}-{n}", self.pid);
+        let request_id = self.request_id();
         let driver = self.version();
         self.sync_calls
             .run(move || driver.call(&request_id, op))
@@ -169,8 +174,7 @@ impl CsiDriver {
 
     /// [`LoadedDriver::probe`] of the version this request is pinned to.
     async fn probe(&self) -> Result<(), Status> {
-        let n = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let request_id = format!("csi-{}-{n}", self.pid);
+        let request_id = self.request_id();
         let driver = self.version();
         self.sync_calls
             .run(move || driver.probe(&request_id))
