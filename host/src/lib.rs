@@ -15,6 +15,7 @@ pub mod capability;
 pub mod conformance;
 pub mod csi;
 pub mod digest;
+pub mod fault;
 pub mod flex;
 pub mod grant_usage;
 pub mod grpc_authority;

@@ -187,6 +187,7 @@ impl CallContext {
             crate::runtime::sync_calls::may_block();
         }
         let done = f(self);
+        crate::fault::point("capability", op.name());
         metrics.decision(
             self.driver(),
             op.name(),

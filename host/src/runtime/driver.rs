@@ -365,7 +365,9 @@ impl LoadedDriver {
             .map_err(|e| CallError::Trapped(format!("cannot set up the call: {e:#}")))?;
         store.data_mut().deadline = Instant::now() + deadline;
 
+        crate::fault::point("call", name);
         let result = self.exports.dispatch(&mut store, &self.pre, op);
+        crate::fault::point("called", name);
         let result = result.map_err(|e| {
             classify(
                 e,

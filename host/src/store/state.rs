@@ -301,7 +301,9 @@ impl StateStore {
         let relaxed = self.shared.pending().get(driver, key).cloned();
         let wrote = apply(&tx, driver, key, expected, relaxed.as_ref(), new, quota)?;
         if wrote {
+            crate::fault::point("commit", driver);
             tx.commit()?;
+            crate::fault::point("committed", driver);
             if let Some((seq, _)) = relaxed {
                 // A relaxed write that came in meanwhile is newer: it stays.
                 self.shared.pending().forget(driver, key, seq);
