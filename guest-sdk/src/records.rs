@@ -80,6 +80,44 @@ pub trait Record: Serialize + DeserializeOwned {
     }
 }
 
+/// A record whose deletion spans more than one step (remove the storage,
+/// then the record), and so can be cut off between them by a host crash.
+///
+/// The delete marks the record first ([`Self::begin_delete`]); from then on
+/// the volume is gone to every reader ([`Self::find`], [`Self::live`]): a
+/// listing never shows a volume whose storage is half removed, and
+/// kubelet's retry of the delete finishes the job. A create of the same
+/// name finds the mark and must finish the delete before making anew.
+pub trait Deletable: Record {
+    /// Whether a delete of this record has begun.
+    fn deleting(&self) -> bool;
+
+    /// Marks the record as being deleted (saved by [`Self::begin_delete`]).
+    fn mark_deleting(&mut self);
+
+    /// The record with this id, unless there is none or its delete has begun.
+    fn find(id: &str) -> Result<Option<Self>> {
+        Ok(Self::load(id)?.filter(|r| !r.deleting()))
+    }
+
+    /// Every record of this kind whose delete has not begun, in id order.
+    fn live() -> Result<Vec<Self>> {
+        Ok(Self::all()?.into_iter().filter(|r| !r.deleting()).collect())
+    }
+
+    /// Marks the record with this id as being deleted, durably, before any
+    /// of its storage is removed (none there is success).
+    fn begin_delete(id: &str) -> Result<()> {
+        match Self::load(id)? {
+            Some(mut r) if !r.deleting() => {
+                r.mark_deleting();
+                r.save()
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A snapshot record as every driver keeps one: id, the CSI name it was
 /// made for, its source volume, size and creation time, plus whatever the
 /// driver adds (`extra`, flattened into the same record; `NoExtra` for none).

@@ -21,7 +21,7 @@ use wasmvol_driver_sdk::groups;
 use wasmvol_driver_sdk::ids::{self, not_found};
 use wasmvol_driver_sdk::mutable;
 use wasmvol_driver_sdk::paging;
-use wasmvol_driver_sdk::records::{id_for, Record};
+use wasmvol_driver_sdk::records::{id_for, Deletable, Record};
 
 /// Capacity of a volume created without a size.
 const DEFAULT_CAPACITY: u64 = 1 << 30;
@@ -57,6 +57,18 @@ fn materialize(root: &Root, dir: &str, fill: impl FnOnce(&Root, &str) -> Result<
     root.rename(&tmp, dir)
 }
 
+/// Deletes a volume: marked first, then its directory, then its record,
+/// so a delete cut off anywhere is finished by the next.
+fn remove_volume(id: &str) -> Result<()> {
+    // An id that is not a plain name was never one of ours: nothing to delete.
+    let Ok(dir) = volume_dir(id) else {
+        return Ok(());
+    };
+    VolumeRecord::begin_delete(id)?;
+    root()?.remove_tree(&dir)?;
+    VolumeRecord::delete(id)
+}
+
 /// What is wrong with a volume, if anything: its directory went missing.
 fn condition(root: &Root, id: &str) -> Result<Option<String>> {
     Ok((!root.exists(&volume_dir(id)?)?)
@@ -75,7 +87,7 @@ fn snapshot_named(source: &str, name: &str, group: &str) -> Result<SnapshotRecor
         }
         return Ok(existing);
     }
-    VolumeRecord::load(source)?.ok_or_else(|| not_found("volume", source))?;
+    VolumeRecord::find(source)?.ok_or_else(|| not_found("volume", source))?;
     let root = root()?;
     let dir = snapshot_dir(&id)?;
     materialize(&root, &dir, |root, tmp| {
@@ -145,7 +157,11 @@ impl Driver for HostPath {
         check_mount_access(&r.volume_capabilities)?;
         let id = id_for("hp", &r.name);
         let read_only = mutable::read_only(false, &r.mutable_parameters)?;
-        if let Some(existing) = VolumeRecord::load(&id)? {
+        // A delete of this name cut off halfway: finish it, then make anew.
+        if VolumeRecord::load(&id)?.is_some_and(|v| v.deleting) {
+            remove_volume(&id)?;
+        }
+        if let Some(existing) = VolumeRecord::find(&id)? {
             if !capacity::fits(&r.capacity_range, existing.capacity)
                 || existing.source != r.content_source
                 || existing.read_only != read_only
@@ -173,7 +189,7 @@ impl Driver for HostPath {
                 root.copy(&snapshot_dir(sid)?, tmp)
             }
             Some(ContentSource::Volume(vid)) => {
-                VolumeRecord::load(vid)?.ok_or_else(|| not_found("volume", vid))?;
+                VolumeRecord::find(vid)?.ok_or_else(|| not_found("volume", vid))?;
                 root.copy(&volume_dir(vid)?, tmp)
             }
         })?;
@@ -183,6 +199,7 @@ impl Driver for HostPath {
             capacity,
             source: r.content_source,
             read_only,
+            deleting: false,
         };
         record.save()?;
         Ok(record.to_volume())
@@ -192,22 +209,17 @@ impl Driver for HostPath {
         if r.volume_id.is_empty() {
             return Err(DriverError::InvalidArgument("volume id is required".into()));
         }
-        // An id that is not a plain name was never one of ours: nothing to delete.
-        let Ok(dir) = volume_dir(&r.volume_id) else {
-            return Ok(());
-        };
-        root()?.remove_tree(&dir)?;
-        VolumeRecord::delete(&r.volume_id)
+        remove_volume(&r.volume_id)
     }
 
     fn validate_volume_capabilities(r: ValidateRequest) -> Result<ValidateResponse> {
-        VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+        VolumeRecord::find(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         let check = check_mount_access(&r.volume_capabilities);
         Ok(ValidateResponse::checked(r.volume_capabilities, check))
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
-        let all = VolumeRecord::all()?
+        let all = VolumeRecord::live()?
             .iter()
             .map(VolumeRecord::to_volume)
             .collect();
@@ -269,7 +281,7 @@ impl Driver for HostPath {
 
     fn get_volume(r: GetVolumeRequest) -> Result<ListedVolume> {
         let v =
-            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+            VolumeRecord::find(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         Ok(ListedVolume {
             abnormal_message: condition(&root()?, &v.id)?,
             volume: v.to_volume(),
@@ -279,7 +291,7 @@ impl Driver for HostPath {
 
     fn modify_volume(r: ModifyVolumeRequest) -> Result<()> {
         let mut v =
-            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+            VolumeRecord::find(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         let read_only = mutable::read_only(v.read_only, &r.mutable_parameters)?;
         if read_only != v.read_only {
             v.read_only = read_only;
@@ -298,7 +310,7 @@ impl Driver for HostPath {
 
     fn controller_expand(r: ControllerExpandRequest) -> Result<ControllerExpandResponse> {
         let mut v =
-            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+            VolumeRecord::find(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         let wanted = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
         if wanted > v.capacity {
             v.capacity = wanted;
@@ -313,7 +325,7 @@ impl Driver for HostPath {
     fn publish(target: Target, _staging: Option<Target>, r: PublishRequest) -> Result<()> {
         check_mount_access(core::slice::from_ref(&r.volume_capability))?;
         let v =
-            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+            VolumeRecord::find(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         if target.is_mounted()? {
             return Ok(());
         }
@@ -332,7 +344,7 @@ impl Driver for HostPath {
 
     fn volume_stats(_volume: Target, r: VolumeStatsRequest) -> Result<VolumeStats> {
         let v =
-            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+            VolumeRecord::find(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         let root = root()?;
         if let Some(abnormal) = condition(&root, &v.id)? {
             // Nothing to count: say what is wrong (CSI VolumeCondition).
@@ -369,7 +381,7 @@ impl Driver for HostPath {
 
     fn node_expand(_volume: Target, r: NodeExpandRequest) -> Result<u64> {
         let v =
-            VolumeRecord::load(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
+            VolumeRecord::find(&r.volume_id)?.ok_or_else(|| not_found("volume", &r.volume_id))?;
         Ok(v.capacity)
     }
 

@@ -1,7 +1,7 @@
 //! hostpath's durable records, kept as JSON in the host's state store.
 
 use serde::{Deserialize, Serialize};
-use wasmvol_driver_sdk::records::Record;
+use wasmvol_driver_sdk::records::{Deletable, Record};
 use wasmvol_driver_sdk::{ContentSource, Volume};
 
 /// Content source as stored (the WIT type has no serde).
@@ -22,6 +22,9 @@ pub struct VolumeRecord {
     /// Mutable parameter `readOnly`: every publish is read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// A delete has begun ([`Deletable`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 mod source {
@@ -51,6 +54,16 @@ impl Record for VolumeRecord {
 
     fn id(&self) -> &str {
         &self.id
+    }
+}
+
+impl Deletable for VolumeRecord {
+    fn deleting(&self) -> bool {
+        self.deleting
+    }
+
+    fn mark_deleting(&mut self) {
+        self.deleting = true;
     }
 }
 

@@ -20,7 +20,7 @@ use wasmvol_driver_sdk::capacity;
 use wasmvol_driver_sdk::groups;
 use wasmvol_driver_sdk::ids::not_found;
 use wasmvol_driver_sdk::mutable;
-use wasmvol_driver_sdk::records::{id_for, Record};
+use wasmvol_driver_sdk::records::{id_for, Deletable, Record};
 use wasmvol_driver_sdk::*;
 
 /// Size of a volume created without one.
@@ -33,7 +33,23 @@ fn root() -> Result<Root> {
 }
 
 fn volume(id: &str) -> Result<VolumeRecord> {
-    VolumeRecord::load(id)?.ok_or_else(|| not_found("volume", id))
+    VolumeRecord::find(id)?.ok_or_else(|| not_found("volume", id))
+}
+
+/// Deletes a volume: marked first, then its loop device and backing file,
+/// then its record, so a delete cut off anywhere is finished by the next.
+fn remove_volume(id: &str) -> Result<()> {
+    // An id that is not a plain name was never one of ours: nothing to delete.
+    let Ok(file) = volume_file(id) else {
+        return Ok(());
+    };
+    VolumeRecord::begin_delete(id)?;
+    let root = root()?;
+    if let Some(d) = device::find_attached(&root, &file)? {
+        d.detach()?;
+    }
+    root.remove_file(&file)?;
+    VolumeRecord::delete(id)
 }
 
 fn fs_name(cap: &VolumeCapability) -> Result<String> {
@@ -149,7 +165,11 @@ impl Driver for LoopFs {
         let id = id_for("lo", &r.name);
         let capacity = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
         let read_only = mutable::read_only(false, &r.mutable_parameters)?;
-        if let Some(v) = VolumeRecord::load(&id)? {
+        // A delete of this name cut off halfway: finish it, then make anew.
+        if VolumeRecord::load(&id)?.is_some_and(|v| v.deleting) {
+            remove_volume(&id)?;
+        }
+        if let Some(v) = VolumeRecord::find(&id)? {
             if !capacity::fits(&r.capacity_range, v.capacity) || v.read_only != read_only {
                 return Err(DriverError::AlreadyExists(format!(
                     "volume `{}` exists with another size",
@@ -192,6 +212,7 @@ impl Driver for LoopFs {
             fs,
             source,
             read_only,
+            deleting: false,
         };
         v.save()?;
         let mut out = v.to_volume();
@@ -200,16 +221,7 @@ impl Driver for LoopFs {
     }
 
     fn delete_volume(r: DeleteVolumeRequest) -> Result<()> {
-        let root = root()?;
-        // An id that is not a plain name was never one of ours: nothing to delete.
-        let Ok(file) = volume_file(&r.volume_id) else {
-            return Ok(());
-        };
-        if let Some(d) = device::find_attached(&root, &file)? {
-            d.detach()?;
-        }
-        root.remove_file(&file)?;
-        VolumeRecord::delete(&r.volume_id)
+        remove_volume(&r.volume_id)
     }
 
     fn controller_publish(r: ControllerPublishRequest) -> Result<KeyValues> {
@@ -237,7 +249,7 @@ impl Driver for LoopFs {
     }
 
     fn list_volumes(r: ListVolumesRequest) -> Result<ListVolumesResponse> {
-        let all = VolumeRecord::all()?
+        let all = VolumeRecord::live()?
             .iter()
             .map(VolumeRecord::to_volume)
             .collect();

@@ -1,7 +1,7 @@
 //! loopfs's durable records.
 
 use serde::{Deserialize, Serialize};
-use wasmvol_driver_sdk::records::Record;
+use wasmvol_driver_sdk::records::{Deletable, Record};
 use wasmvol_driver_sdk::{ids, Result, Volume};
 
 /// A provisioned block volume: a sparse backing file `volumes/<id>.img`.
@@ -17,6 +17,9 @@ pub struct VolumeRecord {
     /// Mutable parameter `readOnly`: every publish is read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// A delete has begun ([`Deletable`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 impl Record for VolumeRecord {
@@ -24,6 +27,16 @@ impl Record for VolumeRecord {
 
     fn id(&self) -> &str {
         &self.id
+    }
+}
+
+impl Deletable for VolumeRecord {
+    fn deleting(&self) -> bool {
+        self.deleting
+    }
+
+    fn mark_deleting(&mut self) {
+        self.deleting = true;
     }
 }
 
