@@ -100,19 +100,48 @@ impl FlexRecords {
 
     /// Records (or with `None` forgets) a device mount at `dir`, both ways.
     /// Durable: a host restarted between mountdevice and mount must know.
+    /// The by-volume record is written first and the by-dir one last: a
+    /// host killed between the two leaves the by-dir record as it was, so
+    /// kubelet's retry (which looks the dir up) does the whole step again.
     pub fn set_device_mounted(
         &self,
         dir: &Path,
         volume_id: &str,
         d: Option<&DeviceMounted>,
     ) -> Result<(), RecordError> {
-        self.0
-            .put(&Key::DeviceAt(dir).encode(), d, Persist::Durable)?;
         self.0.put(
             &Key::DeviceOf(volume_id).encode(),
             d.map(|_| dir.to_path_buf()).as_ref(),
             Persist::Durable,
-        )
+        )?;
+        self.0
+            .put(&Key::DeviceAt(dir).encode(), d, Persist::Durable)
+    }
+
+    /// At start, before any call: forgets the mount records (relaxed, so a
+    /// crash can lose a removal) of dirs with nothing mounted on them
+    /// (`mounted`: every mount point), except those that name a host
+    /// staging dir, which the next unmount must still unstage. A key
+    /// shortened to a digest names no path and is kept. Returns how many
+    /// were forgotten.
+    pub fn forget_unmounted(
+        &self,
+        mounted: &std::collections::HashSet<PathBuf>,
+    ) -> Result<usize, RecordError> {
+        let mut stale = Vec::new();
+        for (key, m) in self.0.list::<Mounted>("mount/")? {
+            let dir = key.strip_prefix("mount/").unwrap_or("");
+            if m.host_staging.is_none()
+                && !dir.contains("#sha256:")
+                && !mounted.contains(Path::new(dir))
+            {
+                stale.push(key);
+            }
+        }
+        for key in &stale {
+            self.0.put::<Mounted>(key, None, Persist::Relaxed)?;
+        }
+        Ok(stale.len())
     }
 
     /// The mount at `dir`, if any.
