@@ -33,6 +33,7 @@ pub(crate) fn serve(config: &Path) -> anyhow::Result<()> {
     }
     wasmvol::unix_socket::ensure_not_served(&policy.host.admin_socket())?;
     let runtime = Arc::new(Runtime::start(&policy, None)?);
+    forget_unmounted(&runtime, &policy)?;
     // Driver calls run in place on a worker while one stays free (see SyncCalls):
     // a few more workers than cores keep several calls in place at once.
     let workers = std::thread::available_parallelism()
@@ -545,4 +546,31 @@ fn csi_paths(settings: &CsiSettings) -> Vec<PathBuf> {
     std::iter::once(settings.socket.clone())
         .chain(settings.registration_socket.clone())
         .collect()
+}
+
+/// Before any call: forgets the publish and mount records of every driver
+/// whose target has nothing mounted on it any more (their removal is
+/// relaxed, and a crash of the host before can have lost it).
+fn forget_unmounted(runtime: &Runtime, policy: &wasmvol::policy::Policy) -> anyhow::Result<()> {
+    use wasmvol::store::records::HostRecords;
+    let mounted: std::collections::HashSet<_> = wasmvol::sys::mount::mount_points()
+        .context("reading the mount table")?
+        .into_iter()
+        .collect();
+    for d in &policy.drivers {
+        let name = d.name.as_str();
+        let state = runtime.state().clone();
+        let csi = wasmvol::csi::records::Records(HostRecords::new(state.clone(), "csi", name))
+            .forget_unmounted(&mounted)?;
+        let flex = wasmvol::flex::records::FlexRecords::new(HostRecords::new(state, "flex", name))
+            .forget_unmounted(&mounted)?;
+        if csi + flex > 0 {
+            tracing::info!(
+                driver = name,
+                records = csi + flex,
+                "forgot the records of targets no longer mounted (a crash cut their removal off)"
+            );
+        }
+    }
+    Ok(())
 }

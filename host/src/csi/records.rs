@@ -19,6 +19,14 @@ fn by_volume(volume_id: &str, target: &str) -> String {
     format!("pubvol/{}/{target}", hex::encode(volume_id))
 }
 
+/// The target path a record key names after `prefix`, unless the key was
+/// shortened to a digest and names none.
+fn target_in<'k>(key: &'k str, prefix: &str) -> Option<&'k std::path::Path> {
+    key.strip_prefix(prefix)
+        .filter(|t| !t.contains("#sha256:"))
+        .map(std::path::Path::new)
+}
+
 impl Records {
     /// The publish at a target path, if any.
     pub fn published(&self, target: &str) -> Result<Option<Placement>, Status> {
@@ -62,6 +70,42 @@ impl Records {
             .into_iter()
             .filter(|(k, _)| *k != own)
             .find_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_owned)))
+    }
+
+    /// At start, before any call: forgets the publish records of targets
+    /// with nothing mounted on them (`mounted`: every mount point), and the
+    /// made-target records of targets that no longer exist. Publish records
+    /// are relaxed, so a crash can lose the removal of one whose put had
+    /// reached the disk; left, it would refuse the next single-writer
+    /// publish of its volume. A target is named by the key itself; a key
+    /// shortened to a digest ([`crate::store::records::stored_key`]) names
+    /// no path and is kept. Returns how many were forgotten.
+    pub fn forget_unmounted(
+        &self,
+        mounted: &std::collections::HashSet<std::path::PathBuf>,
+    ) -> Result<usize, RecordError> {
+        let mut stale: Vec<String> = Vec::new();
+        for (key, _) in self.0.list::<Placement>("pub/")? {
+            if target_in(&key, "pub/").is_some_and(|t| !mounted.contains(t)) {
+                stale.push(key);
+            }
+        }
+        for (key, _) in self.0.list::<bool>("pubvol/")? {
+            // `pubvol/<hex id>/<target>`: the id's hex holds no '/'.
+            let target = key.splitn(3, '/').nth(2).unwrap_or_default();
+            if target_in(target, "").is_some_and(|t| !mounted.contains(t)) {
+                stale.push(key);
+            }
+        }
+        for (key, _) in self.0.list::<bool>("made/")? {
+            if target_in(&key, "made/").is_some_and(|t| t.symlink_metadata().is_err()) {
+                stale.push(key);
+            }
+        }
+        for key in &stale {
+            self.0.put::<bool>(key, None, Persist::Relaxed)?;
+        }
+        Ok(stale.len())
     }
 
     /// Whether the host made the target path at `target` (and so may remove it).

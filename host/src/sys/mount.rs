@@ -175,13 +175,47 @@ pub fn enter_private_mount_namespace() -> io::Result<()> {
 /// Mount points at or beneath `dir`, as the calling thread's mount
 /// namespace sees them: what is left mounted there.
 pub fn mounts_under(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    Ok(mount_points()?
+        .into_iter()
+        .filter(|p| p.starts_with(dir))
+        .collect())
+}
+
+/// Every mount point the calling thread sees, in mount order, read from
+/// mountinfo alone: no path is touched, so a mount whose server is gone
+/// (a hard NFS mount) cannot hang the caller.
+pub fn mount_points() -> io::Result<Vec<std::path::PathBuf>> {
     let info = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
     Ok(info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
+        .map(unescape_mountinfo)
         .collect())
+}
+
+/// A mountinfo path with the kernel's octal escapes (`\040` for a space,
+/// `\011`, `\012`, `\134`) turned back into their bytes.
+fn unescape_mountinfo(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out).into()
 }
 
 /// How long [`unmount`] waits out a mount that is busy for a moment.
@@ -284,6 +318,15 @@ pub fn is_mount_point(path: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(
+            unescape_mountinfo("/a\\040b\\011c\\134d\\012e"),
+            Path::new("/a b\tc\\d\ne")
+        );
+        assert_eq!(unescape_mountinfo("/x\\9y\\"), Path::new("/x\\9y\\"));
+    }
 
     #[test]
     fn mount_points_are_told_from_plain_directories() {
