@@ -6,6 +6,7 @@
 //! mounted beneath it when dropped, even when the test panics.
 
 pub mod csi_requests;
+pub mod kill_matrix;
 pub mod spec_sweep;
 use std::path::{Path, PathBuf};
 

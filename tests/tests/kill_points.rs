@@ -1,494 +1,11 @@
-//! The kill-point matrix: every CSI and Flex flow of the bundled drivers,
-//! with the host killed (SIGKILL, from inside, see `wasmvol::fault`) at each
-//! point the flow passes in turn: before and after each driver call, after
-//! each capability operation and before it is audited, around each durable
-//! record write. After each kill the host is started again, kubelet's retry
-//! of the interrupted call is replayed, the rest of the flow runs, and then:
-//! the flow completed; no second volume was made; ListVolumes never lists
-//! a volume whose storage is gone; no mount, loop device, file or record is
-//! left that the uninterrupted flow does not leave; every audit line is whole.
+//! The kill-point matrix over every CSI and Flex flow of the drivers that
+//! run on this kernel (hostpath, loopfs, scratch; NFS and LVM run theirs in
+//! the real-kernel VM): the host killed at each point a flow passes, then
+//! restarted, kubelet's retry replayed and the flow finished, checked
+//! against the uninterrupted flow (`wasmvol_tests::kill_matrix`).
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-
-use wasmvol::csi::proto::controller_client::ControllerClient;
-use wasmvol::csi::proto::node_client::NodeClient;
-use wasmvol::csi::proto::*;
-use wasmvol_tests::{loops_under, Fixture, FixtureGrants, ServeProcess};
-
-/// One call of a flow, as kubelet (or a sidecar) makes it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Step {
-    Create,
-    ControllerPublish,
-    Stage,
-    Publish,
-    Unpublish,
-    Unstage,
-    ControllerUnpublish,
-    Delete,
-    /// A Flex call-out (`init`, `attach`, `mount`, ...).
-    Flex(&'static str),
-}
-
-/// A flow of one driver through one front end.
-struct Flow {
-    driver: &'static str,
-    grants: fn() -> FixtureGrants,
-    /// Block access (CSI only).
-    block: bool,
-    /// CSI volume context of an ephemeral inline volume, published without Create.
-    ephemeral: bool,
-    steps: &'static [Step],
-}
-
-/// What a flow leaves behind, to compare a killed run with an uninterrupted one.
-#[derive(Debug, PartialEq)]
-struct Leftovers {
-    root: BTreeSet<String>,
-    records: BTreeSet<String>,
-}
-
-const VOLUME: &str = "pv-kill";
-const NODE: &str = "test-node";
-
-/// A fixture and the host serving it, started again after each kill.
-struct Run<'a> {
-    flow: &'a Flow,
-    f: Fixture,
-    serve: Option<ServeProcess>,
-    shim: Option<PathBuf>,
-    volume_id: Option<String>,
-    device: Option<String>,
-    kills: u32,
-    /// The fault trace, when this run traces.
-    trace: Option<PathBuf>,
-    /// Which lines of the trace were written during the flow's calls (not start-up, not checks).
-    during_steps: Vec<std::ops::Range<usize>>,
-}
-
-impl<'a> Run<'a> {
-    fn new(flow: &'a Flow) -> Self {
-        let f = Fixture::new(flow.driver, (flow.grants)());
-        let shim = (flow.grants)()
-            .flex
-            .then(|| wasmvol_tests::install_flex_shim(&f));
-        for dir in [
-            "kubelet/staging",
-            "kubelet/target",
-            "kubelet/devmount",
-            "kubelet/pod",
-        ] {
-            std::fs::create_dir_all(f.dir.path().join(dir)).unwrap();
-        }
-        Self {
-            flow,
-            f,
-            serve: None,
-            shim,
-            volume_id: None,
-            device: None,
-            kills: 0,
-            trace: None,
-            during_steps: Vec::new(),
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        if self.shim.is_some() {
-            self.f.flex_socket()
-        } else {
-            self.f.csi_socket()
-        }
-    }
-
-    /// Starts the host, with `env` (the fault plan) set.
-    fn start(&mut self, env: &[(&str, String)]) {
-        let socket = self.socket();
-        self.serve = Some(ServeProcess::start_with(&self.f, &socket, |cmd| {
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-        }));
-    }
-
-    fn alive(&mut self) -> bool {
-        self.serve.as_mut().is_some_and(ServeProcess::alive)
-    }
-
-    /// Whether the host is still up after a call failed: a host killed
-    /// mid-call closes its sockets a moment before it can be reaped.
-    fn survived(&mut self) -> bool {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while self.alive() {
-            if std::time::Instant::now() > until {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        false
-    }
-
-    /// Lines in the trace file so far.
-    fn traced(&self) -> usize {
-        self.trace
-            .as_ref()
-            .and_then(|t| std::fs::read_to_string(t).ok())
-            .map_or(0, |s| s.lines().count())
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.f
-            .dir
-            .path()
-            .join("kubelet")
-            .join(name)
-            .display()
-            .to_string()
-    }
-
-    /// Runs the flow; after a kill, restarts the host (with no fault plan)
-    /// and retries the call that was cut off, as kubelet would.
-    async fn flow(&mut self) {
-        for &step in self.flow.steps {
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let before = self.traced();
-                let result = self.step(step).await;
-                let down = if result.is_ok() {
-                    !self.alive()
-                } else {
-                    !self.survived()
-                };
-                self.during_steps.push(before..self.traced());
-                if down {
-                    // Died in this call (or just after answering it): a
-                    // supervisor starts it again and kubelet calls again.
-                    self.kills += 1;
-                    self.start(&[]);
-                    self.check_listing().await;
-                    if result.is_ok() {
-                        break;
-                    }
-                    continue;
-                }
-                match result {
-                    Ok(()) => break,
-                    Err(e) => panic!("{step:?} failed with the host up (attempt {attempts}): {e}"),
-                }
-            }
-            if step == Step::Create {
-                let listed = self.list().await;
-                assert_eq!(listed.len(), 1, "one volume for one name: {listed:?}");
-            }
-        }
-    }
-
-    /// One call; `Err` is what the caller saw.
-    async fn step(&mut self, step: Step) -> Result<(), String> {
-        match step {
-            Step::Flex(op) => self.flex(op),
-            _ => self.csi(step).await.map_err(|s| format!("{s:?}")),
-        }
-    }
-
-    fn flex(&mut self, op: &str) -> Result<(), String> {
-        let opts = serde_json::json!({
-            "kubernetes.io/fsType": if self.flow.driver == "loopfs" { "ext4" } else { "" },
-            "kubernetes.io/readwrite": "rw",
-            "kubernetes.io/pvOrVolumeName": VOLUME,
-        })
-        .to_string();
-        let (devmount, pod) = (self.path("devmount"), self.path("pod"));
-        let device = self.device.clone().unwrap_or_default();
-        let args: Vec<&str> = match op {
-            "init" => vec!["init"],
-            "attach" => vec!["attach", &opts, NODE],
-            "waitforattach" => vec!["waitforattach", &device, &opts],
-            "mountdevice" => vec!["mountdevice", &devmount, &device, &opts],
-            "mount" => vec!["mount", &pod, &opts],
-            "unmount" => vec!["unmount", &pod],
-            "unmountdevice" => vec!["unmountdevice", &devmount],
-            "detach" => vec!["detach", VOLUME, NODE],
-            other => panic!("flex call-out `{other}`"),
-        };
-        let out = std::process::Command::new(self.shim.as_ref().expect("a Flex flow"))
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("exec the shim");
-        let reply: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("kubelet could not parse {:?}: {e}", out.stdout))?;
-        if reply["status"] != "Success" {
-            return Err(reply.to_string());
-        }
-        if op == "attach" {
-            self.device = reply["device"].as_str().map(str::to_owned);
-        }
-        Ok(())
-    }
-
-    fn capability(&self) -> VolumeCapability {
-        use volume_capability::AccessType;
-        VolumeCapability {
-            access_type: Some(if self.flow.block {
-                AccessType::Block(Default::default())
-            } else {
-                AccessType::Mount(Default::default())
-            }),
-            access_mode: Some(volume_capability::AccessMode {
-                mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
-            }),
-        }
-    }
-
-    async fn channel(&self) -> Result<tonic::transport::Channel, tonic::Status> {
-        wasmvol::conformance::connect(&self.f.csi_socket(), None)
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("{e:#}")))
-    }
-
-    async fn csi(&mut self, step: Step) -> Result<(), tonic::Status> {
-        let ch = self.channel().await?;
-        let (mut c, mut n) = (ControllerClient::new(ch.clone()), NodeClient::new(ch));
-        let id = self
-            .volume_id
-            .clone()
-            .unwrap_or_else(|| "csi-kill-0123".into());
-        let cap = Some(self.capability());
-        let staging = if self.flow.steps.contains(&Step::Stage) {
-            self.path("staging")
-        } else {
-            String::new()
-        };
-        let target = if self.flow.block {
-            // A raw block target is a file kubelet creates.
-            let t = self.f.dir.path().join("kubelet/target/dev");
-            std::fs::write(&t, b"").unwrap();
-            t.display().to_string()
-        } else {
-            self.path("target")
-        };
-        match step {
-            Step::Create => {
-                let v = c
-                    .create_volume(CreateVolumeRequest {
-                        name: VOLUME.into(),
-                        capacity_range: Some(CapacityRange {
-                            required_bytes: 16 << 20,
-                            limit_bytes: 0,
-                        }),
-                        volume_capabilities: vec![self.capability()],
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                let id = v.volume.expect("a volume").volume_id;
-                if let Some(before) = &self.volume_id {
-                    assert_eq!(before, &id, "a retried create answers the same volume");
-                }
-                self.volume_id = Some(id);
-            }
-            Step::ControllerPublish => {
-                c.controller_publish_volume(ControllerPublishVolumeRequest {
-                    volume_id: id,
-                    node_id: NODE.into(),
-                    volume_capability: cap,
-                    ..Default::default()
-                })
-                .await?;
-            }
-            Step::ControllerUnpublish => {
-                c.controller_unpublish_volume(ControllerUnpublishVolumeRequest {
-                    volume_id: id,
-                    node_id: NODE.into(),
-                    ..Default::default()
-                })
-                .await?;
-            }
-            Step::Stage => {
-                n.node_stage_volume(NodeStageVolumeRequest {
-                    volume_id: id,
-                    staging_target_path: staging,
-                    volume_capability: cap,
-                    ..Default::default()
-                })
-                .await?;
-            }
-            Step::Unstage => {
-                n.node_unstage_volume(NodeUnstageVolumeRequest {
-                    volume_id: id,
-                    staging_target_path: staging,
-                })
-                .await?;
-            }
-            Step::Publish => {
-                let volume_context: HashMap<String, String> = if self.flow.ephemeral {
-                    [("csi.storage.k8s.io/ephemeral", "true"), ("size", "1Mi")]
-                        .into_iter()
-                        .map(|(k, v)| (k.into(), v.into()))
-                        .collect()
-                } else {
-                    HashMap::new()
-                };
-                n.node_publish_volume(NodePublishVolumeRequest {
-                    volume_id: id,
-                    staging_target_path: staging,
-                    target_path: target,
-                    volume_capability: cap,
-                    volume_context,
-                    ..Default::default()
-                })
-                .await?;
-            }
-            Step::Unpublish => {
-                n.node_unpublish_volume(NodeUnpublishVolumeRequest {
-                    volume_id: id,
-                    target_path: target,
-                })
-                .await?;
-            }
-            Step::Delete => {
-                c.delete_volume(DeleteVolumeRequest {
-                    volume_id: id,
-                    ..Default::default()
-                })
-                .await?;
-            }
-            Step::Flex(_) => unreachable!("a CSI step"),
-        }
-        Ok(())
-    }
-
-    /// The volumes ListVolumes lists (none for a flow without CreateVolume).
-    async fn list(&self) -> Vec<list_volumes_response::Entry> {
-        if !self.flow.steps.contains(&Step::Create) {
-            return Vec::new();
-        }
-        let ch = self.channel().await.expect("the host is up");
-        ControllerClient::new(ch)
-            .list_volumes(ListVolumesRequest::default())
-            .await
-            .expect("list volumes")
-            .into_inner()
-            .entries
-    }
-
-    /// After a restart: every volume listed is whole (its storage there);
-    /// one whose delete was cut off is either whole or not listed at all.
-    async fn check_listing(&self) {
-        for entry in self.list().await {
-            let abnormal = entry
-                .status
-                .and_then(|s| s.volume_condition)
-                .filter(|c| c.abnormal);
-            assert!(abnormal.is_none(), "listed but broken: {abnormal:?}");
-        }
-    }
-
-    /// Stops the host and reads what the flow left.
-    async fn finish(mut self) -> (Leftovers, u32) {
-        // Let this runtime close the channels of the last calls, so that the
-        // host's graceful stop is not left waiting on a peer that cannot answer.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        drop(self.serve.take());
-        assert!(
-            self.f.mounts().is_empty(),
-            "mounts left: {:?}",
-            self.f.mounts()
-        );
-        let loops = loops_under(self.f.dir.path());
-        assert!(loops.is_empty(), "loop devices left: {loops:?}");
-        // Every audit line whole and JSON (Fixture::audit panics otherwise).
-        assert!(!self.f.audit().is_empty(), "the audit log has the flow");
-        let root = walk(&self.f.root());
-        let store =
-            wasmvol::store::state::StateStore::open(&self.f.dir.path().join("state/state.redb"))
-                .expect("the store opens after the kills");
-        let mut records = BTreeSet::new();
-        let driver = self.flow.driver;
-        for ns in [
-            driver.to_owned(),
-            format!("@csi/{driver}"),
-            format!("@flex/{driver}"),
-        ] {
-            for (key, _) in store.list(&ns, "").expect("list records") {
-                records.insert(format!("{ns} {key}"));
-            }
-        }
-        (Leftovers { root, records }, self.kills)
-    }
-}
-
-/// Every path beneath `dir`, relative to it.
-fn walk(dir: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            out.insert(p.strip_prefix(dir).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                stack.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// Runs `flow` once uninterrupted, tracing the points it passes; then once
-/// per point reached during a call, killed there.
-fn matrix(flow: Flow) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut clean = Run::new(&flow);
-        let trace_dir = tempfile::tempdir().unwrap();
-        let trace = trace_dir.path().join("points");
-        clean.trace = Some(trace.clone());
-        clean.start(&[("WASMVOL_FAULT_TRACE", trace.display().to_string())]);
-        clean.flow().await;
-        let during = std::mem::take(&mut clean.during_steps);
-        let (expected, kills) = clean.finish().await;
-        assert_eq!(kills, 0);
-        let points: Vec<String> = std::fs::read_to_string(&trace)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        // The n-th time each point is reached since the host started; only
-        // those reached during the flow's calls are killed at.
-        let mut seen: HashMap<&str, u32> = HashMap::new();
-        let mut plan = Vec::new();
-        for (i, p) in points.iter().enumerate() {
-            let n = seen.entry(p).or_default();
-            *n += 1;
-            if during.iter().any(|r| r.contains(&i)) {
-                plan.push(format!("{p}#{n}"));
-            }
-        }
-        assert!(
-            plan.iter().any(|p| p.starts_with("capability:"))
-                && plan.iter().any(|p| p.starts_with("call:")),
-            "the flow passes capability and call points: {plan:?}"
-        );
-        eprintln!("{}: {} kill points: {plan:?}", flow.driver, plan.len());
-        for at in &plan {
-            let mut run = Run::new(&flow);
-            run.start(&[("WASMVOL_FAULT_AT", at.clone())]);
-            run.flow().await;
-            let (left, kills) = run.finish().await;
-            assert_eq!(kills, 1, "killed once at {at}");
-            assert_eq!(
-                left, expected,
-                "killed at {at}: leftovers differ from the uninterrupted flow"
-            );
-        }
-    });
-}
+use wasmvol_tests::kill_matrix::{matrix, Flow, Step::*};
+use wasmvol_tests::FixtureGrants;
 
 fn hostpath_grants() -> FixtureGrants {
     FixtureGrants {
@@ -530,88 +47,104 @@ fn scratch_grants() -> FixtureGrants {
     }
 }
 
-use Step::*;
+/// Runs the matrix of `flow` and says how many points it covered.
+fn run(name: &str, flow: Flow) {
+    let points = matrix(flow);
+    eprintln!("{name}: {points} kill points, all passed");
+}
 
 #[test]
 fn hostpath_csi() {
-    matrix(Flow {
-        driver: "hostpath",
-        grants: hostpath_grants,
-        block: false,
-        ephemeral: false,
-        steps: &[Create, Publish, Unpublish, Delete],
-    });
+    run(
+        "hostpath CSI",
+        Flow::new(
+            "hostpath",
+            hostpath_grants(),
+            &[Create, Publish, Unpublish, Delete],
+        ),
+    );
 }
 
 #[test]
 fn hostpath_flex() {
-    matrix(Flow {
-        driver: "hostpath",
-        grants: hostpath_flex_grants,
-        block: false,
-        ephemeral: false,
-        steps: &[Flex("init"), Flex("mount"), Flex("unmount")],
-    });
+    run(
+        "hostpath Flex",
+        Flow::new(
+            "hostpath",
+            hostpath_flex_grants(),
+            &[Flex("init"), Flex("mount"), Flex("unmount")],
+        ),
+    );
 }
 
 #[test]
 fn loopfs_csi_filesystem() {
-    matrix(Flow {
-        driver: "loopfs",
-        grants: loopfs_grants,
-        block: false,
-        ephemeral: false,
-        steps: &[
-            Create,
-            ControllerPublish,
-            Stage,
-            Publish,
-            Unpublish,
-            Unstage,
-            ControllerUnpublish,
-            Delete,
-        ],
-    });
+    run(
+        "loopfs CSI filesystem",
+        Flow::new(
+            "loopfs",
+            loopfs_grants(),
+            &[
+                Create,
+                ControllerPublish,
+                Stage,
+                Publish,
+                Unpublish,
+                Unstage,
+                ControllerUnpublish,
+                Delete,
+            ],
+        ),
+    );
 }
 
 #[test]
 fn loopfs_csi_block() {
-    matrix(Flow {
-        driver: "loopfs",
-        grants: loopfs_grants,
-        block: true,
-        ephemeral: false,
-        steps: &[Create, Stage, Publish, Unpublish, Unstage, Delete],
-    });
+    run(
+        "loopfs CSI block",
+        Flow {
+            block: true,
+            ..Flow::new(
+                "loopfs",
+                loopfs_grants(),
+                &[Create, Stage, Publish, Unpublish, Unstage, Delete],
+            )
+        },
+    );
 }
 
 #[test]
 fn loopfs_flex() {
-    matrix(Flow {
-        driver: "loopfs",
-        grants: loopfs_flex_grants,
-        block: false,
-        ephemeral: false,
-        steps: &[
-            Flex("init"),
-            Flex("attach"),
-            Flex("waitforattach"),
-            Flex("mountdevice"),
-            Flex("mount"),
-            Flex("unmount"),
-            Flex("unmountdevice"),
-            Flex("detach"),
-        ],
-    });
+    run(
+        "loopfs Flex",
+        Flow {
+            flex_options: &[("kubernetes.io/fsType", "ext4")],
+            ..Flow::new(
+                "loopfs",
+                loopfs_flex_grants(),
+                &[
+                    Flex("init"),
+                    Flex("attach"),
+                    Flex("waitforattach"),
+                    Flex("mountdevice"),
+                    Flex("mount"),
+                    Flex("unmount"),
+                    Flex("unmountdevice"),
+                    Flex("detach"),
+                ],
+            )
+        },
+    );
 }
 
 #[test]
 fn scratch_csi_ephemeral() {
-    matrix(Flow {
-        driver: "scratch",
-        grants: scratch_grants,
-        block: false,
-        ephemeral: true,
-        steps: &[Publish, Unpublish],
-    });
+    run(
+        "scratch CSI ephemeral",
+        Flow {
+            ephemeral: true,
+            lists: false,
+            ..Flow::new("scratch", scratch_grants(), &[Publish, Unpublish])
+        },
+    );
 }

@@ -1072,3 +1072,33 @@ async fn lvm_answers_every_row_of_the_spec_sweep_it_offers() {
     // The sweep deleted every logical volume it made.
     assert_eq!(lvs("kube_vg"), before);
 }
+
+/// The logical volumes of the kill-point flow's volume (`pv-kill`) in `kube_vg`.
+fn kill_flow_lvs(_: &Fixture) -> std::collections::BTreeSet<String> {
+    lvs("kube_vg")
+        .into_iter()
+        .filter(|(name, _)| name.contains("pv-kill"))
+        .map(|(name, tags)| format!("{name} {tags}"))
+        .collect()
+}
+
+/// The kill-point matrix (`wasmvol_tests::kill_matrix`) on a thick logical
+/// volume through CSI: the host killed at each point of create, stage,
+/// publish, unpublish, unstage and delete in turn, restarted, kubelet's
+/// retry replayed and the flow finished; after each step the group holds
+/// what the uninterrupted flow's held, and nothing is left at the end.
+#[test]
+fn killed_at_every_point_of_the_csi_flow_the_retry_finishes_it() {
+    use wasmvol_tests::kill_matrix::{matrix, Flow, Step::*};
+    let points = matrix(Flow {
+        lists: false,
+        parameters: &[("volumegroup", "kube_vg")],
+        storage: kill_flow_lvs,
+        ..Flow::new(
+            "lvm",
+            grants(true, false),
+            &[Create, Stage, Publish, Unpublish, Unstage, Delete],
+        )
+    });
+    eprintln!("lvm CSI: {points} kill points, all passed");
+}

@@ -648,3 +648,45 @@ async fn nfs_answers_every_row_of_the_spec_sweep_it_offers() {
         "left on the share: {left:?}"
     );
 }
+
+/// What the kill-point flow's directory on the share holds.
+fn kill_flow_share(_: &Fixture) -> std::collections::BTreeSet<String> {
+    let dir = Path::new(EXPORT).join("kill-points");
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            out.insert(e.path().strip_prefix(&dir).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The kill-point matrix (`wasmvol_tests::kill_matrix`) on an NFS volume
+/// through CSI: the host killed at each point of create, publish,
+/// unpublish and delete in turn, restarted, kubelet's retry replayed and
+/// the flow finished; after each step the share holds what the
+/// uninterrupted flow's held, and no mount is left.
+#[test]
+fn killed_at_every_point_of_the_csi_flow_the_retry_finishes_it() {
+    use wasmvol_tests::kill_matrix::{matrix, Flow, Step::*};
+    let _ = std::fs::remove_dir_all(Path::new(EXPORT).join("kill-points"));
+    let points = matrix(Flow {
+        lists: false,
+        parameters: &[
+            ("server", "nfs.test"),
+            ("share", EXPORT),
+            ("subDir", "kill-points"),
+        ],
+        storage: kill_flow_share,
+        ..Flow::new(
+            "nfs",
+            grants(true, false),
+            &[Create, Publish, Unpublish, Delete],
+        )
+    });
+    eprintln!("nfs CSI: {points} kill points, all passed");
+}

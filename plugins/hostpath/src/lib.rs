@@ -158,10 +158,11 @@ impl Driver for HostPath {
         let id = id_for("hp", &r.name);
         let read_only = mutable::read_only(false, &r.mutable_parameters)?;
         // A delete of this name cut off halfway: finish it, then make anew.
-        if VolumeRecord::load(&id)?.is_some_and(|v| v.deleting) {
+        let found = VolumeRecord::load(&id)?;
+        if found.as_ref().is_some_and(|v| v.deleting) {
             remove_volume(&id)?;
         }
-        if let Some(existing) = VolumeRecord::find(&id)? {
+        if let Some(existing) = found.filter(|v| !v.deleting) {
             if !capacity::fits(&r.capacity_range, existing.capacity)
                 || existing.source != r.content_source
                 || existing.read_only != read_only

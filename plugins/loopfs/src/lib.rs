@@ -166,10 +166,11 @@ impl Driver for LoopFs {
         let capacity = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
         let read_only = mutable::read_only(false, &r.mutable_parameters)?;
         // A delete of this name cut off halfway: finish it, then make anew.
-        if VolumeRecord::load(&id)?.is_some_and(|v| v.deleting) {
+        let found = VolumeRecord::load(&id)?;
+        if found.as_ref().is_some_and(|v| v.deleting) {
             remove_volume(&id)?;
         }
-        if let Some(v) = VolumeRecord::find(&id)? {
+        if let Some(v) = found.filter(|v| !v.deleting) {
             if !capacity::fits(&r.capacity_range, v.capacity) || v.read_only != read_only {
                 return Err(DriverError::AlreadyExists(format!(
                     "volume `{}` exists with another size",
