@@ -35,7 +35,7 @@ for exe in $(echo $exes); do
   # The LVM tests share one volume group and assert its free space: one at a time.
   threads=2
   case "\$exe" in *vm_lvm-*) threads=1 ;; esac
-  RUST_BACKTRACE=1 WASMVOL_TEST_SERVE_TIMEOUT_S=900 "$PWD/\$exe" --test-threads=\$threads --color=never || status=1
+  RUST_BACKTRACE=1 WASMVOL_TEST_SERVE_TIMEOUT_S=900 "$PWD/\$exe" --test-threads=\$threads --color=never --show-output || status=1
 done
 exit \$status
 JOB

@@ -1,12 +1,17 @@
 //! Soak (issue: faults, fuzzing and soak): `WASMVOL_SOAK_N` volumes (default
-//! 2,000; `scripts/soak.sh N`) through hostpath's whole CSI life (create,
-//! publish, unpublish, delete) at concurrency 8, while 8 Flex shims exec'd
-//! as kubelet does mount and unmount the same way, sampling the host's RSS,
-//! open descriptors and store size every second. Passes when, after the
-//! first tenth (warm-up), RSS and descriptors end no more than 10% above
-//! where they were and no call failed. Samples go to `target/soak.csv`.
+//! 2,000; `scripts/soak.sh N [DRIVER]`) of `WASMVOL_SOAK_DRIVER` (hostpath,
+//! the default, or loopfs) through their whole CSI life (create, publish,
+//! unpublish, delete; loopfs also stages and unstages, with a real mkfs and
+//! loop device each) at concurrency 8, while 8 Flex shims exec'd as kubelet
+//! does run the driver's Flex life the same way (loopfs: attach, mountdevice,
+//! mount and back), sampling the host's RSS, open descriptors and store
+//! size every second. Passes when, after the first tenth (warm-up), RSS and
+//! descriptors end no more than 10% above where they were, no call failed
+//! and no mount or loop device is left. Samples go to
+//! `target/soak-<driver>.csv`.
 //!
-//! Only hostpath: loopfs would time mkfs, and nfs and lvm run in the VM.
+//! nfs and lvm need the real-kernel VM, which runs their kill-point flows
+//! but no soak.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,8 +22,8 @@ use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
 use wasmvol_tests::csi_requests::{create_req, rw};
 use wasmvol_tests::{
-    csi_channel, exec_flex_shim, install_flex_shim, mounts_under, Fixture, FixtureGrants,
-    ServeProcess,
+    csi_channel, exec_flex_shim, install_flex_shim, loops_under, mounts_under, Fixture,
+    FixtureGrants, ServeProcess,
 };
 
 #[derive(Clone, Copy)]
@@ -51,12 +56,20 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    let driver = std::env::var("WASMVOL_SOAK_DRIVER").unwrap_or_else(|_| "hostpath".into());
+    let block = match driver.as_str() {
+        "hostpath" => false,
+        "loopfs" => true,
+        other => panic!("WASMVOL_SOAK_DRIVER={other}: hostpath or loopfs"),
+    };
     let f = Fixture::new(
-        "hostpath",
+        &driver,
         FixtureGrants {
             csi: true,
             flex: true,
             concurrency: 16,
+            device: block,
+            deadline_ms: 60_000,
             ..FixtureGrants::default()
         },
     );
@@ -85,22 +98,40 @@ fn main() {
             let (shim, stop, errors, done) =
                 (shim.clone(), stop.clone(), errors.clone(), done.clone());
             let dir = f.dir.path().join(format!("pods/w{w}"));
+            let devdir = f.dir.path().join(format!("devmounts/w{w}"));
             std::thread::spawn(move || {
                 std::fs::create_dir_all(&dir).unwrap();
-                let d = dir.to_str().unwrap().to_owned();
-                let o =
-                    serde_json::json!({"kubernetes.io/fsType": "", "kubernetes.io/readwrite": "rw",
-                    "kubernetes.io/pvOrVolumeName": format!("pv-soak-{w}")})
-                    .to_string();
-                while !stop.load(Ordering::Relaxed) {
-                    for args in [vec!["mount", &d, &o], vec!["unmount", &d]] {
-                        let a = exec_flex_shim(&shim, &args);
-                        if a["status"] != "Success" {
-                            eprintln!("flex {args:?}: {a}");
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                std::fs::create_dir_all(&devdir).unwrap();
+                let (d, dd) = (dir.to_str().unwrap(), devdir.to_str().unwrap());
+                let o = serde_json::json!({
+                    "kubernetes.io/fsType": if block { "ext4" } else { "" },
+                    "kubernetes.io/readwrite": "rw",
+                    "kubernetes.io/pvOrVolumeName": format!("pv-soak-{w}"),
+                })
+                .to_string();
+                let call = |args: &[&str]| {
+                    let a = exec_flex_shim(&shim, args);
+                    done.fetch_add(1, Ordering::Relaxed);
+                    if a["status"] != "Success" {
+                        eprintln!("flex {args:?}: {a}");
+                        errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    done.fetch_add(2, Ordering::Relaxed);
+                    a
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    if block {
+                        let a = call(&["attach", &o, "test-node"]);
+                        let dev = a["device"].as_str().unwrap_or_default().to_owned();
+                        call(&["waitforattach", &dev, &o]);
+                        call(&["mountdevice", dd, &dev, &o]);
+                        call(&["mount", d, &o]);
+                        call(&["unmount", d]);
+                        call(&["unmountdevice", dd]);
+                        call(&["detach", &format!("pv-soak-{w}"), "test-node"]);
+                    } else {
+                        call(&["mount", d, &o]);
+                        call(&["unmount", d]);
+                    }
                 }
             })
         })
@@ -128,15 +159,30 @@ fn main() {
                         break;
                     }
                     let target = targets.join(format!("soak-{i}"));
+                    let staging = targets.join(format!("soak-{i}.staging"));
                     let result: Result<(), tonic::Status> = async {
                         let v = controller
-                            .create_volume(create_req(&format!("soak-{i}"), 1 << 20))
+                            .create_volume(create_req(&format!("soak-{i}"), 16 << 20))
                             .await?
                             .into_inner()
                             .volume
                             .unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                        let staging = block.then(|| staging.display().to_string());
+                        if let Some(staging) = &staging {
+                            std::fs::create_dir_all(staging).unwrap();
+                            node.node_stage_volume(NodeStageVolumeRequest {
+                                volume_id: v.volume_id.clone(),
+                                staging_target_path: staging.clone(),
+                                volume_capability: Some(rw()),
+                                ..Default::default()
+                            })
+                            .await?;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
                         let publish = NodePublishVolumeRequest {
                             volume_id: v.volume_id.clone(),
+                            staging_target_path: staging.clone().unwrap_or_default(),
                             target_path: target.display().to_string(),
                             volume_capability: Some(rw()),
                             ..Default::default()
@@ -147,12 +193,23 @@ fn main() {
                             target_path: target.display().to_string(),
                         };
                         node.node_unpublish_volume(unpublish).await?;
+                        done.fetch_add(2, Ordering::Relaxed);
+                        if let Some(staging) = staging {
+                            node.node_unstage_volume(NodeUnstageVolumeRequest {
+                                volume_id: v.volume_id.clone(),
+                                staging_target_path: staging.clone(),
+                            })
+                            .await?;
+                            done.fetch_add(1, Ordering::Relaxed);
+                            let _ = std::fs::remove_dir(&staging);
+                        }
                         controller
                             .delete_volume(DeleteVolumeRequest {
                                 volume_id: v.volume_id,
                                 secrets: Default::default(),
                             })
                             .await?;
+                        done.fetch_add(1, Ordering::Relaxed);
                         Ok(())
                     }
                     .await;
@@ -160,7 +217,6 @@ fn main() {
                         eprintln!("soak-{i}: {e}");
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    done.fetch_add(4, Ordering::Relaxed);
                 }
             }));
         }
@@ -183,7 +239,8 @@ fn main() {
             )
         }))
         .collect();
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/soak.csv");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/soak-{driver}.csv"));
     std::fs::write(&out, csv).unwrap();
 
     let warm = samples[samples.len() / 10];
@@ -194,12 +251,12 @@ fn main() {
     let within = |warm: f64, end: f64| end <= warm * 1.10;
     let calls = done.load(Ordering::Relaxed);
     let errors = errors.load(Ordering::Relaxed);
-    let leftover = mounts_under(f.dir.path()).len();
+    let leftover = mounts_under(f.dir.path()).len() + loops_under(f.dir.path()).len();
     let ok = errors == 0
         && leftover == 0
         && within(warm.rss_kb as f64, end.rss_kb as f64)
         && within(warm.fds as f64, end.fds as f64);
-    println!("soak: {n} CSI volumes (4 calls each) and Flex mount/unmount beside them: {calls} calls in {elapsed:.1?} ({:.0} calls/s), {errors} errors, {leftover} mounts left", calls as f64 / elapsed.as_secs_f64());
+    println!("soak: {driver}: {n} CSI volumes and Flex cycles beside them: {calls} calls in {elapsed:.1?} ({:.0} calls/s), {errors} errors, {leftover} mounts or loop devices left", calls as f64 / elapsed.as_secs_f64());
     println!(
         "soak: RSS start {} KB, after warm-up {} KB, peak {peak_rss} KB, end {} KB",
         samples[0].rss_kb, warm.rss_kb, end.rss_kb
