@@ -477,8 +477,8 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Every path beneath `dir`, relative to it.
-fn walk(dir: &Path) -> BTreeSet<String> {
+/// Every path beneath `dir`, relative to it (none if it does not exist).
+pub fn walk(dir: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {

@@ -651,18 +651,7 @@ async fn nfs_answers_every_row_of_the_spec_sweep_it_offers() {
 
 /// What the kill-point flow's directory on the share holds.
 fn kill_flow_share(_: &Fixture) -> std::collections::BTreeSet<String> {
-    let dir = Path::new(EXPORT).join("kill-points");
-    let mut out = std::collections::BTreeSet::new();
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            out.insert(e.path().strip_prefix(&dir).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
-    out
+    wasmvol_tests::kill_matrix::walk(&Path::new(EXPORT).join("kill-points"))
 }
 
 /// The kill-point matrix (`wasmvol_tests::kill_matrix`) on an NFS volume
