@@ -443,6 +443,22 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Audit records per operation made by the host process `pid`.
+    fn audited_by(&self, pid: i32) -> HashMap<String, usize> {
+        let mut by_op = HashMap::new();
+        let mark = format!("-{pid}-");
+        for r in self.f.audit() {
+            if r["request_id"]
+                .as_str()
+                .is_some_and(|id| id.contains(&mark))
+            {
+                let op = r["operation"].as_str().unwrap_or_default().to_owned();
+                *by_op.entry(op).or_default() += 1;
+            }
+        }
+        by_op
+    }
+
     /// Stops the host and reads what the flow left.
     async fn finish(mut self) -> (Leftovers, u32) {
         // Let this runtime close the channels of the last calls, so that the
@@ -525,25 +541,43 @@ pub fn matrix(flow: Flow) -> usize {
             let n = seen.entry(p).or_default();
             *n += 1;
             if during.iter().any(|r| r.contains(&i)) {
-                plan.push(format!("{p}#{n}"));
+                plan.push((i, format!("{p}#{n}")));
             }
         }
         assert!(
-            plan.iter().any(|p| p.starts_with("capability:"))
-                && plan.iter().any(|p| p.starts_with("call:")),
+            plan.iter().any(|(_, p)| p.starts_with("capability:"))
+                && plan.iter().any(|(_, p)| p.starts_with("call:")),
             "the flow passes capability and call points: {plan:?}"
         );
-        eprintln!("{}: {} kill points: {plan:?}", flow.driver, plan.len());
-        for at in &plan {
+        let names: Vec<&str> = plan.iter().map(|(_, p)| p.as_str()).collect();
+        eprintln!("{}: {} kill points: {names:?}", flow.driver, plan.len());
+        for (killed_at, at) in &plan {
             let mut run = Run::new(&flow);
             run.start(&[("WASMVOL_FAULT_AT", at.clone())]);
+            let killed = run.serve.as_ref().expect("started").pid().as_raw();
             run.flow().await;
             assert_eq!(
                 run.storage_after, storage_after,
                 "killed at {at}: the storage after each step differs from the uninterrupted flow's"
             );
+            let audited = run.audited_by(killed);
             let (left, kills) = run.finish().await;
             assert_eq!(kills, 1, "killed once at {at}");
+            // Every capability operation done before the kill is in the
+            // audit log, though its call never ended.
+            let mut done: HashMap<&str, usize> = HashMap::new();
+            for p in &points[..*killed_at] {
+                if let Some(op) = p.strip_prefix("capability:") {
+                    *done.entry(op).or_default() += 1;
+                }
+            }
+            for (op, n) in done {
+                let logged = audited.get(op).copied().unwrap_or(0);
+                assert!(
+                    logged >= n,
+                    "killed at {at}: {n} `{op}` done before the kill, {logged} audited"
+                );
+            }
             assert_eq!(
                 left, expected,
                 "killed at {at}: leftovers differ from the uninterrupted flow"

@@ -12,7 +12,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::audit::{now_rfc3339, redact, AuditBatch, AuditLog, AuditRecord, Decision};
+use crate::audit::{now_rfc3339, redact, AuditLog, AuditRecord, Decision};
 use crate::bindings::DriverError;
 use crate::capability::table::{CapOp, Need};
 use crate::policy::{DriverPolicy, StorageAccess};
@@ -88,8 +88,6 @@ pub struct CallContext {
     memory_limit: u64,
     /// Set when the guest tried to grow memory past its limit.
     pub memory_exceeded: bool,
-    /// Audit records of this call, written when it ends.
-    audit: AuditBatch,
 }
 
 impl CallContext {
@@ -126,7 +124,6 @@ impl CallContext {
             wasi: wasi.build(),
             stdout,
             memory_exceeded: false,
-            audit: AuditBatch::default(),
         })
     }
 
@@ -135,9 +132,11 @@ impl CallContext {
         self.env.policy.name.as_str()
     }
 
-    /// Adds one audit record for this call (written by [`Self::finish`]).
+    /// Writes one audit record for this call, at once: a host killed later
+    /// in the call (the kill-point tests do it after every capability
+    /// operation) has still logged what the driver did up to then.
     pub fn audit(&mut self, operation: &str, args: Value, decision: Decision, outcome: String) {
-        self.audit.add(&AuditRecord {
+        self.env.audit.record(&AuditRecord {
             time: now_rfc3339(),
             driver: self.env.policy.name.as_str(),
             component: self.env.component.to_hex(),
@@ -219,9 +218,8 @@ impl CallContext {
             .map(|l| crate::capability::log::escaped(&l.chars().take(512).collect::<String>()))
     }
 
-    /// Ends the call: writes its audit records and forwards its output to tracing.
+    /// Ends the call: forwards its output to tracing.
     pub fn finish(&mut self) {
-        self.env.audit.write(std::mem::take(&mut self.audit));
         self.flush_stdio();
     }
 
