@@ -124,8 +124,8 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Records of one call, written to the log together when the call ends
-/// (each also goes to tracing at once).
+/// Records written to the log with one `write(2)` ([`AuditLog::write`]),
+/// each also sent to tracing when added.
 #[derive(Debug, Default)]
 pub struct AuditBatch(Vec<u8>, u64);
 
