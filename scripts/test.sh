@@ -68,6 +68,17 @@ broken=${broken:-0}
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
   failed=$(( broken > 0 ? broken : 1 ))
 fi
+# Every fuzz target for a minute, as CI's stable toolchain can (no sanitizer).
+set +e
+scripts/fuzz.sh 60 none
+fuzz_status=$?
+set -e
+if [ "$fuzz_status" = 0 ]; then
+  passed=$(( passed + 1 ))
+else
+  failed=$(( failed + 1 ))
+  status=1
+fi
 # The real-kernel suite (NFS; this kernel has none) in the test VM.
 vmlog=$(mktemp)
 trap 'rm -f "$log" "$vmlog"' EXIT
