@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, end-to-end and adversarial tests with real
-# mounts, then the real-kernel suite (NFS) in the test VM (scripts/test-vm.sh). Builds what it needs first (guest drivers, host binaries). Must run
+# mounts, every fuzz target for a minute (scripts/fuzz.sh), then the
+# real-kernel suite (NFS, LVM) in the test VM (scripts/test-vm.sh). Builds what it needs first (guest drivers, host binaries). Must run
 # as root: privileged tests fail, never skip, without it. Each privileged test
 # enters a private mount namespace of its own, and the whole run is wrapped
 # in one too, so nothing it mounts can outlive it on this machine.
