@@ -35,6 +35,14 @@ pub enum Step {
     ControllerUnpublish,
     /// DeleteVolume.
     Delete,
+    /// CreateSnapshot of the flow's volume.
+    Snapshot,
+    /// CreateVolume of a second volume from that snapshot.
+    Restore,
+    /// DeleteVolume of the restored volume.
+    DeleteRestored,
+    /// DeleteSnapshot.
+    DeleteSnapshot,
     /// A Flex call-out (`init`, `attach`, `mount`, ...).
     Flex(&'static str),
 }
@@ -104,6 +112,8 @@ struct Run<'a> {
     serve: Option<ServeProcess>,
     shim: Option<PathBuf>,
     volume_id: Option<String>,
+    snapshot_id: Option<String>,
+    restored_id: Option<String>,
     device: Option<String>,
     kills: u32,
     /// The fault trace, when this run traces.
@@ -132,6 +142,8 @@ impl<'a> Run<'a> {
             serve: None,
             shim,
             volume_id: None,
+            snapshot_id: None,
+            restored_id: None,
             device: None,
             kills: 0,
             trace: None,
@@ -321,6 +333,63 @@ impl<'a> Run<'a> {
             self.path("target")
         };
         match step {
+            Step::Snapshot => {
+                let snap = c
+                    .create_snapshot(CreateSnapshotRequest {
+                        source_volume_id: id,
+                        name: "snap-kill".into(),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .snapshot
+                    .expect("a snapshot");
+                if let Some(before) = &self.snapshot_id {
+                    assert_eq!(
+                        before, &snap.snapshot_id,
+                        "a retried snapshot answers the same"
+                    );
+                }
+                self.snapshot_id = Some(snap.snapshot_id);
+            }
+            Step::Restore => {
+                use volume_content_source::{SnapshotSource, Type};
+                let snapshot_id = self.snapshot_id.clone().expect("snapshot first");
+                let v = c
+                    .create_volume(CreateVolumeRequest {
+                        name: format!("{VOLUME}-restored"),
+                        capacity_range: Some(CapacityRange {
+                            required_bytes: 16 << 20,
+                            limit_bytes: 0,
+                        }),
+                        volume_capabilities: vec![self.capability()],
+                        volume_content_source: Some(VolumeContentSource {
+                            r#type: Some(Type::Snapshot(SnapshotSource { snapshot_id })),
+                        }),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                let id = v.volume.expect("a volume").volume_id;
+                if let Some(before) = &self.restored_id {
+                    assert_eq!(before, &id, "a retried restore answers the same volume");
+                }
+                self.restored_id = Some(id);
+            }
+            Step::DeleteRestored => {
+                c.delete_volume(DeleteVolumeRequest {
+                    volume_id: self.restored_id.clone().expect("restored first"),
+                    ..Default::default()
+                })
+                .await?;
+            }
+            Step::DeleteSnapshot => {
+                c.delete_snapshot(DeleteSnapshotRequest {
+                    snapshot_id: self.snapshot_id.clone().expect("snapshot first"),
+                    ..Default::default()
+                })
+                .await?;
+            }
             Step::Create => {
                 let v = c
                     .create_volume(CreateVolumeRequest {

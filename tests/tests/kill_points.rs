@@ -66,6 +66,25 @@ fn hostpath_csi() {
 }
 
 #[test]
+fn hostpath_csi_snapshot_and_restore() {
+    run(
+        "hostpath CSI snapshot and restore",
+        Flow::new(
+            "hostpath",
+            hostpath_grants(),
+            &[
+                Create,
+                Snapshot,
+                Restore,
+                DeleteRestored,
+                DeleteSnapshot,
+                Delete,
+            ],
+        ),
+    );
+}
+
+#[test]
 fn hostpath_flex() {
     run(
         "hostpath Flex",
@@ -92,6 +111,25 @@ fn loopfs_csi_filesystem() {
                 Unpublish,
                 Unstage,
                 ControllerUnpublish,
+                Delete,
+            ],
+        ),
+    );
+}
+
+#[test]
+fn loopfs_csi_snapshot_and_restore() {
+    run(
+        "loopfs CSI snapshot and restore",
+        Flow::new(
+            "loopfs",
+            loopfs_grants(),
+            &[
+                Create,
+                Snapshot,
+                Restore,
+                DeleteRestored,
+                DeleteSnapshot,
                 Delete,
             ],
         ),

@@ -36,6 +36,17 @@ fn volume(id: &str) -> Result<VolumeRecord> {
     VolumeRecord::find(id)?.ok_or_else(|| not_found("volume", id))
 }
 
+/// Copies the image `from` to `to` under a temporary name, then renames
+/// it into place: a host killed mid-copy never leaves a partial image
+/// under the real name, which a retry (it copies only when the name is
+/// missing) would take for a whole one.
+fn copy_whole(root: &Root, from: &str, to: &str) -> Result<()> {
+    let tmp = format!("{to}.partial");
+    root.remove_tree(&tmp)?;
+    root.copy(from, &tmp)?;
+    root.rename(&tmp, to)
+}
+
 /// Deletes a volume: marked first, then its loop device and backing file,
 /// then its record, so a delete cut off anywhere is finished by the next.
 fn remove_volume(id: &str) -> Result<()> {
@@ -82,7 +93,7 @@ fn snapshot_named(source: &str, name: &str, group: &str) -> Result<SnapshotRecor
     root.create_dir("snapshots")?;
     let file = snapshot_file(&id)?;
     if !root.exists(&file)? {
-        root.copy(&v.file()?, &file)?;
+        copy_whole(&root, &v.file()?, &file)?;
     }
     let mut record = SnapshotRecord::new(
         id,
@@ -192,7 +203,7 @@ impl Driver for LoopFs {
             Some(ContentSource::Snapshot(sid)) => {
                 let s = SnapshotRecord::load(sid)?.ok_or_else(|| not_found("snapshot", sid))?;
                 if !root.exists(&file)? {
-                    root.copy(&snapshot_file(sid)?, &file)?;
+                    copy_whole(&root, &snapshot_file(sid)?, &file)?;
                 }
                 device::grow_backing_file(&root, &file, capacity.max(s.size))?;
                 (Some(format!("snapshot:{sid}")), capacity.max(s.size))
@@ -200,7 +211,7 @@ impl Driver for LoopFs {
             Some(ContentSource::Volume(src)) => {
                 let s = volume(src)?;
                 if !root.exists(&file)? {
-                    root.copy(&s.file()?, &file)?;
+                    copy_whole(&root, &s.file()?, &file)?;
                 }
                 device::grow_backing_file(&root, &file, capacity.max(s.capacity))?;
                 (Some(format!("volume:{src}")), capacity.max(s.capacity))
