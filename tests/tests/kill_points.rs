@@ -47,6 +47,17 @@ fn scratch_grants() -> FixtureGrants {
     }
 }
 
+/// A volume, a snapshot of it and a second volume restored from that, then
+/// all three deleted.
+const SNAPSHOT_AND_RESTORE: &[wasmvol_tests::kill_matrix::Step] = &[
+    Create,
+    Snapshot,
+    Restore,
+    DeleteRestored,
+    DeleteSnapshot,
+    Delete,
+];
+
 /// Runs the matrix of `flow` and says how many points it covered.
 fn run(name: &str, flow: Flow) {
     let points = matrix(flow);
@@ -69,18 +80,7 @@ fn hostpath_csi() {
 fn hostpath_csi_snapshot_and_restore() {
     run(
         "hostpath CSI snapshot and restore",
-        Flow::new(
-            "hostpath",
-            hostpath_grants(),
-            &[
-                Create,
-                Snapshot,
-                Restore,
-                DeleteRestored,
-                DeleteSnapshot,
-                Delete,
-            ],
-        ),
+        Flow::new("hostpath", hostpath_grants(), SNAPSHOT_AND_RESTORE),
     );
 }
 
@@ -121,18 +121,7 @@ fn loopfs_csi_filesystem() {
 fn loopfs_csi_snapshot_and_restore() {
     run(
         "loopfs CSI snapshot and restore",
-        Flow::new(
-            "loopfs",
-            loopfs_grants(),
-            &[
-                Create,
-                Snapshot,
-                Restore,
-                DeleteRestored,
-                DeleteSnapshot,
-                Delete,
-            ],
-        ),
+        Flow::new("loopfs", loopfs_grants(), SNAPSHOT_AND_RESTORE),
     );
 }
 
