@@ -466,6 +466,23 @@ impl Drop for ServeProcess {
     }
 }
 
+/// Leaves a stale socket file at `path`: bound, then closed. A child
+/// another test spawns at that moment holds a copy of the listener until
+/// it execs, so this waits until connecting is refused; from then on the
+/// first connection that succeeds is to whoever binds the path next.
+pub fn stale_socket(path: &Path) {
+    drop(std::os::unix::net::UnixListener::bind(path).expect("bind the stale socket"));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(path).is_ok() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} stays served",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// A gRPC channel to a CSI unix socket.
 pub async fn csi_channel(socket: &Path) -> tonic::transport::Channel {
     wasmvol::conformance::connect(socket, None)

@@ -818,7 +818,7 @@ fn a_live_socket_is_not_taken_over_and_a_stale_one_is_replaced() {
         },
     );
     // Stale: a socket file nobody serves.
-    drop(std::os::unix::net::UnixListener::bind(f.csi_socket()).unwrap());
+    wasmvol_tests::stale_socket(&f.csi_socket());
     assert!(f.csi_socket().exists());
     let first = ServeProcess::start(&f);
     let mode = std::fs::metadata(f.csi_socket()).unwrap();

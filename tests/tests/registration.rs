@@ -43,7 +43,7 @@ async fn register_as_kubelet_does(root: &Path) {
     let reg_socket = registry.join(format!("{NAME}-reg.sock"));
     // A stale socket from a host that died: replaced at start.
     std::fs::create_dir_all(&registry).unwrap();
-    drop(std::os::unix::net::UnixListener::bind(&reg_socket).unwrap());
+    wasmvol_tests::stale_socket(&reg_socket);
     let f = Fixture::new(
         "hostpath",
         FixtureGrants {
