@@ -20,8 +20,12 @@
 #![allow(clippy::too_many_arguments)]
 
 /// Bindings generated from the `wasmvol:driver` WIT world (documented there).
+/// In a native build (`cargo test` of a driver crate) the capability
+/// interfaces are [`fake_host`]'s instead of imports, so driver code runs
+/// with no wasm and no root.
 #[allow(missing_docs)]
 pub mod bindings {
+    #[cfg(target_arch = "wasm32")]
     wit_bindgen::generate!({
         path: "../wit",
         world: "volume-driver",
@@ -30,9 +34,30 @@ pub mod bindings {
         default_bindings_module: "wasmvol_driver_sdk::bindings",
         additional_derives: [PartialEq],
     });
+    #[cfg(not(target_arch = "wasm32"))]
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "volume-driver",
+        pub_export_macro: true,
+        export_macro_name: "export_world",
+        default_bindings_module: "wasmvol_driver_sdk::bindings",
+        additional_derives: [PartialEq],
+        with: {
+            "wasmvol:driver/volumes@0.1.0": crate::fake_host::volumes,
+            "wasmvol:driver/mount@0.1.0": crate::fake_host::mount,
+            "wasmvol:driver/device@0.1.0": crate::fake_host::device,
+            "wasmvol:driver/state@0.1.0": crate::fake_host::state,
+            "wasmvol:driver/log@0.1.0": crate::fake_host::log,
+            "wasmvol:driver/netfs@0.1.0": crate::fake_host::netfs,
+            "wasmvol:driver/tmpfs@0.1.0": crate::fake_host::tmpfs,
+            "wasmvol:driver/lvm@0.1.0": crate::fake_host::lvm,
+        },
+    });
 }
 
 pub mod capacity;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fake_host;
 #[cfg(feature = "json")]
 pub mod groups;
 pub mod ids;
@@ -59,19 +84,25 @@ pub use bindings::exports::wasmvol::driver::node::{
     NodeExpandRequest, NodeInfo, PublishRequest, StageRequest, UnpublishRequest, UnstageRequest,
     UsageEntry, UsageUnit, VolumeStats, VolumeStatsRequest,
 };
-pub use bindings::wasmvol::driver::device::{self, BlockDevice, FsType, MkfsOptions};
-pub use bindings::wasmvol::driver::log;
-pub use bindings::wasmvol::driver::lvm::{self, LogicalVolume};
-pub use bindings::wasmvol::driver::mount::{self, Target, TargetRole, TargetShape};
-pub use bindings::wasmvol::driver::netfs::{self, NfsShare, NfsVersion};
-pub use bindings::wasmvol::driver::state;
-pub use bindings::wasmvol::driver::tmpfs::{self, TmpfsOptions};
+// The capability interfaces: the host's imports in a wasm build, the
+// in-process fake host's in a native one.
+#[cfg(target_arch = "wasm32")]
+use bindings::wasmvol::driver as capabilities;
 pub use bindings::wasmvol::driver::types::{
     AccessMode, AccessType, CapacityRange, ContentSource, DriverError, DriverInfo, Feature,
     GroupSnapshot, KeyValues, MountAccess, Snapshot, Timestamp, Topology, TopologyRequirement,
     Volume, VolumeCapability,
 };
-pub use bindings::wasmvol::driver::volumes::{self, Root};
+pub use capabilities::device::{self, BlockDevice, FsType, MkfsOptions};
+pub use capabilities::log;
+pub use capabilities::lvm::{self, LogicalVolume};
+pub use capabilities::mount::{self, Target, TargetRole, TargetShape};
+pub use capabilities::netfs::{self, NfsShare, NfsVersion};
+pub use capabilities::state;
+pub use capabilities::tmpfs::{self, TmpfsOptions};
+pub use capabilities::volumes::{self, Root};
+#[cfg(not(target_arch = "wasm32"))]
+use fake_host as capabilities;
 
 /// What every driver method returns.
 pub type Result<T> = core::result::Result<T, DriverError>;

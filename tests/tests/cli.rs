@@ -294,7 +294,7 @@ fn a_new_driver_builds_tests_natively_and_passes_conformance_from_an_empty_direc
             .env("CARGO_TARGET_DIR", shared.join("native"))
             .current_dir(&demo),
     );
-    assert!(tested.contains("1 passed"), "{tested}");
+    assert!(tested.contains("2 passed"), "{tested}");
     // The template is a conforming driver as written.
     let (status, out, err) =
         conformance(tmp.path(), &[path.to_str().unwrap(), "--unsized-volumes"]);

@@ -150,16 +150,38 @@ export_driver!({ty});
 #[cfg(test)]
 mod tests {{
     use super::*;
+    use wasmvol_driver_sdk::fake_host::requests::{{self, filesystem}};
+    use wasmvol_driver_sdk::fake_host::{{FakeHost, MountSource}};
 
-    // Native: `cargo test` needs no wasm and no root. (Calls into the host's
-    // capabilities run only inside the host; check them with
-    // `wasmvol conformance`.)
+    // Native: `cargo test` needs no wasm and no root. The SDK's fake host
+    // stands in for the real one: a temporary storage root, and a record
+    // of what was mounted where. (The operator's policy is the real host's:
+    // check the component against it with `wasmvol conformance`.)
     #[test]
     fn ids_are_names_never_paths() {{
         assert_eq!(volume_dir("pvc-1").unwrap(), "volumes/pvc-1");
         for bad in ["", "..", "a/b", "/etc"] {{
             assert!(volume_dir(bad).is_err(), "{{bad}}");
         }}
+    }}
+
+    #[test]
+    fn a_volume_is_made_published_unpublished_and_deleted() {{
+        let host = FakeHost::new();
+        let v = {ty}::create_volume(requests::create("pvc-1", None, filesystem(""), &[])).unwrap();
+        assert!(host.root().join("volumes/pvc-1").is_dir());
+
+        let pod = || host.target("pod", TargetRole::Publish, TargetShape::Directory);
+        {ty}::publish(pod(), None, requests::publish(&v, filesystem(""), false)).unwrap();
+        {ty}::publish(pod(), None, requests::publish(&v, filesystem(""), false)).unwrap();
+        let mounts = host.mounts("pod");
+        assert_eq!(mounts.len(), 1, "a retried publish mounts once: {{mounts:?}}");
+        assert_eq!(mounts[0].source, MountSource::Root("volumes/pvc-1".into()));
+
+        {ty}::unpublish(pod(), requests::unpublish("pvc-1")).unwrap();
+        assert!(host.mounted().is_empty());
+        {ty}::delete_volume(requests::delete("pvc-1")).unwrap();
+        assert!(!host.root().join("volumes/pvc-1").exists());
     }}
 }}
 "#

@@ -397,3 +397,110 @@ impl Driver for HostPath {
 }
 
 export_driver!(HostPath);
+
+/// The driver's own logic, natively against the SDK's fake host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmvol_driver_sdk::fake_host::requests::{self, filesystem};
+    use wasmvol_driver_sdk::fake_host::{FakeHost, Mount, MountSource};
+
+    fn pod(host: &FakeHost) -> Target {
+        host.target("pod", TargetRole::Publish, TargetShape::Directory)
+    }
+
+    #[test]
+    fn a_volume_is_made_once_published_unpublished_and_deleted_without_a_trace() {
+        let host = FakeHost::new();
+        let create = || requests::create("pv-1", Some(1 << 20), filesystem(""), &[]);
+        let v = HostPath::create_volume(create()).unwrap();
+        assert_eq!(HostPath::create_volume(create()).unwrap(), v);
+        let dir = host.root().join("volumes").join(&v.volume_id);
+        assert!(dir.is_dir());
+
+        let publish = || requests::publish(&v, filesystem(""), false);
+        HostPath::publish(pod(&host), None, publish()).unwrap();
+        // kubelet's retry finds it mounted and mounts nothing more.
+        HostPath::publish(pod(&host), None, publish()).unwrap();
+        assert_eq!(
+            host.mounts("pod"),
+            [Mount {
+                source: MountSource::Root(format!("volumes/{}", v.volume_id)),
+                read_only: false
+            }]
+        );
+        HostPath::unpublish(pod(&host), requests::unpublish(&v.volume_id)).unwrap();
+        HostPath::unpublish(pod(&host), requests::unpublish(&v.volume_id)).unwrap();
+        assert!(host.mounted().is_empty());
+
+        HostPath::delete_volume(requests::delete(&v.volume_id)).unwrap();
+        HostPath::delete_volume(requests::delete(&v.volume_id)).unwrap();
+        assert!(!dir.exists());
+        assert!(host.state().is_empty(), "records left: {:?}", host.state());
+    }
+
+    #[test]
+    fn a_read_only_volume_is_bound_read_only_and_an_unknown_one_is_not_found() {
+        let host = FakeHost::new();
+        let mut create = requests::create("pv-ro", None, filesystem(""), &[]);
+        create.mutable_parameters = vec![("readOnly".into(), "true".into())];
+        let v = HostPath::create_volume(create).unwrap();
+        HostPath::publish(
+            pod(&host),
+            None,
+            requests::publish(&v, filesystem(""), false),
+        )
+        .unwrap();
+        assert!(host.mounts("pod")[0].read_only);
+
+        let mut other = v.clone();
+        other.volume_id = "no-such-volume".into();
+        let e = HostPath::publish(
+            host.target("pod-2", TargetRole::Publish, TargetShape::Directory),
+            None,
+            requests::publish(&other, filesystem(""), false),
+        )
+        .unwrap_err();
+        assert!(matches!(e, DriverError::NotFound(_)), "{e:?}");
+        assert!(host.mounts("pod-2").is_empty());
+    }
+
+    #[test]
+    fn a_delete_cut_off_after_its_mark_is_finished_by_the_next_and_lists_nothing() {
+        let host = FakeHost::new();
+        let v =
+            HostPath::create_volume(requests::create("pv-2", None, filesystem(""), &[])).unwrap();
+        // The host died after the mark: the volume is gone for every caller.
+        VolumeRecord::begin_delete(&v.volume_id).unwrap();
+        let listed = HostPath::list_volumes(ListVolumesRequest {
+            max_entries: 0,
+            starting_token: String::new(),
+        })
+        .unwrap();
+        assert!(listed.entries.is_empty(), "{:?}", listed.entries);
+        HostPath::delete_volume(requests::delete(&v.volume_id)).unwrap();
+        assert!(!host.root().join("volumes").join(&v.volume_id).exists());
+        assert!(host.state().is_empty(), "records left: {:?}", host.state());
+    }
+
+    #[test]
+    fn a_snapshot_restores_into_a_new_volume_with_the_same_files() {
+        let host = FakeHost::new();
+        let v =
+            HostPath::create_volume(requests::create("pv-src", None, filesystem(""), &[])).unwrap();
+        let dir = host.root().join("volumes").join(&v.volume_id);
+        std::fs::write(dir.join("data"), b"kept").unwrap();
+        let snap = HostPath::create_snapshot(CreateSnapshotRequest {
+            source_volume_id: v.volume_id.clone(),
+            name: "snap-1".into(),
+            secrets: Vec::new(),
+            parameters: Vec::new(),
+        })
+        .unwrap();
+        let mut restore = requests::create("pv-restored", None, filesystem(""), &[]);
+        restore.content_source = Some(ContentSource::Snapshot(snap.snapshot_id.clone()));
+        let r = HostPath::create_volume(restore).unwrap();
+        let restored = host.root().join("volumes").join(&r.volume_id).join("data");
+        assert_eq!(std::fs::read(restored).unwrap(), b"kept");
+    }
+}

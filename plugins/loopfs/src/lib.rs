@@ -475,3 +475,131 @@ impl Driver for LoopFs {
 }
 
 export_driver!(LoopFs);
+
+/// The driver's own logic, natively against the SDK's fake host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmvol_driver_sdk::fake_host::requests::{self, block, filesystem};
+    use wasmvol_driver_sdk::fake_host::{FakeHost, Mount, MountSource};
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn stage_makes_a_filesystem_once_and_publish_binds_the_staging_mount() {
+        let host = FakeHost::new();
+        let v = LoopFs::create_volume(requests::create(
+            "pv-1",
+            Some(16 * MIB),
+            filesystem("xfs"),
+            &[],
+        ))
+        .unwrap();
+        let file = host.root().join(volume_file(&v.volume_id).unwrap());
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 16 * MIB);
+
+        let staging = || host.target("staging", TargetRole::Staging, TargetShape::Directory);
+        let pod = || host.target("pod", TargetRole::Publish, TargetShape::Directory);
+        for _ in 0..2 {
+            LoopFs::stage(staging(), requests::stage(&v, filesystem("xfs"))).unwrap();
+        }
+        let [loop_dev] = host.attached_devices().try_into().unwrap();
+        assert_eq!(
+            host.mounts("staging"),
+            [Mount {
+                source: MountSource::Filesystem {
+                    device: loop_dev.clone(),
+                    fs: FsType::Xfs,
+                    options: Vec::new()
+                },
+                read_only: false
+            }]
+        );
+        LoopFs::publish(
+            pod(),
+            Some(staging()),
+            requests::publish(&v, filesystem("xfs"), true),
+        )
+        .unwrap();
+        let [bound] = host.mounts("pod").try_into().unwrap();
+        assert!(bound.read_only);
+        assert!(matches!(
+            bound.source,
+            MountSource::Target { ref place, showing: Some(ref s) }
+                if place == "staging" && matches!(**s, MountSource::Filesystem { .. })
+        ));
+
+        LoopFs::unpublish(pod(), requests::unpublish(&v.volume_id)).unwrap();
+        LoopFs::unstage(staging(), requests::unstage(&v.volume_id)).unwrap();
+        assert!(host.mounted().is_empty());
+        assert!(host.attached_devices().is_empty());
+        // Staged again: the filesystem made the first time is found, not remade.
+        LoopFs::stage(staging(), requests::stage(&v, filesystem("xfs"))).unwrap();
+        LoopFs::unstage(staging(), requests::unstage(&v.volume_id)).unwrap();
+
+        LoopFs::delete_volume(requests::delete(&v.volume_id)).unwrap();
+        assert!(!file.exists());
+        assert!(host.state().is_empty(), "records left: {:?}", host.state());
+    }
+
+    #[test]
+    fn a_raw_block_volume_binds_its_device_node_and_a_read_only_one_is_refused() {
+        let host = FakeHost::new();
+        let v = LoopFs::create_volume(requests::create("pv-b", Some(MIB), block(), &[])).unwrap();
+        let dev = || host.target("dev", TargetRole::Publish, TargetShape::File);
+        LoopFs::stage(
+            host.target("staging", TargetRole::Staging, TargetShape::Directory),
+            requests::stage(&v, block()),
+        )
+        .unwrap();
+        LoopFs::publish(dev(), None, requests::publish(&v, block(), false)).unwrap();
+        let [node] = host.attached_devices().try_into().unwrap();
+        assert_eq!(host.mounts("dev")[0].source, MountSource::DeviceNode(node));
+        LoopFs::unpublish(dev(), requests::unpublish(&v.volume_id)).unwrap();
+
+        let mut ro = requests::create("pv-b-ro", Some(MIB), block(), &[]);
+        ro.mutable_parameters = vec![("readOnly".into(), "true".into())];
+        let ro = LoopFs::create_volume(ro).unwrap();
+        let e = LoopFs::publish(
+            host.target("dev-ro", TargetRole::Publish, TargetShape::File),
+            None,
+            requests::publish(&ro, block(), false),
+        )
+        .unwrap_err();
+        assert!(matches!(e, DriverError::FailedPrecondition(_)), "{e:?}");
+        assert!(host.mounts("dev-ro").is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_copies_the_filesystem_into_the_restored_volume() {
+        let host = FakeHost::new();
+        let v = LoopFs::create_volume(requests::create("pv-s", Some(MIB), filesystem(""), &[]))
+            .unwrap();
+        let staging = || host.target("staging", TargetRole::Staging, TargetShape::Directory);
+        LoopFs::stage(staging(), requests::stage(&v, filesystem(""))).unwrap();
+        LoopFs::unstage(staging(), requests::unstage(&v.volume_id)).unwrap();
+        let snap = LoopFs::create_snapshot(CreateSnapshotRequest {
+            source_volume_id: v.volume_id.clone(),
+            name: "snap-1".into(),
+            secrets: Vec::new(),
+            parameters: Vec::new(),
+        })
+        .unwrap();
+        let mut restore = requests::create("pv-r", Some(MIB), filesystem(""), &[]);
+        restore.content_source = Some(ContentSource::Snapshot(snap.snapshot_id));
+        let r = LoopFs::create_volume(restore).unwrap();
+        // The restored device holds the snapshot's ext4: stage mounts it, makes none.
+        let d = device::attach(&root().unwrap(), &volume_file(&r.volume_id).unwrap()).unwrap();
+        assert_eq!(d.probe_filesystem().unwrap(), Some(FsType::Ext4));
+        d.detach().unwrap();
+        for dir in ["volumes", "snapshots"] {
+            for e in host.root().join(dir).read_dir().unwrap() {
+                let name = e.unwrap().file_name();
+                assert!(
+                    !name.to_string_lossy().ends_with(".partial"),
+                    "{name:?} left"
+                );
+            }
+        }
+    }
+}

@@ -403,4 +403,142 @@ mod tests {
             Place::of_request("vol1", &vec![("volumegroup".into(), "kube_vg".into())]).unwrap();
         assert_eq!(flex.id(), "kube_vg#vol1");
     }
+
+    use wasmvol_driver_sdk::fake_host::requests::{self, block, filesystem};
+    use wasmvol_driver_sdk::fake_host::{FakeHost, MountSource};
+
+    const GIB: u64 = 1 << 30;
+
+    fn host_with_group() -> FakeHost {
+        let host = FakeHost::new();
+        host.add_volume_group("kube_vg", 4 * GIB);
+        host
+    }
+
+    #[test]
+    fn a_thick_volume_is_made_once_staged_with_a_filesystem_published_and_removed() {
+        let host = host_with_group();
+        let create = || {
+            requests::create(
+                "pvc-1",
+                Some(GIB),
+                filesystem(""),
+                &[("volumegroup", "kube_vg")],
+            )
+        };
+        let v = Lvm::create_volume(create()).unwrap();
+        assert_eq!(Lvm::create_volume(create()).unwrap(), v);
+        let [lv] = host.logical_volumes("kube_vg").try_into().unwrap();
+        assert_eq!((lv.size_bytes, lv.thin_pool), (GIB, None));
+
+        let staging = || host.target("staging", TargetRole::Staging, TargetShape::Directory);
+        let pod = || host.target("pod", TargetRole::Publish, TargetShape::Directory);
+        Lvm::stage(staging(), requests::stage(&v, filesystem(""))).unwrap();
+        Lvm::stage(staging(), requests::stage(&v, filesystem(""))).unwrap();
+        assert_eq!(
+            host.mounts("staging")[0].source,
+            MountSource::Filesystem {
+                device: format!("/dev/kube_vg/{}", lv.name),
+                fs: FsType::Ext4,
+                options: Vec::new()
+            }
+        );
+        Lvm::publish(
+            pod(),
+            Some(staging()),
+            requests::publish(&v, filesystem(""), false),
+        )
+        .unwrap();
+        assert_eq!(host.mounts("pod").len(), 1);
+        Lvm::unpublish(pod(), requests::unpublish(&v.volume_id)).unwrap();
+        Lvm::unstage(staging(), requests::unstage(&v.volume_id)).unwrap();
+        assert!(host.mounted().is_empty());
+
+        Lvm::delete_volume(requests::delete(&v.volume_id)).unwrap();
+        Lvm::delete_volume(requests::delete(&v.volume_id)).unwrap();
+        assert!(host.logical_volumes("kube_vg").is_empty());
+    }
+
+    #[test]
+    fn a_create_past_the_free_space_is_exhausted_and_makes_nothing() {
+        let host = host_with_group();
+        let e = Lvm::create_volume(requests::create(
+            "pvc-big",
+            Some(8 * GIB),
+            filesystem(""),
+            &[("volumegroup", "kube_vg")],
+        ))
+        .unwrap_err();
+        assert!(matches!(e, DriverError::ResourceExhausted(_)), "{e:?}");
+        assert!(host.logical_volumes("kube_vg").is_empty());
+        let e =
+            Lvm::create_volume(requests::create("pvc-x", None, filesystem(""), &[])).unwrap_err();
+        assert!(matches!(e, DriverError::InvalidArgument(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_thick_restore_is_a_copy_holding_the_sources_filesystem() {
+        let host = host_with_group();
+        let params = [("volumegroup", "kube_vg")];
+        let v = Lvm::create_volume(requests::create(
+            "pvc-src",
+            Some(GIB),
+            filesystem(""),
+            &params,
+        ))
+        .unwrap();
+        let staging = || host.target("staging", TargetRole::Staging, TargetShape::Directory);
+        Lvm::stage(staging(), requests::stage(&v, filesystem(""))).unwrap();
+        Lvm::unstage(staging(), requests::unstage(&v.volume_id)).unwrap();
+        let mut clone = requests::create("pvc-clone", Some(2 * GIB), filesystem(""), &params);
+        clone.content_source = Some(ContentSource::Volume(v.volume_id.clone()));
+        let c = Lvm::create_volume(clone).unwrap();
+        let copy = host
+            .logical_volumes("kube_vg")
+            .into_iter()
+            .find(|lv| c.volume_id.ends_with(&lv.name))
+            .unwrap();
+        assert_eq!((copy.size_bytes, copy.origin), (2 * GIB, None));
+        let p = Place::parse(&c.volume_id).unwrap();
+        assert_eq!(
+            lvm::open(&p.vg, &p.lv).unwrap().probe_filesystem().unwrap(),
+            Some(FsType::Ext4)
+        );
+    }
+
+    #[test]
+    fn a_flex_pod_volume_is_made_on_its_first_stage_and_a_raw_one_binds_its_node() {
+        let host = host_with_group();
+        let ctx = vec![
+            ("volumegroup".to_owned(), "kube_vg".to_owned()),
+            ("size".to_owned(), "64m".to_owned()),
+        ];
+        let flex = Volume {
+            volume_id: "vol1".into(),
+            capacity_bytes: 0,
+            volume_context: ctx,
+            content_source: None,
+            accessible_topology: Vec::new(),
+        };
+        Lvm::stage(
+            host.target("devmount", TargetRole::Staging, TargetShape::Directory),
+            requests::stage(&flex, filesystem("")),
+        )
+        .unwrap();
+        let [lv] = host.logical_volumes("kube_vg").try_into().unwrap();
+        assert_eq!((lv.name.as_str(), lv.size_bytes), ("vol1", 64 << 20));
+
+        let v = Lvm::create_volume(requests::create(
+            "pvc-raw",
+            Some(GIB),
+            block(),
+            &[("volumegroup", "kube_vg")],
+        ))
+        .unwrap();
+        let dev = || host.target("dev", TargetRole::Publish, TargetShape::File);
+        Lvm::publish(dev(), None, requests::publish(&v, block(), false)).unwrap();
+        assert!(
+            matches!(&host.mounts("dev")[0].source, MountSource::DeviceNode(n) if n.starts_with("/dev/kube_vg/"))
+        );
+    }
 }

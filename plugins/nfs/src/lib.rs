@@ -328,3 +328,89 @@ impl Driver for Nfs {
 }
 
 export_driver!(Nfs);
+
+/// The driver's own logic, natively against the SDK's fake host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmvol_driver_sdk::fake_host::requests::{self, filesystem};
+    use wasmvol_driver_sdk::fake_host::{FakeHost, MountSource};
+
+    const SHARE: [(&str, &str); 4] = [
+        ("server", "nfs.test"),
+        ("share", "/srv/nfs"),
+        ("subDir", "k8s"),
+        ("onDelete", "archive"),
+    ];
+
+    /// The directories on the share beneath `k8s`.
+    fn dirs(host: &FakeHost) -> Vec<String> {
+        let mut out: Vec<String> =
+            std::fs::read_dir(host.share_dir("nfs.test", "/srv/nfs").join("k8s"))
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_volume_is_a_directory_on_the_share_mounted_by_the_host_and_archived_on_delete() {
+        let host = FakeHost::new();
+        let create = || requests::create("pvc-1", None, filesystem(""), &SHARE);
+        let v = Nfs::create_volume(create()).unwrap();
+        assert_eq!(Nfs::create_volume(create()).unwrap(), v);
+        let [dir] = dirs(&host).try_into().unwrap();
+
+        let pod = || host.target("pod", TargetRole::Publish, TargetShape::Directory);
+        let mut publish = requests::publish(&v, filesystem(""), true);
+        publish
+            .volume_context
+            .push(("mountOptions".into(), "noatime, hard".into()));
+        Nfs::publish(pod(), None, publish.clone()).unwrap();
+        Nfs::publish(pod(), None, publish).unwrap();
+        let [mounted] = host.mounts("pod").try_into().unwrap();
+        assert!(mounted.read_only);
+        let MountSource::Nfs { share, subdir } = mounted.source else {
+            panic!("{mounted:?}");
+        };
+        assert_eq!(
+            (share.server.as_str(), share.export_path.as_str()),
+            ("nfs.test", "/srv/nfs")
+        );
+        assert_eq!(share.options, ["noatime", "hard"]);
+        assert_eq!(subdir, format!("k8s/{dir}"));
+        Nfs::unpublish(pod(), requests::unpublish(&v.volume_id)).unwrap();
+        assert!(host.mounted().is_empty());
+
+        Nfs::delete_volume(requests::delete(&v.volume_id)).unwrap();
+        Nfs::delete_volume(requests::delete(&v.volume_id)).unwrap();
+        assert_eq!(dirs(&host), [format!("archived-{dir}")]);
+    }
+
+    #[test]
+    fn a_share_is_required_and_a_clone_copies_the_source_directory() {
+        let host = FakeHost::new();
+        let e =
+            Nfs::create_volume(requests::create("pvc-x", None, filesystem(""), &[])).unwrap_err();
+        assert!(matches!(e, DriverError::InvalidArgument(_)), "{e:?}");
+        assert!(dirs(&host).is_empty());
+
+        let v =
+            Nfs::create_volume(requests::create("pvc-src", None, filesystem(""), &SHARE)).unwrap();
+        let [src] = dirs(&host).try_into().unwrap();
+        let k8s = host.share_dir("nfs.test", "/srv/nfs").join("k8s");
+        std::fs::write(k8s.join(&src).join("data"), b"on the share").unwrap();
+        let mut clone = requests::create("pvc-clone", None, filesystem(""), &SHARE);
+        clone.content_source = Some(ContentSource::Volume(v.volume_id.clone()));
+        Nfs::create_volume(clone).unwrap();
+        let copied: Vec<_> = dirs(&host).into_iter().filter(|d| *d != src).collect();
+        let [copy] = copied.try_into().unwrap();
+        assert_eq!(
+            std::fs::read(k8s.join(copy).join("data")).unwrap(),
+            b"on the share"
+        );
+    }
+}

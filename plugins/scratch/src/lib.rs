@@ -129,6 +129,68 @@ export_driver!(Scratch);
 mod tests {
     use super::*;
 
+    use wasmvol_driver_sdk::fake_host::requests::{self, block, filesystem};
+    use wasmvol_driver_sdk::fake_host::{FakeHost, Mount, MountSource};
+
+    fn ephemeral(context: &[(&str, &str)]) -> Volume {
+        Volume {
+            volume_id: "csi-0123".into(),
+            capacity_bytes: 0,
+            volume_context: context
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            content_source: None,
+            accessible_topology: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_inline_volume_is_a_tmpfs_of_the_pods_size_and_owner_once_mounted() {
+        let host = FakeHost::new();
+        let pod = || host.target("pod", TargetRole::Publish, TargetShape::Directory);
+        let v = ephemeral(&[("size", "16Mi"), ("mode", "0750"), ("uid", "1000")]);
+        let mut cap = filesystem("");
+        if let AccessType::Mount(m) = &mut cap.access_type {
+            m.volume_mount_group = "2000".into();
+        }
+        Scratch::publish(pod(), None, requests::publish(&v, cap.clone(), true)).unwrap();
+        Scratch::publish(pod(), None, requests::publish(&v, cap, true)).unwrap();
+        let options = TmpfsOptions {
+            size_bytes: 16 << 20,
+            mode: 0o750,
+            uid: 1000,
+            gid: 2000,
+        };
+        assert_eq!(
+            host.mounts("pod"),
+            [Mount {
+                source: MountSource::Tmpfs(options),
+                read_only: true
+            }]
+        );
+        Scratch::unpublish(pod(), requests::unpublish("csi-0123")).unwrap();
+        assert!(host.mounted().is_empty());
+    }
+
+    #[test]
+    fn a_bad_size_or_raw_block_mounts_nothing() {
+        let host = FakeHost::new();
+        for (v, cap) in [
+            (ephemeral(&[("size", "16M")]), filesystem("")),
+            (ephemeral(&[]), block()),
+        ] {
+            let e = Scratch::publish(
+                host.target("pod", TargetRole::Publish, TargetShape::Directory),
+                None,
+                requests::publish(&v, cap, false),
+            )
+            .unwrap_err();
+            assert!(matches!(e, DriverError::InvalidArgument(_)), "{e:?}");
+        }
+        assert!(host.mounted().is_empty());
+    }
+
     #[test]
     fn sizes_parse_with_binary_suffixes_only() {
         assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
