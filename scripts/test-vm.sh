@@ -29,13 +29,22 @@ set -e
 cd "$PWD"
 sh scripts/vm/nfs-server.sh
 sh scripts/vm/lvm-setup.sh
+# The binaries run from the guest's tmpfs: the share is 9p with no page
+# cache, and each start of the 126 MB debug host over it page-faulted its
+# code across the share again (seconds a start). The tests find the host
+# beside their own directory, as in target/debug; everything else (the
+# components, the artifact cache) they read from the share.
+bin=/tmp/wasmvol-vm-bin
+mkdir -p \$bin/deps
+cp target/debug/wasmvol \$bin/
 set +e
 status=0
 for exe in $(echo $exes); do
+  cp "\$exe" \$bin/deps/
   # The LVM tests share one volume group and assert its free space: one at a time.
   threads=2
   case "\$exe" in *vm_lvm-*) threads=1 ;; esac
-  RUST_BACKTRACE=1 WASMVOL_TEST_SERVE_TIMEOUT_S=900 "$PWD/\$exe" --test-threads=\$threads --color=never --show-output || status=1
+  RUST_BACKTRACE=1 WASMVOL_TEST_SERVE_TIMEOUT_S=900 "\$bin/deps/\$(basename \$exe)" --test-threads=\$threads --color=never --show-output || status=1
 done
 exit \$status
 JOB

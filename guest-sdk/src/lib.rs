@@ -25,33 +25,32 @@
 /// with no wasm and no root.
 #[allow(missing_docs)]
 pub mod bindings {
+    /// The world's bindings, with `$with` mapping interfaces elsewhere.
+    macro_rules! world {
+        ($($with:tt)*) => {
+            wit_bindgen::generate!({
+                path: "../wit",
+                world: "volume-driver",
+                pub_export_macro: true,
+                export_macro_name: "export_world",
+                default_bindings_module: "wasmvol_driver_sdk::bindings",
+                additional_derives: [PartialEq],
+                $($with)*
+            });
+        };
+    }
     #[cfg(target_arch = "wasm32")]
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "volume-driver",
-        pub_export_macro: true,
-        export_macro_name: "export_world",
-        default_bindings_module: "wasmvol_driver_sdk::bindings",
-        additional_derives: [PartialEq],
-    });
+    world!();
     #[cfg(not(target_arch = "wasm32"))]
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "volume-driver",
-        pub_export_macro: true,
-        export_macro_name: "export_world",
-        default_bindings_module: "wasmvol_driver_sdk::bindings",
-        additional_derives: [PartialEq],
-        with: {
-            "wasmvol:driver/volumes@0.1.0": crate::fake_host::volumes,
-            "wasmvol:driver/mount@0.1.0": crate::fake_host::mount,
-            "wasmvol:driver/device@0.1.0": crate::fake_host::device,
-            "wasmvol:driver/state@0.1.0": crate::fake_host::state,
-            "wasmvol:driver/log@0.1.0": crate::fake_host::log,
-            "wasmvol:driver/netfs@0.1.0": crate::fake_host::netfs,
-            "wasmvol:driver/tmpfs@0.1.0": crate::fake_host::tmpfs,
-            "wasmvol:driver/lvm@0.1.0": crate::fake_host::lvm,
-        },
+    world!(with: {
+        "wasmvol:driver/volumes@0.1.0": crate::fake_host::volumes,
+        "wasmvol:driver/mount@0.1.0": crate::fake_host::mount,
+        "wasmvol:driver/device@0.1.0": crate::fake_host::device,
+        "wasmvol:driver/state@0.1.0": crate::fake_host::state,
+        "wasmvol:driver/log@0.1.0": crate::fake_host::log,
+        "wasmvol:driver/netfs@0.1.0": crate::fake_host::netfs,
+        "wasmvol:driver/tmpfs@0.1.0": crate::fake_host::tmpfs,
+        "wasmvol:driver/lvm@0.1.0": crate::fake_host::lvm,
     });
 }
 

@@ -727,12 +727,7 @@ async fn lvm_refuses_ungranted_groups_pools_foreign_volumes_bad_names_and_sizes(
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{name}: {err:?}");
         assert_eq!(lvs("kube_vg")[name], tag, "left as it was");
-        let removed = Command::new("lvremove")
-            .args(["-q", "-y", &format!("kube_vg/{name}")])
-            .env("DM_DISABLE_UDEV", "1")
-            .status()
-            .unwrap();
-        assert!(removed.success());
+        lvremove(&format!("kube_vg/{name}"));
     }
     // Names that try to be options or paths never reach LVM.
     for id in [
@@ -779,12 +774,7 @@ async fn lvm_refuses_ungranted_groups_pools_foreign_volumes_bad_names_and_sizes(
         .await
         .expect("a good create");
     c.delete(&ok.volume_id).await;
-    let removed = Command::new("lvremove")
-        .args(["-q", "-y", "kube_vg/foreign"])
-        .env("DM_DISABLE_UDEV", "1")
-        .status()
-        .unwrap();
-    assert!(removed.success());
+    lvremove("kube_vg/foreign");
 }
 
 #[test]
@@ -829,12 +819,7 @@ fn the_classic_kubernetes_io_lvm_flex_volume_is_made_on_first_mount_and_keeps_it
         "Success"
     );
     assert!(f.mounts().is_empty(), "{:?}", f.mounts());
-    let removed = Command::new("lvremove")
-        .args(["-q", "-y", "kube_vg/vol1"])
-        .env("DM_DISABLE_UDEV", "1")
-        .status()
-        .unwrap();
-    assert!(removed.success());
+    lvremove("kube_vg/vol1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1084,16 +1069,18 @@ fn kill_flow_lvs(_: &Fixture) -> std::collections::BTreeSet<String> {
 
 /// The kill-point matrix (`wasmvol_tests::kill_matrix`) on a thick logical
 /// volume through CSI: the host killed at each point of create, stage,
-/// publish, unpublish, unstage and delete in turn, restarted, kubelet's
+/// publish, unpublish, unstage and delete that may change state (under
+/// emulation a restart is costly; see `Flow::changes_only`) in turn, restarted, kubelet's
 /// retry replayed and the flow finished; after each step the group holds
 /// what the uninterrupted flow's held, and nothing is left at the end.
 #[test]
-fn killed_at_every_point_of_the_csi_flow_the_retry_finishes_it() {
+fn killed_at_every_point_that_changes_state_the_retry_finishes_it() {
     use wasmvol_tests::kill_matrix::{matrix, Flow, Step::*};
     let points = matrix(Flow {
         lists: false,
         parameters: &[("volumegroup", "kube_vg")],
         storage: kill_flow_lvs,
+        changes_only: true,
         ..Flow::new(
             "lvm",
             grants(true, false),
@@ -1101,4 +1088,56 @@ fn killed_at_every_point_of_the_csi_flow_the_retry_finishes_it() {
         )
     });
     eprintln!("lvm CSI: {points} kill points, all passed");
+}
+
+/// Removes logical volume `vg/name` with the LVM tools.
+fn lvremove(vg_name: &str) {
+    let removed = Command::new("lvremove")
+        .args(["-q", "-y", vg_name])
+        .env("DM_DISABLE_UDEV", "1")
+        .status()
+        .unwrap();
+    assert!(removed.success(), "lvremove {vg_name}");
+}
+
+/// Removes the Flex kill-point flow's volume, if there.
+fn remove_kill_flex_volume() {
+    if lvs("kube_vg").contains_key("kill-flex") {
+        lvremove("kube_vg/kill-flex");
+    }
+}
+
+/// The matrix on the classic `kubernetes.io/lvm` Flex volume, made on its
+/// first mount: init, mount (create, mkfs, mount) and unmount through the
+/// installed shim, the host killed at each point that may change state,
+/// restarted, kubelet's call-out repeated and the flow finished; one
+/// volume is made whatever the kill, and nothing is left mounted.
+#[test]
+fn killed_at_every_point_of_the_flex_mount_that_changes_state_the_retry_finishes_it() {
+    use wasmvol_tests::kill_matrix::{matrix, Flow, Step::*};
+    let points = matrix(Flow {
+        lists: false,
+        flex_options: &[
+            ("kubernetes.io/fsType", "ext4"),
+            ("volumeID", "kill-flex"),
+            ("size", "64m"),
+            ("volumegroup", "kube_vg"),
+        ],
+        storage: |_| {
+            lvs("kube_vg")
+                .into_iter()
+                .filter(|(name, _)| name.contains("kill-flex"))
+                .map(|(name, tags)| format!("{name} {tags}"))
+                .collect()
+        },
+        changes_only: true,
+        reset: remove_kill_flex_volume,
+        ..Flow::new(
+            "lvm",
+            grants(false, true),
+            &[Flex("init"), Flex("mount"), Flex("unmount")],
+        )
+    });
+    remove_kill_flex_volume();
+    eprintln!("lvm Flex: {points} kill points, all passed");
 }

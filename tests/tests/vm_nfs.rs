@@ -656,11 +656,12 @@ fn kill_flow_share(_: &Fixture) -> std::collections::BTreeSet<String> {
 
 /// The kill-point matrix (`wasmvol_tests::kill_matrix`) on an NFS volume
 /// through CSI: the host killed at each point of create, publish,
-/// unpublish and delete in turn, restarted, kubelet's retry replayed and
+/// unpublish and delete that may change state (see `Flow::changes_only`)
+/// in turn, restarted, kubelet's retry replayed and
 /// the flow finished; after each step the share holds what the
 /// uninterrupted flow's held, and no mount is left.
 #[test]
-fn killed_at_every_point_of_the_csi_flow_the_retry_finishes_it() {
+fn killed_at_every_point_that_changes_state_the_retry_finishes_it() {
     use wasmvol_tests::kill_matrix::{matrix, Flow, Step::*};
     let _ = std::fs::remove_dir_all(Path::new(EXPORT).join("kill-points"));
     let points = matrix(Flow {
@@ -671,6 +672,7 @@ fn killed_at_every_point_of_the_csi_flow_the_retry_finishes_it() {
             ("subDir", "kill-points"),
         ],
         storage: kill_flow_share,
+        changes_only: true,
         ..Flow::new(
             "nfs",
             grants(true, false),
@@ -678,4 +680,39 @@ fn killed_at_every_point_of_the_csi_flow_the_retry_finishes_it() {
         )
     });
     eprintln!("nfs CSI: {points} kill points, all passed");
+}
+
+/// The share directory the Flex kill-point flow mounts (Flex makes none).
+const KILL_FLEX_DIR: &str = "/srv/nfs/kill-flex";
+
+/// The matrix on the classic `k8s/nfs` Flex volume: init, mount and
+/// unmount through the installed shim, the host killed at each point that
+/// may change state, restarted, kubelet's call-out repeated and the flow
+/// finished; nothing is left mounted and the share holds what it held.
+#[test]
+fn killed_at_every_point_of_the_flex_mount_that_changes_state_the_retry_finishes_it() {
+    use wasmvol_tests::kill_matrix::{matrix, walk, Flow, Step::*};
+    let points = matrix(Flow {
+        lists: false,
+        flex_options: &[
+            ("kubernetes.io/fsType", "nfs"),
+            ("server", "nfs.test"),
+            ("share", EXPORT),
+            ("subDir", "kill-flex"),
+        ],
+        storage: |_| walk(Path::new(KILL_FLEX_DIR)),
+        changes_only: true,
+        reset: || {
+            let _ = std::fs::remove_dir_all(KILL_FLEX_DIR);
+            std::fs::create_dir_all(KILL_FLEX_DIR).unwrap();
+            std::fs::write(Path::new(KILL_FLEX_DIR).join("on-the-share"), b"kept").unwrap();
+        },
+        ..Flow::new(
+            "nfs",
+            grants(false, true),
+            &[Flex("init"), Flex("mount"), Flex("unmount")],
+        )
+    });
+    std::fs::remove_dir_all(KILL_FLEX_DIR).unwrap();
+    eprintln!("nfs Flex: {points} kill points, all passed");
 }

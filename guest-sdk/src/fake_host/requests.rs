@@ -2,8 +2,9 @@
 //! a single-node-writer filesystem volume unless said otherwise.
 
 use crate::{
-    AccessMode, AccessType, CapacityRange, CreateVolumeRequest, DeleteVolumeRequest, MountAccess,
-    PublishRequest, StageRequest, UnpublishRequest, UnstageRequest, Volume, VolumeCapability,
+    AccessMode, AccessType, CapacityRange, CreateSnapshotRequest, CreateVolumeRequest,
+    DeleteVolumeRequest, MountAccess, PublishRequest, StageRequest, UnpublishRequest,
+    UnstageRequest, Volume, VolumeCapability,
 };
 
 fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -97,5 +98,15 @@ pub fn publish(volume: &Volume, capability: VolumeCapability, readonly: bool) ->
 pub fn unpublish(volume_id: &str) -> UnpublishRequest {
     UnpublishRequest {
         volume_id: volume_id.to_owned(),
+    }
+}
+
+/// CreateSnapshot `name` of `volume_id`, as the snapshotter sends it.
+pub fn snapshot(volume_id: &str, name: &str) -> CreateSnapshotRequest {
+    CreateSnapshotRequest {
+        source_volume_id: volume_id.to_owned(),
+        name: name.to_owned(),
+        secrets: Vec::new(),
+        parameters: Vec::new(),
     }
 }

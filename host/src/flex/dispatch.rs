@@ -441,16 +441,18 @@ impl FlexDriver {
         // Kubelet makes the dir and skips mounted ones; repeat both for direct callers.
         std::fs::create_dir_all(dir).map_err(|e| io_failed("creating", dir, e))?;
         let placement = Placement::new(&volume_id, &o.capability(), o.read_only);
-        match self.records.mounted(dir)?.and_then(|m| m.placement) {
-            // The same mount repeated is done; another volume or mode at this dir is refused.
-            Some(recorded) => match repeat_of(Some(&recorded), &placement, dir) {
+        // The same mount repeated is done; another volume or mode at this
+        // dir is refused. With no record, or one written before the mount
+        // (below), done or not, what follows is idempotent (staged and
+        // mounted dirs are found, the driver's publish finds its target
+        // mounted) and ends in the record: a host killed between a mount
+        // and its record is finished so, and its unmount finds the record.
+        if let Some(recorded) = self.records.mounted(dir)?.and_then(|m| m.placement) {
+            match repeat_of(Some(&recorded), &placement, dir) {
                 Repeat::AlreadyDone => return Ok(Reply::success()),
                 Repeat::Conflict(m) => return Err(Failed(Reply::failure(m))),
                 Repeat::Proceed => {}
-            },
-            // No record (none kept, or an older host's): a mounted dir is taken as done.
-            None if is_mount_point(dir).unwrap_or(false) => return Ok(Reply::success()),
-            None => {}
+            }
         }
         let (staging, host_staging) = match (stages, attaches) {
             (false, _) => (None, None),
@@ -461,6 +463,18 @@ impl FlexDriver {
             // made of the volume id, which the driver or a pod spec chose).
             (true, false) => {
                 let s = derived_dir(&self.staging_root, &volume_id);
+                // Recorded (durably) before staging: an unmount after a
+                // host killed anywhere from here on still finds the
+                // staging mount to unstage.
+                self.records.set_mounted(
+                    dir,
+                    Some(&Mounted {
+                        volume_name: volume_name.clone(),
+                        volume_id: volume_id.clone(),
+                        host_staging: Some(s.clone()),
+                        placement: None,
+                    }),
+                )?;
                 self.stage(&volume_id, &s, o, Vec::new())?;
                 (Some(s.clone()), Some(s))
             }

@@ -490,13 +490,7 @@ mod tests {
             HostPath::create_volume(requests::create("pv-src", None, filesystem(""), &[])).unwrap();
         let dir = host.root().join("volumes").join(&v.volume_id);
         std::fs::write(dir.join("data"), b"kept").unwrap();
-        let snap = HostPath::create_snapshot(CreateSnapshotRequest {
-            source_volume_id: v.volume_id.clone(),
-            name: "snap-1".into(),
-            secrets: Vec::new(),
-            parameters: Vec::new(),
-        })
-        .unwrap();
+        let snap = HostPath::create_snapshot(requests::snapshot(&v.volume_id, "snap-1")).unwrap();
         let mut restore = requests::create("pv-restored", None, filesystem(""), &[]);
         restore.content_source = Some(ContentSource::Snapshot(snap.snapshot_id.clone()));
         let r = HostPath::create_volume(restore).unwrap();

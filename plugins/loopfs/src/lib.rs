@@ -578,13 +578,7 @@ mod tests {
         let staging = || host.target("staging", TargetRole::Staging, TargetShape::Directory);
         LoopFs::stage(staging(), requests::stage(&v, filesystem(""))).unwrap();
         LoopFs::unstage(staging(), requests::unstage(&v.volume_id)).unwrap();
-        let snap = LoopFs::create_snapshot(CreateSnapshotRequest {
-            source_volume_id: v.volume_id.clone(),
-            name: "snap-1".into(),
-            secrets: Vec::new(),
-            parameters: Vec::new(),
-        })
-        .unwrap();
+        let snap = LoopFs::create_snapshot(requests::snapshot(&v.volume_id, "snap-1")).unwrap();
         let mut restore = requests::create("pv-r", Some(MIB), filesystem(""), &[]);
         restore.content_source = Some(ContentSource::Snapshot(snap.snapshot_id));
         let r = LoopFs::create_volume(restore).unwrap();
