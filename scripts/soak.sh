@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Soak: N volumes (default 10000) of DRIVER (hostpath, the default, or
-# loopfs) through their CSI life at concurrency 8, the driver's Flex life
+# Soak: N volumes (default 10000) of DRIVER (hostpath, the default, loopfs or
+# scratch) through their CSI life at concurrency 8, the driver's Flex life
 # beside them, sampling the host's RSS, descriptors and store size
 # (benches/benches/soak.rs; samples in target/soak-DRIVER.csv, plotted to
 # target/soak-DRIVER.png). As root.

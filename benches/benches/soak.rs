@@ -1,8 +1,10 @@
 //! Soak (issue: faults, fuzzing and soak): `WASMVOL_SOAK_N` volumes (default
 //! 2,000; `scripts/soak.sh N [DRIVER]`) of `WASMVOL_SOAK_DRIVER` (hostpath,
-//! the default, or loopfs) through their whole CSI life (create, publish,
-//! unpublish, delete; loopfs also stages and unstages, with a real mkfs and
-//! loop device each) at concurrency 8, while 8 Flex shims exec'd as kubelet
+//! the default, loopfs or scratch) through their whole CSI life (create,
+//! publish, unpublish, delete; loopfs also stages and unstages, with a real
+//! mkfs and loop device each; scratch's are ephemeral inline volumes, a
+//! tmpfs published and unpublished) at concurrency 8, while 8 Flex shims
+//! (none for scratch) exec'd as kubelet
 //! does run the driver's Flex life the same way (loopfs: attach, mountdevice,
 //! mount and back), sampling the host's RSS, open descriptors and store
 //! size every second. Passes when, after the first tenth (warm-up), RSS and
@@ -57,23 +59,31 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let driver = std::env::var("WASMVOL_SOAK_DRIVER").unwrap_or_else(|_| "hostpath".into());
-    let block = match driver.as_str() {
-        "hostpath" => false,
-        "loopfs" => true,
-        other => panic!("WASMVOL_SOAK_DRIVER={other}: hostpath or loopfs"),
+    // scratch's volumes are ephemeral inline ones: no create or delete,
+    // and no Flex life (Flex has no inline volumes).
+    let (block, ephemeral) = match driver.as_str() {
+        "hostpath" => (false, false),
+        "loopfs" => (true, false),
+        "scratch" => (false, true),
+        other => panic!("WASMVOL_SOAK_DRIVER={other}: hostpath, loopfs or scratch"),
     };
+    let defaults = FixtureGrants::default();
     let f = Fixture::new(
         &driver,
         FixtureGrants {
             csi: true,
-            flex: true,
+            flex: !ephemeral,
             concurrency: 16,
             device: block,
             deadline_ms: 60_000,
-            ..FixtureGrants::default()
+            // scratch has no storage root and keeps no state.
+            storage: defaults.storage.filter(|_| !ephemeral),
+            state_quota: defaults.state_quota.filter(|_| !ephemeral),
+            tmpfs_max_bytes: ephemeral.then_some(8 << 20),
+            ..defaults
         },
     );
-    let shim = install_flex_shim(&f);
+    let shim = (!ephemeral).then(|| install_flex_shim(&f));
     let serve = ServeProcess::start(&f);
     let pid = serve.pid().as_raw();
     let store = f.dir.path().join("state/state.redb");
@@ -93,10 +103,11 @@ fn main() {
         })
     };
     // Flex: 8 shims in a loop, each on a volume of its own, until CSI is done.
-    let flex: Vec<_> = (0..8)
-        .map(|w| {
-            let (shim, stop, errors, done) =
-                (shim.clone(), stop.clone(), errors.clone(), done.clone());
+    let flex: Vec<_> = shim
+        .iter()
+        .flat_map(|shim| (0..8).map(move |w| (w, shim.clone())))
+        .map(|(w, shim)| {
+            let (stop, errors, done) = (stop.clone(), errors.clone(), done.clone());
             let dir = f.dir.path().join(format!("pods/w{w}"));
             let devdir = f.dir.path().join(format!("devmounts/w{w}"));
             std::thread::spawn(move || {
@@ -161,6 +172,29 @@ fn main() {
                     let target = targets.join(format!("soak-{i}"));
                     let staging = targets.join(format!("soak-{i}.staging"));
                     let result: Result<(), tonic::Status> = async {
+                        if ephemeral {
+                            let publish = NodePublishVolumeRequest {
+                                volume_id: format!("csi-soak-{i}"),
+                                target_path: target.display().to_string(),
+                                volume_capability: Some(rw()),
+                                volume_context: [
+                                    ("csi.storage.k8s.io/ephemeral", "true"),
+                                    ("size", "1Mi"),
+                                ]
+                                .into_iter()
+                                .map(|(k, v)| (k.into(), v.into()))
+                                .collect(),
+                                ..Default::default()
+                            };
+                            node.node_publish_volume(publish).await?;
+                            node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+                                volume_id: format!("csi-soak-{i}"),
+                                target_path: target.display().to_string(),
+                            })
+                            .await?;
+                            done.fetch_add(2, Ordering::Relaxed);
+                            return Ok(());
+                        }
                         let v = controller
                             .create_volume(create_req(&format!("soak-{i}"), 16 << 20))
                             .await?
@@ -256,7 +290,12 @@ fn main() {
         && leftover == 0
         && within(warm.rss_kb as f64, end.rss_kb as f64)
         && within(warm.fds as f64, end.fds as f64);
-    println!("soak: {driver}: {n} CSI volumes and Flex cycles beside them: {calls} calls in {elapsed:.1?} ({:.0} calls/s), {errors} errors, {leftover} mounts or loop devices left", calls as f64 / elapsed.as_secs_f64());
+    let what = if ephemeral {
+        "ephemeral CSI volumes"
+    } else {
+        "CSI volumes and Flex cycles beside them"
+    };
+    println!("soak: {driver}: {n} {what}: {calls} calls in {elapsed:.1?} ({:.0} calls/s), {errors} errors, {leftover} mounts or loop devices left", calls as f64 / elapsed.as_secs_f64());
     println!(
         "soak: RSS start {} KB, after warm-up {} KB, peak {peak_rss} KB, end {} KB",
         samples[0].rss_kb, warm.rss_kb, end.rss_kb
