@@ -610,15 +610,24 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Every path beneath `dir`, relative to it (none if it does not exist).
+/// Every path beneath `dir`, relative to it (none if it does not exist),
+/// each file with its size.
 pub fn walk(dir: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
-            out.insert(p.strip_prefix(dir).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
+            let name = p.strip_prefix(dir).unwrap().display().to_string();
+            let ft = e.file_type().unwrap();
+            if ft.is_file() {
+                // With its size: a copy cut short is not a whole one.
+                let len = e.metadata().map_or(0, |m| m.len());
+                out.insert(format!("{name} ({len} bytes)"));
+            } else {
+                out.insert(name);
+            }
+            if ft.is_dir() {
                 stack.push(p);
             }
         }

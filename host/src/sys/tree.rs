@@ -282,6 +282,9 @@ fn copy_file(src_dir: &Dir, from: &Path, dst_dir: &Dir, to: &Path) -> io::Result
     opts.write(true).create_new(true);
     let dst = dst_dir.open_with(to, &opts)?.into_std();
     dst.set_permissions(meta.permissions())?;
+    // A host killed here leaves a copy begun and not finished: what a
+    // driver's retry must not take for a whole one.
+    crate::fault::point("copying", "file");
     const FICLONE: libc::c_ulong = 0x4004_9409;
     // SAFETY: FICLONE takes the source fd as its argument.
     if unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) } == 0 {
