@@ -71,8 +71,9 @@ pub struct Flow {
     /// hold what the uninterrupted one held.
     pub storage: fn(&Fixture) -> BTreeSet<String>,
     /// Kill only where the host's or the kernel's state may have changed
-    /// since the point before: not before a driver call (`call:`, where
-    /// the kill leaves what one after the last call's record leaves) and
+    /// since the point before: not before a driver call (`call:`: the
+    /// driver has done nothing of it yet, and the front end at most made a
+    /// directory on the way, which the retry makes again) and
     /// not after an operation that only reads ([`READ_ONLY`]). For flows
     /// whose every restart is costly (the VM's, under emulation); native
     /// flows kill at every point.
