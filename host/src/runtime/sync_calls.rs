@@ -13,7 +13,8 @@
 //! LIFO slot (the task this worker woke last, say the connection task of
 //! this very socket), which other workers cannot steal. Moving it out costs
 //! a thread wake-up, which most calls (a hostpath publish ends in ~50 µs)
-//! do not need. So it is moved out only once the call turns slow: at the
+//! do not need. So it is moved out only once the call turns slow (with the
+//! whole worker, by `block_in_place`; see [`may_block`]): at the
 //! first epoch tick the call sees while running wasm, and before any host
 //! operation that may block (a device, a walk of a tree, a durable write),
 //! which all call [`may_block`]. A task woken just before a call therefore
@@ -51,9 +52,18 @@ impl Drop for InPlace<'_> {
 /// else, so host code calls it without knowing where it runs.
 pub fn may_block() {
     if IN_PLACE.replace(false) {
-        // An empty task spawned here takes the slot, and the task it
-        // displaces goes to the run queue with a wake-up for another
-        // worker, which steals it.
+        // `block_in_place` moves the LIFO slot's task to the run queue
+        // whatever the slot's state, and offers this worker's core to
+        // another thread. An empty task spawned into the slot would not
+        // do: while tokio has the slot disabled (after three LIFO polls in
+        // a row) a spawn goes to the run queue and the slot's task stays,
+        // stuck until the call ends (seen: a Probe held for the whole
+        // 3 s deadline of a call running beside it, 1 run in 10 under load).
+        tokio::task::block_in_place(|| {});
+        // If this thread took its core straight back, wake a parked worker
+        // to steal what now waits in the run queue: the second spawn
+        // displaces the first from the slot, which always notifies.
+        drop(tokio::spawn(async {}));
         drop(tokio::spawn(async {}));
     }
 }
