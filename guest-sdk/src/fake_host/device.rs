@@ -100,7 +100,7 @@ impl BlockDevice {
                     .get(group)
                     .and_then(|g| g.volumes.get(name))
                     .map(|v| v.fs)
-                    .ok_or_else(|| DriverError::NotFound(format!("no volume {group}/{name}")))
+                    .ok_or_else(|| super::lvm::no_volume(group, name))
             }),
         }
     }

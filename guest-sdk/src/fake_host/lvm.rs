@@ -25,6 +25,11 @@ fn group<'w>(w: &'w mut World, name: &str) -> Result<&'w mut Group, DriverError>
         .ok_or_else(|| DriverError::NotFound(format!("no volume group {name}")))
 }
 
+/// The error for a volume `group/name` that is not there.
+pub(crate) fn no_volume(group: &str, name: &str) -> DriverError {
+    DriverError::NotFound(format!("no volume {group}/{name}"))
+}
+
 fn check_name(name: &str) -> Result<(), DriverError> {
     let ok = !name.is_empty()
         && name.len() <= 127
@@ -102,7 +107,7 @@ pub fn snapshot(
         let source = g
             .volumes
             .get(origin)
-            .ok_or_else(|| DriverError::NotFound(format!("no volume {group_name}/{origin}")))?;
+            .ok_or_else(|| no_volume(group_name, origin))?;
         if let Some(v) = g.volumes.get(name) {
             return if v.listed.origin.as_deref() == Some(origin) {
                 Ok(())
@@ -140,7 +145,7 @@ pub fn extend(group_name: &str, name: &str, size_bytes: u64) -> Result<u64, Driv
         let v = g
             .volumes
             .get_mut(name)
-            .ok_or_else(|| DriverError::NotFound(format!("no volume {group_name}/{name}")))?;
+            .ok_or_else(|| no_volume(group_name, name))?;
         if size_bytes > v.listed.size_bytes {
             let more = size_bytes - v.listed.size_bytes;
             if v.listed.thin_pool.is_none() && more > free {
@@ -167,7 +172,7 @@ pub fn copy(
         let from = g
             .volumes
             .get(source)
-            .ok_or_else(|| DriverError::NotFound(format!("no volume {group_name}/{source}")))?;
+            .ok_or_else(|| no_volume(group_name, source))?;
         if g.volumes.contains_key(name) {
             return Ok(());
         }
@@ -228,6 +233,6 @@ pub(crate) fn size_of(group_name: &str, name: &str) -> Result<u64, DriverError> 
             .volumes
             .get(name)
             .map(|v| v.listed.size_bytes)
-            .ok_or_else(|| DriverError::NotFound(format!("no volume {group_name}/{name}")))
+            .ok_or_else(|| no_volume(group_name, name))
     })
 }
