@@ -495,3 +495,46 @@ async fn a_reload_moves_renames_and_swaps_front_ends() {
         "{body}"
     );
 }
+
+/// A reload that keeps a driver's concurrency and a memory limit its
+/// engine's pool holds loads the next version onto that engine (no new
+/// instance pool or epoch thread per upgrade); one that raises the memory
+/// limit past the pool gets an engine of its own. Both versions answer.
+#[test]
+fn a_reload_keeps_the_engine_while_the_limits_fit_it() {
+    use wasmvol::call::{Operation, Outcome};
+    let g = grants();
+    let f = Fixture::new("hostpath", g.clone());
+    let rt = f.runtime();
+    let engine = |rt: &wasmvol::runtime::Runtime| {
+        Arc::as_ptr(rt.driver("hostpath").expect("served").engine().0)
+    };
+    let version = |rt: &wasmvol::runtime::Runtime| match rt.call("hostpath", "t", Operation::Info) {
+        Ok(Outcome::Info(info)) => info.vendor_version,
+        other => panic!("info answered {other:?}"),
+    };
+    let first = engine(&rt);
+    assert_eq!(version(&rt), VERSIONS[0]);
+
+    pin_version(&f, 1, &g);
+    rt.reload(&f.policy()).expect("reload");
+    assert_eq!(version(&rt), VERSIONS[1]);
+    assert_eq!(
+        engine(&rt),
+        first,
+        "same limits: the next version runs on the same engine"
+    );
+
+    let bigger = FixtureGrants {
+        memory_bytes: g.memory_bytes * 2,
+        ..g.clone()
+    };
+    pin_version(&f, 0, &bigger);
+    rt.reload(&f.policy()).expect("reload");
+    assert_eq!(version(&rt), VERSIONS[0]);
+    assert_ne!(
+        engine(&rt),
+        first,
+        "a larger memory limit than the pool holds: a new engine"
+    );
+}

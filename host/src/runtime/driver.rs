@@ -122,6 +122,9 @@ pub struct LoadedDriver {
     provenance: Provenance,
     /// Keeps the epoch ticking (deadlines firing) while this version lives.
     engine: Arc<DriverEngine>,
+    /// The linker it was linked with, on `engine`: the driver's next
+    /// version may be loaded onto both (see [`Self::engine`]).
+    linker: Arc<Linker<CallContext>>,
 }
 
 /// Reads a driver's component file and checks it against the policy's pin
@@ -174,7 +177,7 @@ impl LoadedDriver {
     /// identity. Calls wait for `slots`.
     pub fn load(
         engine: &Arc<DriverEngine>,
-        linker: &Linker<CallContext>,
+        linker: &Arc<Linker<CallContext>>,
         cache: &ArtifactCache,
         env: DriverEnv,
         bytes: &[u8],
@@ -217,6 +220,7 @@ impl LoadedDriver {
         let mut loaded = Self {
             env: Arc::new(env),
             engine: engine.clone(),
+            linker: linker.clone(),
             pre,
             exports,
             surface,
@@ -294,6 +298,13 @@ impl LoadedDriver {
     /// The sha256 of the component this version runs (audit records carry it).
     pub fn digest(&self) -> &Sha256Digest {
         &self.env.component
+    }
+
+    /// The engine and linker this version runs on, which its next version
+    /// reuses when its limits still fit: no new instance pool, epoch thread
+    /// or linker per reload, and the pool's slots already warm.
+    pub fn engine(&self) -> (&Arc<DriverEngine>, &Arc<Linker<CallContext>>) {
+        (&self.engine, &self.linker)
     }
 
     /// The call slots this version shares with the versions before it.

@@ -24,16 +24,19 @@ pub const MAX_POOLED_INSTANCES: u32 = 1024;
 /// The engine plus the thread that ticks its epoch; stops the thread on drop.
 pub struct DriverEngine {
     engine: Engine,
+    max_memory_bytes: u64,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
 
 impl DriverEngine {
-    /// Builds an engine whose pool holds `instances` live instances (the
-    /// calls in flight that policy allows, at most [`MAX_POOLED_INSTANCES`])
-    /// of up to `max_memory_bytes` each.
-    pub fn new(max_memory_bytes: u64, instances: u32) -> wasmtime::Result<Self> {
-        let instances = instances.clamp(1, MAX_POOLED_INSTANCES);
+    /// Builds an engine whose pool holds `calls` live instances (the calls
+    /// in flight that policy allows, at most [`MAX_POOLED_INSTANCES`]) of up
+    /// to `max_memory_bytes` each, plus one for a load's type check, which
+    /// runs outside any call slot: a reload that loads a driver's next
+    /// version onto this engine must not take an instance from its calls.
+    pub fn new(max_memory_bytes: u64, calls: u32) -> wasmtime::Result<Self> {
+        let instances = calls.clamp(1, MAX_POOLED_INSTANCES) + 1;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
             .total_core_instances(instances * 8)
@@ -74,6 +77,7 @@ impl DriverEngine {
         };
         Ok(Self {
             engine,
+            max_memory_bytes,
             stop,
             ticker: Some(ticker),
         })
@@ -82,6 +86,11 @@ impl DriverEngine {
     /// The engine drivers compile and run on.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The largest linear memory its pool holds.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes
     }
 
     /// Epoch ticks that make up a deadline (at least one).

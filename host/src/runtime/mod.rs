@@ -151,24 +151,38 @@ impl Runtime {
         Ok(runtime)
     }
 
-    /// Loads `entries` on one new engine sized for them. A driver whose
-    /// concurrency is unchanged shares the call slots of its version in
-    /// `serving`, so old and new calls together stay within its limit.
+    /// Loads `entries`. A driver whose concurrency is unchanged shares the
+    /// call slots of its version in `serving`, so old and new calls
+    /// together stay within its limit, and so also its engine and linker
+    /// when its memory limit fits that engine's pool: old and new calls
+    /// then take at most the instances the engine was sized for. The
+    /// others are loaded on one new engine sized for them.
     fn load_all<'p>(
         &self,
         entries: impl Iterator<Item = &'p DriverPolicy> + Clone,
         serving: &BTreeMap<String, Arc<LoadedDriver>>,
     ) -> Result<Vec<(String, Arc<LoadedDriver>)>, StartError> {
-        let max_memory = entries.clone().map(|d| d.limits.memory_bytes).max();
-        let Some(max_memory) = max_memory else {
-            return Ok(Vec::new());
+        let engine_err = |e: wasmtime::Error| StartError::Engine(format!("{e:#}"));
+        let same_slots = |d: &DriverPolicy| {
+            serving
+                .get(d.name.as_str())
+                .filter(|v| v.policy().limits.concurrency == d.limits.concurrency)
         };
-        // One pooled instance for every call policy lets run at once.
-        let instances = entries.clone().map(|d| d.limits.concurrency).sum();
-        let engine = DriverEngine::new(max_memory, instances)
-            .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let engine = Arc::new(engine);
-        let linker = linker(engine.engine()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let reusable = |d: &DriverPolicy| {
+            same_slots(d).filter(|v| v.engine().0.max_memory_bytes() >= d.limits.memory_bytes)
+        };
+        let fresh = entries.clone().filter(|d| reusable(d).is_none());
+        let fresh = match fresh.clone().map(|d| d.limits.memory_bytes).max() {
+            Some(max_memory) => {
+                // One pooled instance for every call policy lets run at once.
+                let instances = fresh.map(|d| d.limits.concurrency).sum();
+                let engine =
+                    Arc::new(DriverEngine::new(max_memory, instances).map_err(engine_err)?);
+                let linker = Arc::new(linker(engine.engine()).map_err(engine_err)?);
+                Some((engine, linker))
+            }
+            None => None,
+        };
         let mut loaded = Vec::new();
         for d in entries {
             let (bytes, component) = read_pinned(d)?;
@@ -185,13 +199,18 @@ impl Runtime {
                 lvm_groups: Default::default(),
                 attach_lock: Default::default(),
             };
-            let slots = match serving.get(d.name.as_str()) {
-                Some(v) if v.policy().limits.concurrency == d.limits.concurrency => {
-                    v.slots().clone()
-                }
-                _ => Arc::new(CallSlots::new(d.limits.concurrency)),
+            let slots = match same_slots(d) {
+                Some(v) => v.slots().clone(),
+                None => Arc::new(CallSlots::new(d.limits.concurrency)),
             };
-            let version = LoadedDriver::load(&engine, &linker, &self.cache, env, &bytes, slots)?;
+            let (engine, linker) = match (reusable(d), &fresh) {
+                (Some(v), _) => v.engine(),
+                (None, Some((engine, linker))) => (engine, linker),
+                (None, None) => {
+                    unreachable!("a fresh engine is made for every driver that cannot reuse one")
+                }
+            };
+            let version = LoadedDriver::load(engine, linker, &self.cache, env, &bytes, slots)?;
             tracing::info!(driver = %d.name, name = %version.info().name, version = %version.info().vendor_version,
                 digest = %version.digest(), provenance = ?version.provenance(), "driver loaded");
             loaded.push((d.name.to_string(), Arc::new(version)));
