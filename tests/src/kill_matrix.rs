@@ -43,6 +43,14 @@ pub enum Step {
     DeleteRestored,
     /// DeleteSnapshot.
     DeleteSnapshot,
+    /// CreateVolume of a second volume cloned from the flow's volume.
+    Clone,
+    /// DeleteVolume of the clone.
+    DeleteClone,
+    /// NodeExpandVolume of the published volume to twice its size, as
+    /// kubelet sends it for a node-local driver (csi-resizer only records
+    /// the size; the host runs the controller half on the node).
+    Expand,
     /// A Flex call-out (`init`, `attach`, `mount`, ...).
     Flex(&'static str),
 }
@@ -82,6 +90,17 @@ pub struct Flow {
     /// each run (a Flex flow leaves its volume; a share needs its directory).
     pub reset: fn(),
 }
+
+/// Create a volume, snapshot it, restore a second volume from the
+/// snapshot, then delete the restore, the snapshot and the volume.
+pub const SNAPSHOT_AND_RESTORE: &[Step] = &[
+    Step::Create,
+    Step::Snapshot,
+    Step::Restore,
+    Step::DeleteRestored,
+    Step::DeleteSnapshot,
+    Step::Delete,
+];
 
 /// Capability operations that change nothing on the host: a kill right
 /// after one leaves what a kill right before it leaves.
@@ -151,6 +170,8 @@ struct Leftovers {
 }
 
 const VOLUME: &str = "pv-kill";
+/// The size CreateVolume asks for; [`Step::Expand`] doubles it.
+const SIZE: i64 = 16 << 20;
 const NODE: &str = "test-node";
 
 /// A fixture and the host serving it, started again after each kill.
@@ -162,6 +183,7 @@ struct Run<'a> {
     volume_id: Option<String>,
     snapshot_id: Option<String>,
     restored_id: Option<String>,
+    clone_id: Option<String>,
     device: Option<String>,
     kills: u32,
     /// The fault trace, when this run traces.
@@ -193,6 +215,7 @@ impl<'a> Run<'a> {
             volume_id: None,
             snapshot_id: None,
             restored_id: None,
+            clone_id: None,
             device: None,
             kills: 0,
             trace: None,
@@ -354,6 +377,16 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The flow's CreateVolume parameters, for its first volume and every
+    /// one made from it.
+    fn parameters(&self) -> HashMap<String, String> {
+        self.flow
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     async fn channel(&self) -> Result<tonic::transport::Channel, tonic::Status> {
         wasmvol::conformance::connect(&self.f.csi_socket(), None)
             .await
@@ -393,41 +426,41 @@ impl<'a> Run<'a> {
                     .into_inner()
                     .snapshot
                     .expect("a snapshot");
-                if let Some(before) = &self.snapshot_id {
-                    assert_eq!(
-                        before, &snap.snapshot_id,
-                        "a retried snapshot answers the same"
-                    );
-                }
-                self.snapshot_id = Some(snap.snapshot_id);
+                same_answer(&mut self.snapshot_id, snap.snapshot_id, "snapshot");
+            }
+            Step::Create => {
+                let made = self.create(&mut c, VOLUME.into(), None).await?;
+                same_answer(&mut self.volume_id, made, "create");
             }
             Step::Restore => {
-                use volume_content_source::{SnapshotSource, Type};
                 let snapshot_id = self.snapshot_id.clone().expect("snapshot first");
-                let v = c
-                    .create_volume(CreateVolumeRequest {
-                        name: format!("{VOLUME}-restored"),
-                        capacity_range: Some(CapacityRange {
-                            required_bytes: 16 << 20,
-                            limit_bytes: 0,
-                        }),
-                        volume_capabilities: vec![self.capability()],
-                        volume_content_source: Some(VolumeContentSource {
-                            r#type: Some(Type::Snapshot(SnapshotSource { snapshot_id })),
-                        }),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                let id = v.volume.expect("a volume").volume_id;
-                if let Some(before) = &self.restored_id {
-                    assert_eq!(before, &id, "a retried restore answers the same volume");
-                }
-                self.restored_id = Some(id);
+                let source =
+                    volume_content_source::Type::Snapshot(volume_content_source::SnapshotSource {
+                        snapshot_id,
+                    });
+                let made = self
+                    .create(&mut c, format!("{VOLUME}-restored"), Some(source))
+                    .await?;
+                same_answer(&mut self.restored_id, made, "restore");
             }
-            Step::DeleteRestored => {
+            Step::Clone => {
+                let source =
+                    volume_content_source::Type::Volume(volume_content_source::VolumeSource {
+                        volume_id: id,
+                    });
+                let made = self
+                    .create(&mut c, format!("{VOLUME}-clone"), Some(source))
+                    .await?;
+                same_answer(&mut self.clone_id, made, "clone");
+            }
+            Step::Delete | Step::DeleteRestored | Step::DeleteClone => {
+                let volume_id = match step {
+                    Step::Delete => id,
+                    Step::DeleteRestored => self.restored_id.clone().expect("restored first"),
+                    _ => self.clone_id.clone().expect("clone first"),
+                };
                 c.delete_volume(DeleteVolumeRequest {
-                    volume_id: self.restored_id.clone().expect("restored first"),
+                    volume_id,
                     ..Default::default()
                 })
                 .await?;
@@ -439,30 +472,25 @@ impl<'a> Run<'a> {
                 })
                 .await?;
             }
-            Step::Create => {
-                let v = c
-                    .create_volume(CreateVolumeRequest {
-                        name: VOLUME.into(),
+            Step::Expand => {
+                let grown = n
+                    .node_expand_volume(NodeExpandVolumeRequest {
+                        volume_id: id,
+                        volume_path: target,
                         capacity_range: Some(CapacityRange {
-                            required_bytes: 16 << 20,
+                            required_bytes: 2 * SIZE,
                             limit_bytes: 0,
                         }),
-                        volume_capabilities: vec![self.capability()],
-                        parameters: self
-                            .flow
-                            .parameters
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect(),
+                        staging_target_path: staging,
+                        volume_capability: cap,
                         ..Default::default()
                     })
                     .await?
                     .into_inner();
-                let id = v.volume.expect("a volume").volume_id;
-                if let Some(before) = &self.volume_id {
-                    assert_eq!(before, &id, "a retried create answers the same volume");
-                }
-                self.volume_id = Some(id);
+                assert!(
+                    grown.capacity_bytes >= 2 * SIZE,
+                    "grown to at least the size asked: {grown:?}"
+                );
             }
             Step::ControllerPublish => {
                 c.controller_publish_volume(ControllerPublishVolumeRequest {
@@ -523,16 +551,34 @@ impl<'a> Run<'a> {
                 })
                 .await?;
             }
-            Step::Delete => {
-                c.delete_volume(DeleteVolumeRequest {
-                    volume_id: id,
-                    ..Default::default()
-                })
-                .await?;
-            }
             Step::Flex(_) => unreachable!("a CSI step"),
         }
         Ok(())
+    }
+
+    /// CreateVolume of the flow's size and parameters named `name`, from
+    /// `source` if any; the id it answered.
+    async fn create(
+        &self,
+        c: &mut ControllerClient<tonic::transport::Channel>,
+        name: String,
+        source: Option<volume_content_source::Type>,
+    ) -> Result<String, tonic::Status> {
+        let v = c
+            .create_volume(CreateVolumeRequest {
+                name,
+                capacity_range: Some(CapacityRange {
+                    required_bytes: SIZE,
+                    limit_bytes: 0,
+                }),
+                volume_capabilities: vec![self.capability()],
+                parameters: self.parameters(),
+                volume_content_source: source.map(|t| VolumeContentSource { r#type: Some(t) }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        Ok(v.volume.expect("a volume").volume_id)
     }
 
     /// The volumes ListVolumes lists (none for a flow without CreateVolume).
@@ -609,6 +655,15 @@ impl<'a> Run<'a> {
         }
         (Leftovers { storage, records }, self.kills)
     }
+}
+
+/// Keeps `id` in `slot`: a retried `call` (after a kill) must answer the
+/// id the cut-off one did, when that one answered at all.
+fn same_answer(slot: &mut Option<String>, id: String, call: &str) {
+    if let Some(before) = slot {
+        assert_eq!(before, &id, "a retried {call} answers the same");
+    }
+    *slot = Some(id);
 }
 
 /// Every path beneath `dir`, relative to it (none if it does not exist),

@@ -1058,36 +1058,62 @@ async fn lvm_answers_every_row_of_the_spec_sweep_it_offers() {
     assert_eq!(lvs("kube_vg"), before);
 }
 
-/// The logical volumes of the kill-point flow's volume (`pv-kill`) in `kube_vg`.
+/// The logical volumes of the kill-point flows in `kube_vg`: their volume
+/// (`pv-kill`), its restore and clone (`pv-kill-*`) and its snapshot
+/// (`snap-snap-kill`), each with its tags and size.
 fn kill_flow_lvs(_: &Fixture) -> std::collections::BTreeSet<String> {
     lvs("kube_vg")
         .into_iter()
-        .filter(|(name, _)| name.contains("pv-kill"))
-        .map(|(name, tags)| format!("{name} {tags}"))
+        .filter(|(name, _)| name.contains("pv-kill") || name.contains("snap-kill"))
+        .map(|(name, tags)| format!("{name} {tags} {}", lv_bytes(&format!("kube_vg/{name}"))))
         .collect()
 }
 
-/// The kill-point matrix (`wasmvol_tests::kill_matrix`) on a thick logical
-/// volume through CSI: the host killed at each point of create, stage,
-/// publish, unpublish, unstage and delete that may change state (under
-/// emulation a restart is costly; see `Flow::changes_only`) in turn, restarted, kubelet's
-/// retry replayed and the flow finished; after each step the group holds
-/// what the uninterrupted flow's held, and nothing is left at the end.
-#[test]
-fn killed_at_every_point_that_changes_state_the_retry_finishes_it() {
-    use wasmvol_tests::kill_matrix::{matrix, Flow, Step::*};
-    let points = matrix(Flow {
+/// A kill-point flow of a thick logical volume through CSI.
+fn kill_flow(
+    steps: &'static [wasmvol_tests::kill_matrix::Step],
+) -> wasmvol_tests::kill_matrix::Flow {
+    wasmvol_tests::kill_matrix::Flow {
         lists: false,
         parameters: &[("volumegroup", "kube_vg")],
         storage: kill_flow_lvs,
         changes_only: true,
-        ..Flow::new(
-            "lvm",
-            grants(true, false),
-            &[Create, Stage, Publish, Unpublish, Unstage, Delete],
-        )
-    });
+        ..wasmvol_tests::kill_matrix::Flow::new("lvm", grants(true, false), steps)
+    }
+}
+
+/// The kill-point matrix (`wasmvol_tests::kill_matrix`) on a thick logical
+/// volume through CSI: the host killed at each point of create, stage,
+/// publish, online expansion (lvextend, then resize2fs), unpublish, unstage
+/// and delete that may change state (under emulation a restart is costly;
+/// see `Flow::changes_only`) in turn, restarted, kubelet's retry replayed
+/// and the flow finished; after each step the group holds what the
+/// uninterrupted flow's held (names, tags, sizes), and nothing is left at
+/// the end.
+#[test]
+fn killed_at_every_point_that_changes_state_the_retry_finishes_it() {
+    use wasmvol_tests::kill_matrix::{matrix, Step::*};
+    let points = matrix(kill_flow(&[
+        Create, Stage, Publish, Expand, Unpublish, Unstage, Delete,
+    ]));
     eprintln!("lvm CSI: {points} kill points, all passed");
+}
+
+/// The matrix on a thick volume's snapshot (a copy-on-write logical
+/// volume), a restore from it (a thick copy) and their deletes.
+#[test]
+fn killed_at_every_point_of_snapshot_and_restore_the_retry_finishes_it() {
+    use wasmvol_tests::kill_matrix::{matrix, SNAPSHOT_AND_RESTORE};
+    let points = matrix(kill_flow(SNAPSHOT_AND_RESTORE));
+    eprintln!("lvm CSI snapshot and restore: {points} kill points, all passed");
+}
+
+/// The matrix on a clone of a thick volume (a thick copy) and its delete.
+#[test]
+fn killed_at_every_point_of_a_clone_the_retry_finishes_it() {
+    use wasmvol_tests::kill_matrix::{matrix, Step::*};
+    let points = matrix(kill_flow(&[Create, Clone, DeleteClone, Delete]));
+    eprintln!("lvm CSI clone: {points} kill points, all passed");
 }
 
 /// Removes logical volume `vg/name` with the LVM tools.

@@ -682,6 +682,44 @@ fn killed_at_every_point_that_changes_state_the_retry_finishes_it() {
     eprintln!("nfs CSI: {points} kill points, all passed");
 }
 
+/// The share directory of the snapshot and clone kill-point flows.
+const KILL_COPIES_DIR: &str = "kill-copies";
+
+/// A kill-point flow through CSI of a volume in [`KILL_COPIES_DIR`], made
+/// afresh before each run.
+fn copies_flow(
+    steps: &'static [wasmvol_tests::kill_matrix::Step],
+) -> wasmvol_tests::kill_matrix::Flow {
+    wasmvol_tests::kill_matrix::Flow {
+        lists: false,
+        parameters: &[
+            ("server", "nfs.test"),
+            ("share", EXPORT),
+            ("subDir", KILL_COPIES_DIR),
+        ],
+        storage: |_| wasmvol_tests::kill_matrix::walk(&Path::new(EXPORT).join(KILL_COPIES_DIR)),
+        changes_only: true,
+        reset: || {
+            let _ = std::fs::remove_dir_all(Path::new(EXPORT).join(KILL_COPIES_DIR));
+        },
+        ..wasmvol_tests::kill_matrix::Flow::new("nfs", grants(true, false), steps)
+    }
+}
+
+/// The matrix on a snapshot of an NFS volume (a copy in `.snapshots` on
+/// the share), a restore from it and their deletes, then on a clone (a
+/// copy of its directory) and its delete: after each step the share holds
+/// what the uninterrupted flow's held (names and sizes). One test, as the
+/// two flows share [`KILL_COPIES_DIR`].
+#[test]
+fn killed_at_every_point_of_snapshot_restore_and_clone_the_retry_finishes_it() {
+    use wasmvol_tests::kill_matrix::{matrix, Step::*, SNAPSHOT_AND_RESTORE};
+    let snapshots = matrix(copies_flow(SNAPSHOT_AND_RESTORE));
+    let clones = matrix(copies_flow(&[Create, Clone, DeleteClone, Delete]));
+    let _ = std::fs::remove_dir_all(Path::new(EXPORT).join(KILL_COPIES_DIR));
+    eprintln!("nfs CSI snapshot and restore: {snapshots} kill points; clone: {clones}; all passed");
+}
+
 /// The share directory the Flex kill-point flow mounts (Flex makes none).
 const KILL_FLEX_DIR: &str = "/srv/nfs/kill-flex";
 
