@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{loops_under, Fixture, FixtureGrants, ServeProcess};
 use wasmvol::csi::proto::controller_client::ControllerClient;
+use wasmvol::csi::proto::group_controller_client::GroupControllerClient;
 use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
 
@@ -51,6 +52,13 @@ pub enum Step {
     /// kubelet sends it for a node-local driver (csi-resizer only records
     /// the size; the host runs the controller half on the node).
     Expand,
+    /// ControllerModifyVolume of the flow's volume to `readOnly=true`.
+    Modify,
+    /// CreateVolumeGroupSnapshot of the flow's volume and, if the flow made
+    /// them, its clone and its restore.
+    GroupSnapshot,
+    /// DeleteVolumeGroupSnapshot, with its member snapshots.
+    DeleteGroupSnapshot,
     /// A Flex call-out (`init`, `attach`, `mount`, ...).
     Flex(&'static str),
 }
@@ -101,6 +109,30 @@ pub const SNAPSHOT_AND_RESTORE: &[Step] = &[
     Step::DeleteSnapshot,
     Step::Delete,
 ];
+
+/// Create a volume (and, with `clone`, a clone of it), make it read-only,
+/// snapshot the volumes as a group, then delete the group and the volumes.
+pub const fn modify_and_group_snapshot(clone: bool) -> &'static [Step] {
+    if clone {
+        &[
+            Step::Create,
+            Step::Clone,
+            Step::Modify,
+            Step::GroupSnapshot,
+            Step::DeleteGroupSnapshot,
+            Step::DeleteClone,
+            Step::Delete,
+        ]
+    } else {
+        &[
+            Step::Create,
+            Step::Modify,
+            Step::GroupSnapshot,
+            Step::DeleteGroupSnapshot,
+            Step::Delete,
+        ]
+    }
+}
 
 /// Capability operations that change nothing on the host: a kill right
 /// after one leaves what a kill right before it leaves.
@@ -184,6 +216,8 @@ struct Run<'a> {
     snapshot_id: Option<String>,
     restored_id: Option<String>,
     clone_id: Option<String>,
+    /// The group snapshot's id and its member snapshots' ids, sorted.
+    group: Option<(String, Vec<String>)>,
     device: Option<String>,
     kills: u32,
     /// The fault trace, when this run traces.
@@ -216,6 +250,7 @@ impl<'a> Run<'a> {
             snapshot_id: None,
             restored_id: None,
             clone_id: None,
+            group: None,
             device: None,
             kills: 0,
             trace: None,
@@ -471,6 +506,53 @@ impl<'a> Run<'a> {
                     ..Default::default()
                 })
                 .await?;
+            }
+            Step::Modify => {
+                c.controller_modify_volume(ControllerModifyVolumeRequest {
+                    volume_id: id,
+                    mutable_parameters: [("readOnly".to_owned(), "true".to_owned())].into(),
+                    ..Default::default()
+                })
+                .await?;
+            }
+            Step::GroupSnapshot => {
+                let ch = self.channel().await?;
+                let source_volume_ids = std::iter::once(id)
+                    .chain(self.clone_id.clone())
+                    .chain(self.restored_id.clone())
+                    .collect::<Vec<_>>();
+                let members = source_volume_ids.len();
+                let g = GroupControllerClient::new(ch)
+                    .create_volume_group_snapshot(CreateVolumeGroupSnapshotRequest {
+                        name: "group-kill".into(),
+                        source_volume_ids,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .group_snapshot
+                    .expect("a group snapshot");
+                let mut snapshots: Vec<String> =
+                    g.snapshots.into_iter().map(|s| s.snapshot_id).collect();
+                snapshots.sort();
+                assert_eq!(snapshots.len(), members, "a snapshot per member");
+                let answer = (g.group_snapshot_id, snapshots);
+                if let Some(before) = &self.group {
+                    assert_eq!(before, &answer, "a retried group snapshot answers the same");
+                }
+                self.group = Some(answer);
+            }
+            Step::DeleteGroupSnapshot => {
+                let ch = self.channel().await?;
+                let (group_snapshot_id, snapshot_ids) =
+                    self.group.clone().expect("group snapshot first");
+                GroupControllerClient::new(ch)
+                    .delete_volume_group_snapshot(DeleteVolumeGroupSnapshotRequest {
+                        group_snapshot_id,
+                        snapshot_ids,
+                        ..Default::default()
+                    })
+                    .await?;
             }
             Step::Expand => {
                 let grown = n

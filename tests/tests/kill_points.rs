@@ -4,7 +4,9 @@
 //! restarted, kubelet's retry replayed and the flow finished, checked
 //! against the uninterrupted flow (`wasmvol_tests::kill_matrix`).
 
-use wasmvol_tests::kill_matrix::{matrix, Flow, Step::*, SNAPSHOT_AND_RESTORE};
+use wasmvol_tests::kill_matrix::{
+    matrix, modify_and_group_snapshot, Flow, Step::*, SNAPSHOT_AND_RESTORE,
+};
 use wasmvol_tests::FixtureGrants;
 
 fn hostpath_grants() -> FixtureGrants {
@@ -94,6 +96,18 @@ fn hostpath_csi_clone_and_expand() {
 }
 
 #[test]
+fn hostpath_csi_modify_and_group_snapshot() {
+    run(
+        "hostpath CSI modify and group snapshot",
+        Flow::new(
+            "hostpath",
+            hostpath_grants(),
+            modify_and_group_snapshot(true),
+        ),
+    );
+}
+
+#[test]
 fn hostpath_flex() {
     run(
         "hostpath Flex",
@@ -131,6 +145,14 @@ fn loopfs_csi_snapshot_and_restore() {
     run(
         "loopfs CSI snapshot and restore",
         Flow::new("loopfs", loopfs_grants(), SNAPSHOT_AND_RESTORE),
+    );
+}
+
+#[test]
+fn loopfs_csi_modify_and_group_snapshot() {
+    run(
+        "loopfs CSI modify and group snapshot",
+        Flow::new("loopfs", loopfs_grants(), modify_and_group_snapshot(false)),
     );
 }
 
