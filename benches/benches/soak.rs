@@ -12,8 +12,11 @@
 //! and no mount or loop device is left. Samples go to
 //! `target/soak-<driver>.csv`.
 //!
-//! nfs and lvm need the real-kernel VM, which runs their kill-point flows
-//! but no soak.
+//! nfs and lvm run in the real-kernel VM (`scripts/soak.sh N nfs|lvm`
+//! boots it): nfs's volumes are directories on the VM's NFS export, each
+//! published by an NFS mount, and its Flex shims mount a share directory
+//! of their own; lvm's are thick logical volumes in `kube_vg`, staged with
+//! mkfs, and its Flex shims mount a volume each made on its first mount.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use wasmvol::csi::proto::controller_client::ControllerClient;
 use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
 use wasmvol_tests::csi_requests::{create_req, rw};
+use wasmvol_tests::real_kernel;
 use wasmvol_tests::{
     csi_channel, exec_flex_shim, install_flex_shim, loops_under, mounts_under, Fixture,
     FixtureGrants, ServeProcess,
@@ -60,20 +64,23 @@ fn main() {
         .unwrap_or(2000);
     let driver = std::env::var("WASMVOL_SOAK_DRIVER").unwrap_or_else(|_| "hostpath".into());
     // scratch's volumes are ephemeral inline ones: no create or delete,
-    // and no Flex life (Flex has no inline volumes).
-    let (block, ephemeral) = match driver.as_str() {
-        "hostpath" => (false, false),
-        "loopfs" => (true, false),
-        "scratch" => (false, true),
-        other => panic!("WASMVOL_SOAK_DRIVER={other}: hostpath, loopfs or scratch"),
+    // and no Flex life (Flex has no inline volumes). `block`: loopfs's
+    // volumes are loop devices, attached over Flex; `stages`: loopfs's and
+    // lvm's are staged (mkfs and a mount) before they are published.
+    let (block, stages, ephemeral) = match driver.as_str() {
+        "hostpath" | "nfs" => (false, false, false),
+        "loopfs" => (true, true, false),
+        "lvm" => (false, true, false),
+        "scratch" => (false, false, true),
+        other => panic!("WASMVOL_SOAK_DRIVER={other}: hostpath, loopfs, scratch, nfs or lvm"),
     };
     let defaults = FixtureGrants::default();
-    let f = Fixture::new(
-        &driver,
-        FixtureGrants {
+    let grants = match driver.as_str() {
+        "nfs" => real_kernel::nfs_grants(true, true),
+        "lvm" => real_kernel::lvm_grants(true, true),
+        _ => FixtureGrants {
             csi: true,
             flex: !ephemeral,
-            concurrency: 16,
             device: block,
             deadline_ms: 60_000,
             // scratch has no storage root and keeps no state.
@@ -81,6 +88,51 @@ fn main() {
             state_quota: defaults.state_quota.filter(|_| !ephemeral),
             tmpfs_max_bytes: ephemeral.then_some(8 << 20),
             ..defaults
+        },
+    };
+    // Where nfs's and lvm's volumes go: CreateVolume's parameters, and the
+    // Flex options naming a worker's volume.
+    let parameters: &[(&str, &str)] = match driver.as_str() {
+        "nfs" => &[
+            ("server", "nfs.test"),
+            ("share", real_kernel::EXPORT),
+            ("subDir", "soak"),
+        ],
+        "lvm" => &[("volumegroup", "kube_vg")],
+        _ => &[],
+    };
+    let flex_options = |w: usize| -> Vec<(&'static str, String)> {
+        match driver.as_str() {
+            "nfs" => vec![
+                ("kubernetes.io/fsType", "nfs".into()),
+                ("server", "nfs.test".into()),
+                ("share", real_kernel::EXPORT.into()),
+                ("subDir", format!("soak-flex-{w}")),
+            ],
+            "lvm" => vec![
+                ("kubernetes.io/fsType", "ext4".into()),
+                ("volumeID", format!("soak-flex-{w}")),
+                ("size", "16m".into()),
+                ("volumegroup", "kube_vg".into()),
+            ],
+            _ if block => vec![("kubernetes.io/fsType", "ext4".into())],
+            _ => Vec::new(),
+        }
+    };
+    if driver == "nfs" {
+        // Flex mounts a share directory that is there; it makes none.
+        for w in 0..8 {
+            std::fs::create_dir_all(
+                std::path::Path::new(real_kernel::EXPORT).join(format!("soak-flex-{w}")),
+            )
+            .unwrap();
+        }
+    }
+    let f = Fixture::new(
+        &driver,
+        FixtureGrants {
+            concurrency: 16,
+            ..grants
         },
     );
     let shim = (!ephemeral).then(|| install_flex_shim(&f));
@@ -108,18 +160,22 @@ fn main() {
         .flat_map(|shim| (0..8).map(move |w| (w, shim.clone())))
         .map(|(w, shim)| {
             let (stop, errors, done) = (stop.clone(), errors.clone(), done.clone());
+            let options = flex_options(w);
             let dir = f.dir.path().join(format!("pods/w{w}"));
             let devdir = f.dir.path().join(format!("devmounts/w{w}"));
             std::thread::spawn(move || {
                 std::fs::create_dir_all(&dir).unwrap();
                 std::fs::create_dir_all(&devdir).unwrap();
                 let (d, dd) = (dir.to_str().unwrap(), devdir.to_str().unwrap());
-                let o = serde_json::json!({
-                    "kubernetes.io/fsType": if block { "ext4" } else { "" },
+                let mut o = serde_json::json!({
+                    "kubernetes.io/fsType": "",
                     "kubernetes.io/readwrite": "rw",
                     "kubernetes.io/pvOrVolumeName": format!("pv-soak-{w}"),
-                })
-                .to_string();
+                });
+                for (k, v) in options {
+                    o[k] = v.into();
+                }
+                let o = o.to_string();
                 let call = |args: &[&str]| {
                     let a = exec_flex_shim(&shim, args);
                     done.fetch_add(1, Ordering::Relaxed);
@@ -195,14 +251,21 @@ fn main() {
                             done.fetch_add(2, Ordering::Relaxed);
                             return Ok(());
                         }
+                        let create = CreateVolumeRequest {
+                            parameters: parameters
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect(),
+                            ..create_req(&format!("soak-{i}"), 16 << 20)
+                        };
                         let v = controller
-                            .create_volume(create_req(&format!("soak-{i}"), 16 << 20))
+                            .create_volume(create)
                             .await?
                             .into_inner()
                             .volume
                             .unwrap();
                         done.fetch_add(1, Ordering::Relaxed);
-                        let staging = block.then(|| staging.display().to_string());
+                        let staging = stages.then(|| staging.display().to_string());
                         if let Some(staging) = &staging {
                             std::fs::create_dir_all(staging).unwrap();
                             node.node_stage_volume(NodeStageVolumeRequest {

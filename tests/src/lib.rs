@@ -7,6 +7,7 @@
 
 pub mod csi_requests;
 pub mod kill_matrix;
+pub mod real_kernel;
 pub mod spec_sweep;
 use std::path::{Path, PathBuf};
 

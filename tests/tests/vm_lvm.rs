@@ -16,30 +16,10 @@ use tonic::Code;
 use wasmvol::csi::proto::controller_client::ControllerClient;
 use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
-use wasmvol::policy::file::{LvmEntry, LvmGroupEntry};
-use wasmvol_tests::{csi_channel, exec_flex_shim, Fixture, FixtureGrants, ServeProcess};
+use wasmvol_tests::real_kernel::lvm_grants as grants;
+use wasmvol_tests::{csi_channel, exec_flex_shim, Fixture, ServeProcess};
 
 const MIB: i64 = 1 << 20;
-
-fn grants(csi: bool, flex: bool) -> FixtureGrants {
-    FixtureGrants {
-        mount: true,
-        storage: None,
-        state_quota: None,
-        csi,
-        flex,
-        flex_name: flex.then_some("kubernetes.io/lvm"),
-        lvm: Some(LvmEntry {
-            groups: vec![LvmGroupEntry {
-                name: "kube_vg".into(),
-                thin_pools: vec!["pool0".into()],
-                max_bytes: 8 << 30,
-            }],
-        }),
-        deadline_ms: 120_000,
-        ..FixtureGrants::default()
-    }
-}
 
 /// `lvs` of a group: name → tags.
 /// A logical volume's size in bytes, as lvs reports it.
@@ -806,6 +786,11 @@ fn the_classic_kubernetes_io_lvm_flex_volume_is_made_on_first_mount_and_keeps_it
     let mounted = exec_flex_shim(&shim_path, &["mount", &dir_s, &options]);
     assert_eq!(mounted["status"], "Success", "{mounted}");
     assert_eq!(lvs("kube_vg")["vol1"], "wasmvol.owner.lvm");
+    assert_eq!(
+        lv_bytes("kube_vg/vol1"),
+        64 << 20,
+        "made at the `size` option"
+    );
     std::fs::write(dir.join("from-pod"), b"flex lvm").unwrap();
     let unmounted = exec_flex_shim(&shim_path, &["unmount", &dir_s]);
     assert_eq!(unmounted["status"], "Success", "{unmounted}");

@@ -14,48 +14,10 @@ use tonic::Code;
 use wasmvol::csi::proto::controller_client::ControllerClient;
 use wasmvol::csi::proto::node_client::NodeClient;
 use wasmvol::csi::proto::*;
-use wasmvol::policy::file::NetfsEntry;
-use wasmvol::policy::StorageAccess;
-use wasmvol_tests::{
-    csi_channel, exec_flex_shim, mount_options, Fixture, FixtureGrants, ServeProcess,
-};
+use wasmvol_tests::real_kernel::{nfs_grants as grants, EXPORT};
+use wasmvol_tests::{csi_channel, exec_flex_shim, mount_options, Fixture, ServeProcess};
 
 /// The export the VM's NFS server serves, as its own directory.
-const EXPORT: &str = "/srv/nfs";
-
-fn netfs_grant() -> NetfsEntry {
-    NetfsEntry {
-        servers: vec![
-            "127.0.0.1/32".into(),
-            "nfs.test".into(),
-            "outside.test".into(),
-        ],
-        exports: vec![EXPORT.into()],
-        versions: vec!["3".into(), "4.2".into()],
-        options: vec![
-            "hard".into(),
-            "timeo".into(),
-            "nolock".into(),
-            "noatime".into(),
-        ],
-        access: StorageAccess::ReadWrite,
-    }
-}
-
-fn grants(csi: bool, flex: bool) -> FixtureGrants {
-    FixtureGrants {
-        mount: true,
-        storage: None,
-        state_quota: None,
-        csi,
-        flex,
-        flex_name: flex.then_some("k8s/nfs"),
-        netfs: Some(netfs_grant()),
-        deadline_ms: 60_000,
-        ..FixtureGrants::default()
-    }
-}
-
 // Fields drop in order: clients first, then the host, then the fixture.
 struct Csi {
     controller: ControllerClient<tonic::transport::Channel>,

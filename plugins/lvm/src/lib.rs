@@ -91,6 +91,16 @@ fn lv_name(prefix: &str, name: &str) -> String {
     }
 }
 
+/// The size to make: CSI's capacity range; without one (Flex, which has
+/// no provisioning step and passes its options as parameters) the `size`
+/// option, else [`DEFAULT_CAPACITY`].
+fn flex_size(r: &CreateVolumeRequest) -> Result<u64> {
+    match get(&r.parameters, "size") {
+        size if r.capacity_range.is_none() && !size.is_empty() => parse_size(size),
+        _ => capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY),
+    }
+}
+
 /// Parses a Flex `size` option: bytes, or with LVM's binary units (`1000m`, `1g`, `512Mi`).
 fn parse_size(s: &str) -> Result<u64> {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -175,7 +185,7 @@ impl Driver for Lvm {
             vg: vg.into(),
             lv: lv_name("", &r.name),
         };
-        let size = capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY)?;
+        let size = flex_size(&r)?;
         if let Some(v) = find(&place)? {
             if !capacity::fits(&r.capacity_range, v.size_bytes) {
                 return Err(DriverError::AlreadyExists(format!(
@@ -527,6 +537,15 @@ mod tests {
         .unwrap();
         let [lv] = host.logical_volumes("kube_vg").try_into().unwrap();
         assert_eq!((lv.name.as_str(), lv.size_bytes), ("vol1", 64 << 20));
+        // The host's Flex mount provisions first, with the options as
+        // parameters and no capacity range: `size` is the size to make.
+        let params = [("volumegroup", "kube_vg"), ("size", "32m")];
+        Lvm::create_volume(requests::create("vol2", None, filesystem(""), &params)).unwrap();
+        let made = host.logical_volumes("kube_vg");
+        assert_eq!(
+            made.iter().find(|v| v.name == "vol2").unwrap().size_bytes,
+            32 << 20
+        );
 
         let v = Lvm::create_volume(requests::create(
             "pvc-raw",
