@@ -31,18 +31,26 @@ pub fn netfs_grant() -> NetfsEntry {
     }
 }
 
-/// nfs's grants: mounts and the share, over CSI and/or Flex (`k8s/nfs`).
-pub fn nfs_grants(csi: bool, flex: bool) -> FixtureGrants {
+/// What the VM's drivers are granted beside their storage: mounts, no
+/// storage root or state quota, CSI and/or Flex under `flex_name`.
+fn vm_driver(csi: bool, flex: bool, flex_name: &'static str, deadline_ms: u64) -> FixtureGrants {
     FixtureGrants {
         mount: true,
         storage: None,
         state_quota: None,
         csi,
         flex,
-        flex_name: flex.then_some("k8s/nfs"),
-        netfs: Some(netfs_grant()),
-        deadline_ms: 60_000,
+        flex_name: flex.then_some(flex_name),
+        deadline_ms,
         ..FixtureGrants::default()
+    }
+}
+
+/// nfs's grants: mounts and the share, over CSI and/or Flex (`k8s/nfs`).
+pub fn nfs_grants(csi: bool, flex: bool) -> FixtureGrants {
+    FixtureGrants {
+        netfs: Some(netfs_grant()),
+        ..vm_driver(csi, flex, "k8s/nfs", 60_000)
     }
 }
 
@@ -50,12 +58,6 @@ pub fn nfs_grants(csi: bool, flex: bool) -> FixtureGrants {
 /// most), over CSI and/or Flex (`kubernetes.io/lvm`).
 pub fn lvm_grants(csi: bool, flex: bool) -> FixtureGrants {
     FixtureGrants {
-        mount: true,
-        storage: None,
-        state_quota: None,
-        csi,
-        flex,
-        flex_name: flex.then_some("kubernetes.io/lvm"),
         lvm: Some(LvmEntry {
             groups: vec![LvmGroupEntry {
                 name: "kube_vg".into(),
@@ -63,7 +65,6 @@ pub fn lvm_grants(csi: bool, flex: bool) -> FixtureGrants {
                 max_bytes: 8 << 30,
             }],
         }),
-        deadline_ms: 120_000,
-        ..FixtureGrants::default()
+        ..vm_driver(csi, flex, "kubernetes.io/lvm", 120_000)
     }
 }
