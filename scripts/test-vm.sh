@@ -49,7 +49,9 @@ done
 exit \$status
 JOB
 set +e
-scripts/vm/boot.sh "$job" 2>&1 | tee "$log"
+# The guest's run takes about 25 minutes under emulation (the LVM
+# kill-point flows most of it): room to spare before boot.sh gives up.
+WASMVOL_VM_TIMEOUT=${WASMVOL_VM_TIMEOUT:-3000} scripts/vm/boot.sh "$job" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}' || true)
