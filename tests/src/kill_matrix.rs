@@ -430,7 +430,11 @@ impl<'a> Run<'a> {
 
     async fn csi(&mut self, step: Step) -> Result<(), tonic::Status> {
         let ch = self.channel().await?;
-        let (mut c, mut n) = (ControllerClient::new(ch.clone()), NodeClient::new(ch));
+        let (mut c, mut g, mut n) = (
+            ControllerClient::new(ch.clone()),
+            GroupControllerClient::new(ch.clone()),
+            NodeClient::new(ch),
+        );
         let id = self
             .volume_id
             .clone()
@@ -516,13 +520,12 @@ impl<'a> Run<'a> {
                 .await?;
             }
             Step::GroupSnapshot => {
-                let ch = self.channel().await?;
                 let source_volume_ids = std::iter::once(id)
                     .chain(self.clone_id.clone())
                     .chain(self.restored_id.clone())
                     .collect::<Vec<_>>();
                 let members = source_volume_ids.len();
-                let g = GroupControllerClient::new(ch)
+                let made = g
                     .create_volume_group_snapshot(CreateVolumeGroupSnapshotRequest {
                         name: "group-kill".into(),
                         source_volume_ids,
@@ -533,26 +536,24 @@ impl<'a> Run<'a> {
                     .group_snapshot
                     .expect("a group snapshot");
                 let mut snapshots: Vec<String> =
-                    g.snapshots.into_iter().map(|s| s.snapshot_id).collect();
+                    made.snapshots.into_iter().map(|s| s.snapshot_id).collect();
                 snapshots.sort();
                 assert_eq!(snapshots.len(), members, "a snapshot per member");
-                let answer = (g.group_snapshot_id, snapshots);
+                let answer = (made.group_snapshot_id, snapshots);
                 if let Some(before) = &self.group {
                     assert_eq!(before, &answer, "a retried group snapshot answers the same");
                 }
                 self.group = Some(answer);
             }
             Step::DeleteGroupSnapshot => {
-                let ch = self.channel().await?;
                 let (group_snapshot_id, snapshot_ids) =
                     self.group.clone().expect("group snapshot first");
-                GroupControllerClient::new(ch)
-                    .delete_volume_group_snapshot(DeleteVolumeGroupSnapshotRequest {
-                        group_snapshot_id,
-                        snapshot_ids,
-                        ..Default::default()
-                    })
-                    .await?;
+                g.delete_volume_group_snapshot(DeleteVolumeGroupSnapshotRequest {
+                    group_snapshot_id,
+                    snapshot_ids,
+                    ..Default::default()
+                })
+                .await?;
             }
             Step::Expand => {
                 let grown = n

@@ -94,7 +94,7 @@ fn lv_name(prefix: &str, name: &str) -> String {
 /// The size to make: CSI's capacity range; without one (Flex, which has
 /// no provisioning step and passes its options as parameters) the `size`
 /// option, else [`DEFAULT_CAPACITY`].
-fn flex_size(r: &CreateVolumeRequest) -> Result<u64> {
+fn size_to_make(r: &CreateVolumeRequest) -> Result<u64> {
     match get(&r.parameters, "size") {
         size if r.capacity_range.is_none() && !size.is_empty() => parse_size(size),
         _ => capacity::resolve(&r.capacity_range, DEFAULT_CAPACITY),
@@ -185,7 +185,7 @@ impl Driver for Lvm {
             vg: vg.into(),
             lv: lv_name("", &r.name),
         };
-        let size = flex_size(&r)?;
+        let size = size_to_make(&r)?;
         if let Some(v) = find(&place)? {
             if !capacity::fits(&r.capacity_range, v.size_bytes) {
                 return Err(DriverError::AlreadyExists(format!(
